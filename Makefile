@@ -1,0 +1,42 @@
+# Bastion: `make run` and `make test` are the only commands a fresh machine needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock pyproject.toml | sha1sum | cut -c1-12)
+DATASETS ?= ../shared/datasets
+
+.PHONY: install run test lint typecheck pytest bench-zero-shot clean
+
+# Pinned dependencies; torch 2.13.0 resolves to the CPU build this machine's pip finds locally.
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+## Moderate the shipped sample file with the built-in OpenAI-categories policy, zero-shot.
+run: install
+	$(BIN)/bastion moderate --input src/bastion/data/sample.jsonl
+
+## Lint, type-check and run the whole test suite (what CI runs).
+test: install lint typecheck pytest
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	BASTION_DATASETS=$(DATASETS) $(BIN)/pytest -n 2 --dist loadfile -q
+
+bench-zero-shot: install
+	BASTION_DATASETS=$(DATASETS) $(BIN)/python bench/zero_shot.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache reports bench/out

@@ -1,0 +1,39 @@
+"""The `bastion` command line: one module per command group, errors printed without a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from bastion.errors import BastionError
+
+app = typer.Typer(
+    name="bastion",
+    help="Bastion: write a content policy once, then moderate, evaluate and serve against it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+
+
+def _register() -> None:
+    from bastion.cli import eval as eval_cmd
+    from bastion.cli import moderate, policy
+
+    app.command("moderate")(moderate.moderate_command)
+    app.command("eval")(eval_cmd.eval_command)
+    app.add_typer(policy.app, name="policy")
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        app()
+    except BastionError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        sys.exit(2)

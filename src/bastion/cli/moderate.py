@@ -1,0 +1,193 @@
+"""`bastion moderate`: one text as a table or JSON, or a JSONL file streamed to JSONL."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bastion.errors import BastionError, InputError
+from bastion.moderator import Moderator, Verdict
+from bastion.records import OnError, Record, count_lines, output_line, read_records, stop_error
+
+console = Console()
+err_console = Console(stderr=True)
+
+_ACTION_STYLE = {"allow": "green", "review": "yellow", "block": "bold red"}
+
+
+def moderate_command(
+    text: Annotated[str | None, typer.Argument(help="Text to moderate (omit with --input).")] = None,
+    input: Annotated[
+        Path | None, typer.Option("--input", "-i", help="JSONL file: one {id, text, ...} per line.")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write JSONL verdicts here ('-' for stdout)."),
+    ] = None,
+    policy: Annotated[
+        str, typer.Option("--policy", "-p", help="Built-in pack (openai, mlcommons) or a YAML file.")
+    ] = "openai",
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Encoder directory (sentence-transformers); default bundled."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full Verdict as JSON.")] = False,
+    evidence: Annotated[bool, typer.Option(help="Include evidence in JSONL output lines.")] = False,
+    on_error: Annotated[
+        OnError, typer.Option(help="A line that cannot be read: record it and go on, or stop.")
+    ] = OnError.skip,
+    batch_size: Annotated[int, typer.Option(min=1, help="Items scored per batch.")] = 128,
+) -> None:
+    """Moderate a text, or a JSONL file of items, against a policy.
+
+    Examples:
+
+      bastion moderate "I will find where you live and hurt you"
+
+      bastion moderate "some text" --policy mlcommons --json
+
+      bastion moderate --input posts.jsonl --output verdicts.jsonl
+
+    Each output line has the input's id and line number, flagged, categories, category_scores,
+    action and error (null when scored). Lines that cannot be read still get an output line.
+    """
+    if (text is None) == (input is None):
+        raise BastionError("give either a TEXT argument or --input FILE (not both)")
+    moderator = Moderator(policy, encoder=model, batch_size=batch_size)
+    if text is not None:
+        verdict = moderator.moderate_one(text)
+        if as_json:
+            typer.echo(verdict.model_dump_json(indent=2))
+        else:
+            _print_verdict(text, verdict)
+        if verdict.error:
+            raise typer.Exit(1)
+        return
+    assert input is not None
+    if not input.exists():
+        raise InputError(f"{input}: no such file")
+    if output is None and not as_json:
+        rows = _moderate_file(moderator, input, None, on_error, evidence, batch_size)
+        _print_table(rows)
+        return
+    with _open_output(output) as out:
+        _moderate_file(moderator, input, out, on_error, evidence, batch_size)
+
+
+@contextmanager
+def _open_output(path: Path | None) -> Iterator[IO[str]]:
+    if path is None or str(path) == "-":
+        yield sys.stdout
+        return
+    with open(path, "w", encoding="utf-8") as fh:
+        yield fh
+
+
+def _moderate_file(
+    moderator: Moderator,
+    path: Path,
+    out: IO[str] | None,
+    on_error: OnError,
+    evidence: bool,
+    batch_size: int,
+) -> list[tuple[Record, Verdict | None]]:
+    """Stream the file in batches; every input line yields exactly one output line, in order."""
+    total = count_lines(path)
+    kept: list[tuple[Record, Verdict | None]] = []
+    errors = 0
+    progress = Progress(
+        TextColumn("[bold]moderating[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=out is None,
+    )
+
+    def flush(batch: list[Record]) -> None:
+        scorable = [r for r in batch if r.item is not None]
+        verdicts = iter(moderator.moderate([r.item for r in scorable if r.item is not None]))
+        for rec in batch:
+            verdict = next(verdicts) if rec.item is not None else None
+            if out is not None:
+                out.write(json.dumps(output_line(rec, verdict, evidence=evidence)) + "\n")
+            else:
+                kept.append((rec, verdict))
+        if out is not None:
+            out.flush()
+        progress.advance(task, len(batch))
+
+    with progress:
+        task = progress.add_task("moderate", total=total)
+        batch: list[Record] = []
+        for rec in read_records(path):
+            if rec.error:
+                errors += 1
+                err_console.print(f"[yellow]skipped[/] {rec.error}", highlight=False)
+                if on_error is OnError.stop:
+                    flush(batch)
+                    raise stop_error(rec)
+            batch.append(rec)
+            if len(batch) >= batch_size:
+                flush(batch)
+                batch = []
+        flush(batch)
+    if errors:
+        err_console.print(f"{errors} of {total} lines could not be read (see 'error' in the output)")
+    return kept
+
+
+def _print_verdict(text: str, v: Verdict) -> None:
+    if v.error:
+        err_console.print(f"[red]not scored:[/] {v.error}", highlight=False)
+        return
+    style = _ACTION_STYLE[v.action.value]
+    title = f"{'FLAGGED' if v.flagged else 'not flagged'} · action [{style}]{v.action.value}[/]"
+    table = Table("category", "score", "flag", "action", title=title, caption=v.policy_version)
+    order = sorted(v.category_scores, key=lambda c: -v.category_scores[c])
+    for cid in order:
+        act = v.category_actions[cid].value
+        table.add_row(
+            cid,
+            f"{v.category_scores[cid]:.3f}",
+            "✔" if v.categories[cid] else "",
+            f"[{_ACTION_STYLE[act]}]{act}[/]",
+        )
+    console.print(_shorten(text, 100), highlight=False)
+    console.print(table)
+    for ev in v.evidence[:3]:
+        console.print(f"  [dim]{ev.category}: {ev.detail}[/]", highlight=False)
+
+
+def _print_table(rows: list[tuple[Record, Verdict | None]]) -> None:
+    table = Table("id", "text", "flagged", "action", "top category", "score")
+    for rec, v in rows:
+        text = rec.item.text if rec.item is not None else ""
+        if v is None or v.error:
+            table.add_row(str(rec.id), _shorten(text, 60), "", "[red]error[/]", (v.error if v else rec.error) or "", "")
+            continue
+        top = v.top_category or ""
+        style = _ACTION_STYLE[v.action.value]
+        table.add_row(
+            str(rec.id),
+            _shorten(text, 60),
+            "yes" if v.flagged else "no",
+            f"[{style}]{v.action.value}[/]",
+            top,
+            f"{v.category_scores.get(top, 0.0):.3f}",
+        )
+    console.print(table)
+
+
+def _shorten(text: str, n: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= n else flat[: n - 1] + "…"

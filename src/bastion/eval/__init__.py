@@ -1,0 +1,1 @@
+"""Evaluation: datasets in, metrics and a report (numbers plus pictures) out."""

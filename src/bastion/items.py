@@ -1,0 +1,112 @@
+"""Items: one piece of content to moderate, and the text normalisation used for scoring it.
+
+The original text is always kept; scoring sees a normalised copy in which the usual evasion
+tricks are undone: compatibility forms (full-width letters, ligatures, styled maths letters) via
+NFKC, invisible characters removed, and look-alike letters from other scripts or digits folded to
+Latin *inside words that mix them* ("kіll" with a Cyrillic і, "h4te"). Words written wholly in
+another script are left alone, so Russian or Greek text is not mangled.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_TEXT_BYTES = 1_000_000
+"""Texts longer than this (UTF-8 bytes) are cut to this length for scoring and flagged `truncated`."""
+
+# Invisible characters used to split words past keyword filters.
+_INVISIBLE = dict.fromkeys(
+    [0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164, 0xFEFF, 0xFFA0]
+    + list(range(0x200B, 0x2010))
+    + list(range(0x202A, 0x202F))
+    + list(range(0x2060, 0x2070))
+)
+
+# Cyrillic and Greek letters that render like Latin ones (lower case after casefold).
+_HOMOGLYPHS = {
+    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p",
+    "с": "c", "т": "t", "у": "y", "х": "x", "і": "i", "ї": "i", "ј": "j", "ѕ": "s", "ԁ": "d",
+    "ӏ": "l", "һ": "h", "ԛ": "q", "ԝ": "w", "ɡ": "g", "α": "a", "β": "b", "ε": "e", "η": "n",
+    "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "γ": "y",
+}  # fmt: skip
+# Digits and symbols used as letters inside words ("h4te", "k1ll", "$cum").
+_LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"}
+
+_WORD = re.compile(r"[^\s]+")
+_LEET_INSIDE = re.compile(r"(?<=[A-Za-z])[013457$!]+(?=[A-Za-z])")
+_LEET_LEADING = re.compile(r"^[@$](?=[A-Za-z]{2})")
+_REPEATS = re.compile(r"(\w)\1{2,}")
+
+
+def normalize_text(text: str) -> str:
+    """Return the text as scoring should see it (the caller keeps the original)."""
+    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
+    text = _WORD.sub(_fold_word, text)
+    # "kiiiiill" -> "kiill": keep a double letter, drop the stretching.
+    return _REPEATS.sub(r"\1\1", text)
+
+
+def _fold_word(match: re.Match[str]) -> str:
+    word = match.group(0)
+    if not any("a" <= ch.lower() <= "z" for ch in word):
+        return word
+    # A word mixing Latin with look-alike Cyrillic/Greek letters is an evasion, not a language.
+    if any(ch.lower() in _HOMOGLYPHS for ch in word):
+        word = "".join(_HOMOGLYPHS.get(ch.lower(), ch) for ch in word)
+    # Stand-ins between letters ("h4te", "b00bs") or leading a word ("@ss"); not "mp3" or "$50".
+    word = _LEET_INSIDE.sub(_unleet, word)
+    return _LEET_LEADING.sub(_unleet, word)
+
+
+def _unleet(match: re.Match[str]) -> str:
+    return "".join(_LEET.get(ch, ch) for ch in match.group(0))
+
+
+def truncate_utf8(text: str, max_bytes: int = MAX_TEXT_BYTES) -> tuple[str, bool]:
+    """Cut text to at most `max_bytes` of UTF-8 without splitting a character."""
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text, False
+    return data[:max_bytes].decode("utf-8", errors="ignore"), True
+
+
+@dataclass
+class Item:
+    """One piece of content. Media fields are reserved for the multimodal detectors."""
+
+    text: str = ""
+    id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    images: list[Any] = field(default_factory=list)
+    video: Any | None = None
+
+    _scoring_text: str | None = field(default=None, init=False, repr=False)
+    _truncated: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise TypeError(f"Item.text must be a string, got {type(self.text).__name__}")
+
+    @property
+    def scoring_text(self) -> str:
+        """Normalised, length-limited text that detectors score (computed once)."""
+        if self._scoring_text is None:
+            cut, self._truncated = truncate_utf8(self.text)
+            self._scoring_text = normalize_text(cut)
+        return self._scoring_text
+
+    @property
+    def truncated(self) -> bool:
+        _ = self.scoring_text
+        return self._truncated
+
+    @property
+    def is_blank(self) -> bool:
+        return not self.scoring_text.strip()
+
+
+def as_item(value: Item | str) -> Item:
+    return value if isinstance(value, Item) else Item(text=value)

@@ -1,0 +1,1 @@
+"""Models: the text encoder, scoring formulas, and (later) trained heads and calibration."""

@@ -1,0 +1,125 @@
+"""Scoring formulas, kept pure (arrays in, arrays out) and apart from models, storage and I/O.
+
+Each function's docstring gives the intuition, so a policy person can follow how a number came to be.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Logistic function, numerically safe for large |z|."""
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64))))
+
+
+def topk_mean(sims: np.ndarray, k: int) -> np.ndarray:
+    """Mean of the k largest values per row, ignoring -inf (masked) entries.
+
+    Why top-k and not max: one example that happens to share a word with the text should not
+    decide alone; k close examples agreeing is stronger evidence. Why not the mean of all: a
+    category's examples cover many sub-patterns, and a text need only match one of them.
+    """
+    if sims.shape[1] == 0:
+        return np.full(sims.shape[0], np.nan)
+    k = max(1, min(k, sims.shape[1]))
+    part = -np.partition(-sims, k - 1, axis=1)[:, :k]
+    finite = np.isfinite(part)
+    total = np.where(finite, part, 0.0).sum(axis=1)
+    count = finite.sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+FEATURES = ("pos_max", "pos_topk", "hard_neg_topk", "background_topk", "rule_max")
+FEATURE_SIGNS = np.array([1.0, 1.0, -1.0, -1.0, 1.0])
+"""Direction each feature may push a score: nearer to what violates never lowers it."""
+
+
+def contrastive_features(
+    pos_sims: np.ndarray,
+    hard_neg_sims: np.ndarray,
+    background_sims: np.ndarray,
+    rule_sims: np.ndarray,
+    k: int,
+) -> np.ndarray:
+    """Features of texts against one category: how close to what violates vs. what does not.
+
+    Columns follow `FEATURES`: the max and top-k mean similarity to the category's violating
+    examples, the top-k mean similarity to its hard negatives (look-alikes that do not violate),
+    the top-k mean similarity to everyday background content, and the max similarity to the
+    definition and rules. Near the positives *and* far from the hard negatives is the signal;
+    near the positives alone is not, because "how do I kill a Python process" sits right next to
+    "I will kill you". A category without hard negatives uses the background for both.
+    """
+    n = pos_sims.shape[0]
+
+    def rowmax(s: np.ndarray) -> np.ndarray:
+        return np.max(s, axis=1) if s.shape[1] else np.full(n, np.nan)
+
+    background = topk_mean(background_sims, k)
+    hard = topk_mean(hard_neg_sims, k) if hard_neg_sims.shape[1] else background
+    hard = np.where(np.isfinite(hard), hard, background)
+    return np.column_stack(
+        [rowmax(pos_sims), topk_mean(pos_sims, k), hard, background, rowmax(rule_sims)]
+    )
+
+
+def fit_monotone_logistic(
+    X: np.ndarray,
+    y: np.ndarray,
+    sample_weight: np.ndarray,
+    signs: np.ndarray,
+    l2: float = 1e-2,
+) -> tuple[np.ndarray, float]:
+    """Weighted logistic regression whose coefficients must have the given signs.
+
+    Why constrained: the examples a policy carries are few, and an unconstrained fit happily
+    learns that resembling a hard negative *raises* a score when hard negatives happen to be
+    closer to positives than to background. The constraint rules out that nonsense.
+    """
+    from scipy.optimize import minimize
+
+    Xs = X * signs  # every coefficient becomes >= 0 in this space
+    w = sample_weight / sample_weight.sum()
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        coef, b = theta[:-1], theta[-1]
+        z = Xs @ coef + b
+        p = sigmoid(z)
+        eps = 1e-12
+        nll = -np.sum(w * (y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)))
+        g = w * (p - y)
+        grad = np.r_[Xs.T @ g + l2 * coef, g.sum()]
+        return float(nll + 0.5 * l2 * coef @ coef), grad
+
+    theta0 = np.r_[np.ones(X.shape[1]), 0.0]
+    bounds = [(0.0, None)] * X.shape[1] + [(None, None)]
+    res = minimize(loss, theta0, jac=True, method="L-BFGS-B", bounds=bounds)
+    return res.x[:-1] * signs, float(res.x[-1])
+
+
+def fuse(scores: list[np.ndarray], weights: list[float] | None = None) -> np.ndarray:
+    """NaN-aware weighted mean of detectors' calibrated probabilities, per (item, category).
+
+    A detector that returns NaN has no opinion and drops out of that cell's mean rather than
+    pulling it towards zero; a cell where no detector applies stays NaN.
+    """
+    if not scores:
+        raise ValueError("fuse needs at least one score array")
+    stack = np.stack(scores).astype(np.float64)
+    w = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w[:, None, None] * np.isfinite(stack)
+    total = np.nansum(stack * w, axis=0)
+    weight = w.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), np.nan)
+
+
+def any_category(scores: np.ndarray) -> np.ndarray:
+    """Probability that an item violates *some* category: the largest category probability.
+
+    The max, not a noisy-OR: categories overlap (a threat is also harassment), so treating them as
+    independent would inflate the score of every item that matches a family of categories.
+    """
+    filled = np.where(np.isfinite(scores), scores, 0.0)
+    return np.asarray(filled.max(axis=1)) if filled.shape[1] else np.zeros(filled.shape[0])

@@ -1,0 +1,184 @@
+"""The pipeline from items to verdicts: run detectors, fuse their scores, apply the policy's thresholds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from bastion.detectors.base import Detector, DetectorOutput
+from bastion.detectors.base import Evidence as DetectorEvidence
+from bastion.errors import InputError
+from bastion.items import Item, as_item
+from bastion.models.scoring import fuse
+from bastion.policy import Action, LoadedPolicy, load_policy
+
+
+class Evidence(BaseModel):
+    """What a detector contributed to a category's score."""
+
+    detector: str
+    category: str
+    score: float
+    detail: str
+    ref: str | None = None
+
+
+class Verdict(BaseModel):
+    """A moderation decision in the shape of an OpenAI moderation result, plus Bastion's fields.
+
+    `flagged`, `categories` and `category_scores` mean what they mean in the OpenAI API; `action`
+    comes from the policy's score bands; `error` is set (and the scores left empty) when the item
+    could not be scored.
+    """
+
+    id: str | None = None
+    flagged: bool = False
+    categories: dict[str, bool] = Field(default_factory=dict)
+    category_scores: dict[str, float] = Field(default_factory=dict)
+    action: Action = Action.allow
+    category_actions: dict[str, Action] = Field(default_factory=dict)
+    evidence: list[Evidence] = Field(default_factory=list)
+    rationale: str | None = None
+    policy_version: str
+    model_version: str
+    truncated: bool = False
+    error: str | None = None
+
+    @property
+    def top_category(self) -> str | None:
+        if not self.category_scores:
+            return None
+        return max(self.category_scores, key=lambda c: self.category_scores[c])
+
+
+class Moderator:
+    """Runs detectors over batches of items and returns one Verdict per item, in order.
+
+    Build it once (loading the encoder and fitting the zero-shot prototypes takes seconds) and
+    call `moderate` many times.
+    """
+
+    def __init__(
+        self,
+        policy: str | Path | LoadedPolicy = "openai",
+        *,
+        detectors: Sequence[Detector] | None = None,
+        weights: Sequence[float] | None = None,
+        encoder: str | None = None,
+        batch_size: int = 256,
+    ) -> None:
+        self.policy = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
+        if detectors is None:
+            from bastion.detectors.zero_shot import ZeroShotDetector
+            from bastion.models.encoder import load_encoder
+
+            detectors = [ZeroShotDetector(load_encoder(encoder)).fit(self.policy)]
+        if not detectors:
+            raise ValueError("a Moderator needs at least one detector")
+        for det in detectors:
+            if list(det.category_ids) != self.policy.category_ids:
+                raise InputError(
+                    f"detector '{det.name}' scores categories {det.category_ids[:3]}... which do not "
+                    f"match policy {self.policy.version}; build it from the same policy"
+                )
+        self.detectors = list(detectors)
+        self.weights = list(weights) if weights is not None else None
+        self.batch_size = batch_size
+        default = self.policy.policy.bands
+        cats = self.policy.policy.categories
+        self.thresholds = np.array([c.threshold_or(default) for c in cats])
+        self.bands = [c.bands_or(default) for c in cats]
+        self.model_version = "+".join(_model_version(d) for d in self.detectors)
+
+    def moderate(
+        self,
+        items: Iterable[Item | str],
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Verdict]:
+        """Score items in batches; bad items get a Verdict with `error` set, never an exception."""
+        batch: list[Item] = []
+        verdicts: list[Verdict] = []
+        for value in items:
+            batch.append(as_item(value))
+            if len(batch) >= self.batch_size:
+                verdicts.extend(self._moderate_batch(batch, progress))
+                batch = []
+        if batch:
+            verdicts.extend(self._moderate_batch(batch, progress))
+        return verdicts
+
+    def moderate_one(self, item: Item | str) -> Verdict:
+        return self._moderate_batch([as_item(item)], None)[0]
+
+    def _moderate_batch(
+        self, items: list[Item], progress: Callable[[int], None] | None
+    ) -> list[Verdict]:
+        outputs: list[DetectorOutput] = []
+        for det in self.detectors:
+            outputs.append(det.score(items))
+        fused = fuse([o.scores for o in outputs], self.weights)
+        cut = np.zeros(len(items), dtype=bool)
+        for det in self.detectors:
+            cut |= np.asarray(getattr(det, "windows_cut_", cut))
+        verdicts = []
+        for i, item in enumerate(items):
+            evidence = [e for o in outputs for e in o.evidence[i]]
+            verdicts.append(self._verdict(item, fused[i], evidence, bool(cut[i])))
+        if progress is not None:
+            progress(len(items))
+        return verdicts
+
+    def _verdict(
+        self, item: Item, scores: np.ndarray, evidence: list[DetectorEvidence], cut: bool
+    ) -> Verdict:
+        base = {
+            "id": item.id,
+            "policy_version": self.policy.version,
+            "model_version": self.model_version,
+            "truncated": item.truncated or cut,
+        }
+        if item.is_blank:
+            what = "empty text" if not item.text else "text has no visible characters"
+            return Verdict(**base, error=f"{what}: nothing to moderate")
+        ids = self.policy.category_ids
+        clean = np.where(np.isfinite(scores), scores, 0.0)
+        flags = clean >= self.thresholds
+        actions = {cid: band.action(float(s)) for cid, band, s in zip(ids, self.bands, clean, strict=True)}
+        action = max(actions.values(), key=lambda a: a.rank, default=Action.allow)
+        return Verdict(
+            **base,
+            flagged=bool(flags.any()),
+            categories={cid: bool(f) for cid, f in zip(ids, flags, strict=True)},
+            category_scores={cid: round(float(s), 6) for cid, s in zip(ids, clean, strict=True)},
+            action=action,
+            category_actions=actions,
+            evidence=[Evidence(**e.__dict__) for e in evidence],
+        )
+
+
+def _model_version(detector: Detector) -> str:
+    encoder = getattr(detector, "encoder", None)
+    suffix = f"/{encoder.name}" if encoder is not None else ""
+    return f"{detector.name}{suffix}"
+
+
+@lru_cache(maxsize=4)
+def default_moderator(policy: str = "openai") -> Moderator:
+    """One memoised Moderator per built-in policy, for the one-call API."""
+    return Moderator(policy)
+
+
+def moderate(text: str | Item, policy: str = "openai") -> Verdict:
+    """Moderate one text with a built-in policy: `bastion.moderate("some text").flagged`.
+
+    Raises InputError for an item that cannot be scored (for example empty text); the batch API
+    `Moderator.moderate` reports such items in `Verdict.error` instead.
+    """
+    verdict = default_moderator(policy).moderate_one(text)
+    if verdict.error:
+        raise InputError(verdict.error)
+    return verdict

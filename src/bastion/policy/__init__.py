@@ -1,0 +1,26 @@
+"""Policy as code: the schema, loading and the built-in packs."""
+
+from bastion.policy.loader import (
+    BUILTIN_PACKS,
+    LoadedPolicy,
+    content_hash,
+    load_policy,
+    parse_policy,
+    starter_policy_text,
+)
+from bastion.policy.schema import Action, Bands, Category, DecisionStep, Policy, Rule
+
+__all__ = [
+    "BUILTIN_PACKS",
+    "Action",
+    "Bands",
+    "Category",
+    "DecisionStep",
+    "LoadedPolicy",
+    "Policy",
+    "Rule",
+    "content_hash",
+    "load_policy",
+    "parse_policy",
+    "starter_policy_text",
+]
