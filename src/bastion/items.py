@@ -19,10 +19,12 @@ MAX_TEXT_BYTES = 1_000_000
 
 # Invisible characters used to split words past keyword filters.
 _INVISIBLE = dict.fromkeys(
-    [0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164, 0xFEFF, 0xFFA0]
-    + list(range(0x200B, 0x2010))
-    + list(range(0x202A, 0x202F))
-    + list(range(0x2060, 0x2070))
+    [
+        *(0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164, 0xFEFF, 0xFFA0),
+        *range(0x200B, 0x2010),
+        *range(0x202A, 0x202F),
+        *range(0x2060, 0x2070),
+    ]
 )
 
 # Cyrillic and Greek letters that render like Latin ones (lower case after casefold).
@@ -45,6 +47,9 @@ def normalize_text(text: str) -> str:
     """Return the text as scoring should see it (the caller keeps the original)."""
     text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
     text = _WORD.sub(_fold_word, text)
+    # Removing invisibles and folding can leave combining marks that compose now: NFKC again, so
+    # that normalising twice changes nothing.
+    text = unicodedata.normalize("NFKC", text)
     # "kiiiiill" -> "kiill": keep a double letter, drop the stretching.
     return _REPEATS.sub(r"\1\1", text)
 
@@ -67,9 +72,9 @@ def _unleet(match: re.Match[str]) -> str:
 
 def truncate_utf8(text: str, max_bytes: int = MAX_TEXT_BYTES) -> tuple[str, bool]:
     """Cut text to at most `max_bytes` of UTF-8 without splitting a character."""
-    data = text.encode("utf-8")
+    data = text.encode("utf-8", errors="replace")  # a lone surrogate becomes '?'
     if len(data) <= max_bytes:
-        return text, False
+        return data.decode("utf-8"), False
     return data[:max_bytes].decode("utf-8", errors="ignore"), True
 
 
@@ -94,8 +99,10 @@ class Item:
     def scoring_text(self) -> str:
         """Normalised, length-limited text that detectors score (computed once)."""
         if self._scoring_text is None:
-            cut, self._truncated = truncate_utf8(self.text)
-            self._scoring_text = normalize_text(cut)
+            # Cut before normalising (bounded work) and after (NFKC can expand a character 18x).
+            cut, before = truncate_utf8(self.text)
+            self._scoring_text, after = truncate_utf8(normalize_text(cut))
+            self._truncated = before or after
         return self._scoring_text
 
     @property

@@ -73,10 +73,7 @@ class Moderator:
     ) -> None:
         self.policy = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
         if detectors is None:
-            from bastion.detectors.zero_shot import ZeroShotDetector
-            from bastion.models.encoder import load_encoder
-
-            detectors = [ZeroShotDetector(load_encoder(encoder)).fit(self.policy)]
+            detectors = [_zero_shot(self.policy, encoder)]
         if not detectors:
             raise ValueError("a Moderator needs at least one detector")
         for det in detectors:
@@ -147,7 +144,9 @@ class Moderator:
         ids = self.policy.category_ids
         clean = np.where(np.isfinite(scores), scores, 0.0)
         flags = clean >= self.thresholds
-        actions = {cid: band.action(float(s)) for cid, band, s in zip(ids, self.bands, clean, strict=True)}
+        actions = {
+            cid: band.action(float(s)) for cid, band, s in zip(ids, self.bands, clean, strict=True)
+        }
         action = max(actions.values(), key=lambda a: a.rank, default=Action.allow)
         return Verdict(
             **base,
@@ -158,6 +157,22 @@ class Moderator:
             category_actions=actions,
             evidence=[Evidence(**e.__dict__) for e in evidence],
         )
+
+
+_ZERO_SHOT_CACHE: dict[tuple[str, str | None], Detector] = {}
+
+
+def _zero_shot(policy: LoadedPolicy, encoder: str | None) -> Detector:
+    """Fitted zero-shot detector, memoised by policy version (which includes its content hash)."""
+    from bastion.detectors.zero_shot import ZeroShotDetector
+    from bastion.models.encoder import load_encoder
+
+    key = (policy.version, encoder)
+    if key not in _ZERO_SHOT_CACHE:
+        if len(_ZERO_SHOT_CACHE) >= 8:
+            _ZERO_SHOT_CACHE.pop(next(iter(_ZERO_SHOT_CACHE)))
+        _ZERO_SHOT_CACHE[key] = ZeroShotDetector(load_encoder(encoder)).fit(policy)
+    return _ZERO_SHOT_CACHE[key]
 
 
 def _model_version(detector: Detector) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
@@ -18,7 +18,7 @@ from bastion.errors import InputError
 from bastion.items import Item
 
 
-class OnError(str, Enum):
+class OnError(StrEnum):
     """What to do with a line that cannot be read: record it and go on, or stop the run."""
 
     skip = "skip"
@@ -63,9 +63,13 @@ def parse_line(raw: bytes, name: str, number: int) -> Record:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        return Record(number, None, None, f"{where}: malformed JSON ({exc.msg} at column {exc.colno})")
+        return Record(
+            number, None, None, f"{where}: malformed JSON ({exc.msg} at column {exc.colno})"
+        )
     if not isinstance(obj, dict):
-        return Record(number, None, None, f"{where}: expected a JSON object, got {type(obj).__name__}")
+        return Record(
+            number, None, None, f"{where}: expected a JSON object, got {type(obj).__name__}"
+        )
     raw_id = obj.get("id")
     item_id = None if raw_id is None else str(raw_id)
     if "text" not in obj:
@@ -73,6 +77,16 @@ def parse_line(raw: bytes, name: str, number: int) -> Record:
     if not isinstance(obj["text"], str):
         kind = type(obj["text"]).__name__
         return Record(number, None, item_id, f"{where}: 'text' must be a string, got {kind}")
+    try:
+        obj["text"].encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return Record(
+            number,
+            None,
+            item_id,
+            f"{where}: 'text' has an unpaired surrogate escape at character {exc.start} "
+            "(a \\ud800-\\udfff escape without its partner); fix the producer's JSON encoding",
+        )
     metadata = {k: v for k, v in obj.items() if k not in ("id", "text")}
     return Record(number, Item(text=obj["text"], id=item_id, metadata=metadata), item_id)
 
@@ -120,4 +134,6 @@ def output_line(record: Record, verdict: Any | None, *, evidence: bool = False) 
 
 
 def stop_error(record: Record) -> InputError:
-    return InputError(f"{record.error} (stopping because --on-error stop; earlier lines were written)")
+    return InputError(
+        f"{record.error} (stopping because --on-error stop; earlier lines were written)"
+    )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 
+from bastion.cli.output import err_console
 from bastion.errors import BastionError
 
 app = typer.Typer(
@@ -16,7 +17,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err_console = Console(stderr=True)
 
 
 def _register() -> None:
@@ -35,5 +35,5 @@ def main() -> None:
     try:
         app()
     except BastionError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
         sys.exit(2)

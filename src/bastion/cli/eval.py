@@ -5,18 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bastion.cli.output import console, err_console
 from bastion.errors import BastionError
 from bastion.eval.labels import LabelMap
 from bastion.eval.metrics import BinaryMetrics
 from bastion.moderator import Moderator
-
-console = Console()
-err_console = Console(stderr=True)
 
 
 def eval_command(
@@ -33,25 +31,36 @@ def eval_command(
     ] = "label",
     category_cols: Annotated[
         str | None,
-        typer.Option(help="Comma-separated per-category label columns of --data (instead of --label-col)."),
+        typer.Option(
+            help="Comma-separated per-category label columns of --data (instead of --label-col)."
+        ),
     ] = None,
     label_map: Annotated[
         Path | None,
         typer.Option(help="YAML/JSON: dataset label or column -> policy category id(s)."),
     ] = None,
-    policy: Annotated[str, typer.Option("--policy", "-p", help="Built-in pack or policy YAML.")] = "openai",
+    policy: Annotated[
+        str, typer.Option("--policy", "-p", help="Built-in pack or policy YAML.")
+    ] = "openai",
     model: Annotated[str | None, typer.Option(help="Encoder directory; default bundled.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report directory.")] = Path("reports/eval"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report directory.")] = Path(
+        "reports/eval"
+    ),
     data_root: Annotated[
-        Path | None, typer.Option(help="Folder of the shared datasets (default ../shared/datasets).")
+        Path | None,
+        typer.Option(help="Folder of the shared datasets (default ../shared/datasets)."),
     ] = None,
     negatives: Annotated[
         str | None,
-        typer.Option(help="For all-positive sets: add the safe rows of this dataset ('none' to skip)."),
+        typer.Option(
+            help="For all-positive sets: add the safe rows of this dataset ('none' to skip)."
+        ),
     ] = "wildguard",
     limit: Annotated[int | None, typer.Option(help="Stratified sample of at most N rows.")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    list_datasets: Annotated[bool, typer.Option("--list", help="List the shared datasets and exit.")] = False,
+    list_datasets: Annotated[
+        bool, typer.Option("--list", help="List the shared datasets and exit.")
+    ] = False,
 ) -> None:
     """Evaluate a policy's moderation on labelled data: AUPRC, ROC-AUC, F1, recall at 5% FPR, ECE.
 
@@ -95,7 +104,7 @@ def eval_command(
         labelled, matrix, names = ds.load_file(
             data, text_col=text_col, label_col=None if cols else label_col, category_cols=cols
         )
-        labelled = labelled.sample(limit, seed) if limit is None else labelled
+        labelled = labelled.sample(limit, seed)
         if matrix is not None:
             y_categories = _columns_to_categories(matrix, names, lmap, moderator)
             lmap = None
@@ -116,9 +125,8 @@ def eval_command(
 
 
 def _columns_to_categories(
-    matrix: object, names: list[str], lmap: LabelMap | None, moderator: Moderator
-) -> object:
-    import numpy as np
+    matrix: np.ndarray, names: list[str], lmap: LabelMap | None, moderator: Moderator
+) -> np.ndarray:
 
     ids = moderator.policy.category_ids
     mapping = lmap.mapping if lmap else {n: [n] for n in names}
@@ -139,7 +147,9 @@ def _columns_to_categories(
 
 
 def _print(binary: BinaryMetrics, per_category: dict[str, BinaryMetrics], name: str) -> None:
-    table = Table("scope", "n", "pos", "AUPRC", "ROC-AUC", "P", "R", "F1", "R@5%FPR", "ECE", title=name)
+    table = Table(
+        "scope", "n", "pos", "AUPRC", "ROC-AUC", "P", "R", "F1", "R@5%FPR", "ECE", title=name
+    )
 
     def f(x: float | None) -> str:
         return "–" if x is None else f"{x:.3f}"

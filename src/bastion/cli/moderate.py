@@ -10,22 +10,22 @@ from pathlib import Path
 from typing import IO, Annotated
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bastion.cli.output import console, err_console
 from bastion.errors import BastionError, InputError
 from bastion.moderator import Moderator, Verdict
 from bastion.records import OnError, Record, count_lines, output_line, read_records, stop_error
-
-console = Console()
-err_console = Console(stderr=True)
 
 _ACTION_STYLE = {"allow": "green", "review": "yellow", "block": "bold red"}
 
 
 def moderate_command(
-    text: Annotated[str | None, typer.Argument(help="Text to moderate (omit with --input).")] = None,
+    text: Annotated[
+        str | None, typer.Argument(help="Text to moderate (omit with --input).")
+    ] = None,
     input: Annotated[
         Path | None, typer.Option("--input", "-i", help="JSONL file: one {id, text, ...} per line.")
     ] = None,
@@ -34,13 +34,16 @@ def moderate_command(
         typer.Option("--output", "-o", help="Write JSONL verdicts here ('-' for stdout)."),
     ] = None,
     policy: Annotated[
-        str, typer.Option("--policy", "-p", help="Built-in pack (openai, mlcommons) or a YAML file.")
+        str,
+        typer.Option("--policy", "-p", help="Built-in pack (openai, mlcommons) or a YAML file."),
     ] = "openai",
     model: Annotated[
         str | None,
         typer.Option("--model", help="Encoder directory (sentence-transformers); default bundled."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the full Verdict as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the full Verdict as JSON.")
+    ] = False,
     evidence: Annotated[bool, typer.Option(help="Include evidence in JSONL output lines.")] = False,
     on_error: Annotated[
         OnError, typer.Option(help="A line that cannot be read: record it and go on, or stop.")
@@ -132,7 +135,7 @@ def _moderate_file(
         for rec in read_records(path):
             if rec.error:
                 errors += 1
-                err_console.print(f"[yellow]skipped[/] {rec.error}", highlight=False)
+                err_console.print(f"[yellow]skipped[/] {escape(rec.error or '')}", highlight=False)
                 if on_error is OnError.stop:
                     flush(batch)
                     raise stop_error(rec)
@@ -142,13 +145,15 @@ def _moderate_file(
                 batch = []
         flush(batch)
     if errors:
-        err_console.print(f"{errors} of {total} lines could not be read (see 'error' in the output)")
+        err_console.print(
+            f"{errors} of {total} lines could not be read (see 'error' in the output)"
+        )
     return kept
 
 
 def _print_verdict(text: str, v: Verdict) -> None:
     if v.error:
-        err_console.print(f"[red]not scored:[/] {v.error}", highlight=False)
+        err_console.print(f"[red]not scored:[/] {escape(v.error)}", highlight=False)
         return
     style = _ACTION_STYLE[v.action.value]
     title = f"{'FLAGGED' if v.flagged else 'not flagged'} · action [{style}]{v.action.value}[/]"
@@ -162,10 +167,10 @@ def _print_verdict(text: str, v: Verdict) -> None:
             "✔" if v.categories[cid] else "",
             f"[{_ACTION_STYLE[act]}]{act}[/]",
         )
-    console.print(_shorten(text, 100), highlight=False)
+    console.print(_shorten(text, 100), highlight=False, markup=False)
     console.print(table)
     for ev in v.evidence[:3]:
-        console.print(f"  [dim]{ev.category}: {ev.detail}[/]", highlight=False)
+        console.print(f"  [dim]{ev.category}: {escape(ev.detail)}[/]", highlight=False)
 
 
 def _print_table(rows: list[tuple[Record, Verdict | None]]) -> None:
@@ -173,12 +178,19 @@ def _print_table(rows: list[tuple[Record, Verdict | None]]) -> None:
     for rec, v in rows:
         text = rec.item.text if rec.item is not None else ""
         if v is None or v.error:
-            table.add_row(str(rec.id), _shorten(text, 60), "", "[red]error[/]", (v.error if v else rec.error) or "", "")
+            table.add_row(
+                _shorten(str(rec.id), 20),
+                _shorten(text, 60),
+                "",
+                "[red]error[/]",
+                escape((v.error if v else rec.error) or ""),
+                "",
+            )
             continue
         top = v.top_category or ""
         style = _ACTION_STYLE[v.action.value]
         table.add_row(
-            str(rec.id),
+            _shorten(str(rec.id), 20),
             _shorten(text, 60),
             "yes" if v.flagged else "no",
             f"[{style}]{v.action.value}[/]",
@@ -189,5 +201,6 @@ def _print_table(rows: list[tuple[Record, Verdict | None]]) -> None:
 
 
 def _shorten(text: str, n: int) -> str:
+    """One line of at most n characters, safe to put in a Rich table (markup escaped)."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= n else flat[: n - 1] + "…"
+    return escape(flat if len(flat) <= n else flat[: n - 1] + "…")

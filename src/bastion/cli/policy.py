@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from bastion.cli.output import console
 from bastion.errors import BastionError
 from bastion.policy import load_policy, starter_policy_text
 
 app = typer.Typer(help="Check, show and start content policies.", no_args_is_help=True)
-console = Console()
 
 
 @app.command("validate")
@@ -30,17 +30,21 @@ def validate(
             loaded = load_policy(path)
         except BastionError as exc:
             failed += 1
-            console.print(f"[red]✗[/] {exc}", highlight=False)
+            console.print(f"[red]✗[/] {escape(str(exc))}", highlight=False)
             continue
         n = len(loaded.policy.categories)
-        console.print(f"[green]✓[/] {path}: {loaded.version} ({n} categories)", highlight=False)
+        console.print(
+            f"[green]✓[/] {escape(str(path))}: {loaded.version} ({n} categories)", highlight=False
+        )
     if failed:
         raise typer.Exit(1)
 
 
 @app.command("show")
 def show(
-    name: Annotated[str, typer.Argument(help="A built-in pack (openai, mlcommons) or a YAML file.")],
+    name: Annotated[
+        str, typer.Argument(help="A built-in pack (openai, mlcommons) or a YAML file.")
+    ],
 ) -> None:
     """Print a policy's categories, severities, thresholds and example counts.
 
@@ -48,15 +52,17 @@ def show(
     """
     loaded = load_policy(name)
     pol = loaded.policy
-    console.print(f"[bold]{pol.name}[/]  {loaded.version}", highlight=False)
+    console.print(f"[bold]{escape(pol.name)}[/]  {loaded.version}", highlight=False)
     if pol.description:
-        console.print(pol.description.strip(), highlight=False)
-    table = Table("category", "name", "severity", "flag at", "review/block", "rules", "steps", "+ex", "-ex")
+        console.print(pol.description.strip(), highlight=False, markup=False)
+    table = Table(
+        "category", "name", "severity", "flag at", "review/block", "rules", "steps", "+ex", "-ex"
+    )
     for cat in pol.categories:
         bands = cat.bands_or(pol.bands)
         table.add_row(
             cat.id,
-            cat.name,
+            escape(cat.name),
             str(cat.severity),
             f"{cat.threshold_or(pol.bands):.2f}",
             f"{bands.review:.2f}/{bands.block:.2f}",
@@ -70,7 +76,9 @@ def show(
 
 @app.command("new")
 def new(
-    path: Annotated[Path, typer.Argument(help="Where to write the starter file.")] = Path("policy.yaml"),
+    path: Annotated[Path, typer.Argument(help="Where to write the starter file.")] = Path(
+        "policy.yaml"
+    ),
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter policy to edit.
@@ -80,4 +88,6 @@ def new(
     if path.exists() and not force:
         raise BastionError(f"{path} exists; pass --force to overwrite it")
     path.write_text(starter_policy_text(), encoding="utf-8")
-    console.print(f"wrote {path}; edit it, then run: bastion policy validate {path}", highlight=False)
+    console.print(
+        f"wrote {path}; edit it, then run: bastion policy validate {path}", highlight=False
+    )

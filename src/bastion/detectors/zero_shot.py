@@ -9,18 +9,21 @@ itself by leave-one-out: each example is scored against the other examples, so t
 how far "near a positive, far from the negatives" must go before it means "violates", without a
 single external label. A user who writes a new policy YAML gets working scores at once.
 
-Long texts are split into overlapping word windows (the encoder reads 256 tokens); an item's
-score for a category is its highest-scoring window, because one violating passage is enough.
+Long texts are also scored in chunks of whole sentences (the encoder averages over what it reads,
+so one violating sentence in a long post would be diluted); an item's score for a category is its
+highest-scoring window, because one violating passage is enough.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
 import numpy as np
+
 from bastion.detectors.base import DetectorOutput, Evidence
 from bastion.items import Item
 from bastion.models.encoder import TextEncoder
@@ -31,6 +34,9 @@ from bastion.models.scoring import (
     sigmoid,
 )
 from bastion.policy import LoadedPolicy
+
+# Sentence ends: punctuation then space, a newline, or "end.Next" typed without a space.
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？…])\s+|\n+|(?<=[a-z][.!?])(?=[A-Z])")
 
 
 @lru_cache(maxsize=1)
@@ -59,17 +65,17 @@ class ZeroShotDetector:
         encoder: TextEncoder,
         *,
         k: int = 3,
-        window_words: int = 160,
-        window_stride: int = 120,
-        max_windows: int = 32,
+        chunk_words: int = 40,
+        min_chunk_words: int = 6,
+        max_windows: int = 48,
         evidence_min_score: float = 0.3,
         regularization: float = 1e-4,
         background: Sequence[str] | None = None,
     ) -> None:
         self.encoder = encoder
         self.k = k
-        self.window_words = window_words
-        self.window_stride = window_stride
+        self.chunk_words = chunk_words
+        self.min_chunk_words = min_chunk_words
         self.max_windows = max_windows
         self.evidence_min_score = evidence_min_score
         self.regularization = regularization
@@ -149,14 +155,38 @@ class ZeroShotDetector:
     # -- scoring ---------------------------------------------------------------------------
 
     def windows(self, text: str) -> tuple[list[str], bool]:
-        """Overlapping word windows; True when the text had more than `max_windows` to score."""
+        """Texts to embed for one item; True when the item was too long to score completely.
+
+        A short text is one window. A longer one is scored as a whole (its opening, as far as the
+        encoder reads) *and* in chunks of whole sentences, because mean pooling dilutes one
+        threatening sentence among a hundred harmless ones. Chunks are as small as the window
+        budget allows (one sentence each, short ones merged up to `min_chunk_words`) and grow up
+        to `chunk_words` for long texts, so the whole text is covered; identical chunks are
+        scored once.
+        """
         words = text.split()
-        if len(words) <= self.window_words:
+        if len(words) <= self.min_chunk_words:
             return [text], False
-        starts = list(range(0, len(words) - self.window_words + self.window_stride, self.window_stride))
-        cut = len(starts) > self.max_windows
-        starts = starts[: self.max_windows]
-        return [" ".join(words[s : s + self.window_words]) for s in starts], cut
+        pieces: list[list[str]] = []
+        for sentence in _SENTENCE_END.split(text):
+            sw = sentence.split()
+            pieces.extend(sw[i : i + self.chunk_words] for i in range(0, len(sw), self.chunk_words))
+        budget = self.max_windows - 1
+        target = min(self.chunk_words, max(self.min_chunk_words, -(-len(words) // budget)))
+        chunks: list[str] = []
+        current: list[str] = []
+        for piece in pieces:
+            if current and len(current) + len(piece) > max(target, self.min_chunk_words * 2):
+                chunks.append(" ".join(current))
+                current = []
+            current.extend(piece)
+            if len(current) >= target:
+                chunks.append(" ".join(current))
+                current = []
+        if current:
+            chunks.append(" ".join(current))
+        unique = list(dict.fromkeys(c for c in chunks if c != text))
+        return [text, *unique[:budget]], len(unique) > budget
 
     def score(
         self, items: Sequence[Item], progress: Callable[[int], None] | None = None
@@ -190,10 +220,10 @@ class ZeroShotDetector:
             rows = order[last]
             scores[owner_arr[rows], c] = win_probs[rows, c]
             best_win[owner_arr[rows], c] = rows
-        for i in np.unique(owner_arr):
-            for c in np.flatnonzero(scores[i] >= self.evidence_min_score):
-                evidence[i].append(self._evidence(int(c), float(scores[i, c]), sims[best_win[i, c]]))
-            evidence[i].sort(key=lambda e: -e.score)
+        for i, c in zip(*np.nonzero(scores >= self.evidence_min_score), strict=True):
+            evidence[i].append(self._evidence(int(c), float(scores[i, c]), sims[best_win[i, c]]))
+        for ev in evidence:
+            ev.sort(key=lambda e: -e.score)
         return DetectorOutput(scores, evidence)
 
     def _evidence(self, c: int, score: float, sims: np.ndarray) -> Evidence:
@@ -204,8 +234,8 @@ class ZeroShotDetector:
         closest = _quote(self.bank_texts_[p])
         unlike = _quote(self.bank_texts_[q])
         detail = (
-            f'closest violating example {closest} (similarity {sims[p]:.2f}); '
-            f'closest non-violating {unlike} (similarity {sims[q]:.2f})'
+            f"closest violating example {closest} (similarity {sims[p]:.2f}); "
+            f"closest non-violating {unlike} (similarity {sims[q]:.2f})"
         )
         return Evidence(self.name, self.category_ids[c], round(score, 4), detail, ref=closest)
 

@@ -75,11 +75,21 @@ class LabelledSet:
             return self
         rng = np.random.default_rng(seed)
         labels = np.where(np.isfinite(self.binary), self.binary, -1)
-        picked: list[np.ndarray] = []
-        for value in np.unique(labels):
-            rows = np.flatnonzero(labels == value)
-            share = max(1, round(limit * len(rows) / len(self)))
-            picked.append(rng.choice(rows, size=min(share, len(rows)), replace=False))
+        values, counts = np.unique(labels, return_counts=True)
+        # Largest-remainder allocation: shares add up to exactly `limit`, proportional per class.
+        exact = limit * counts / counts.sum()
+        shares = np.floor(exact).astype(int)
+        for j in np.argsort(-(exact - shares), kind="stable")[: limit - shares.sum()]:
+            shares[j] += 1
+        # A rare class keeps at least one row when the limit allows, taken from the largest.
+        for j in np.flatnonzero(shares == 0):
+            if limit >= len(values):
+                shares[j] += 1
+                shares[np.argmax(shares)] -= 1
+        picked = [
+            rng.choice(np.flatnonzero(labels == v), size=int(k), replace=False)
+            for v, k in zip(values, shares, strict=True)
+        ]
         return self.subset(np.sort(np.concatenate(picked)))
 
     def with_negatives(self, negatives: LabelledSet) -> LabelledSet:
@@ -121,7 +131,17 @@ class LabelMap:
             raise LabelMapError(
                 f"{path}: a label map is a mapping of dataset label -> category id or list of ids"
             )
-        mapping = {str(k): [v] if isinstance(v, str) else list(v or []) for k, v in raw.items()}
+        mapping: dict[str, list[str]] = {}
+        for key, value in raw.items():
+            if value is None:
+                value = []
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise LabelMapError(
+                    f"{path}: '{key}' must map to a category id or a list of ids, got {value!r}"
+                )
+            mapping[str(key)] = value
         return cls(mapping, exclusive)
 
     def check(self, policy: LoadedPolicy, source: str = "label map") -> None:

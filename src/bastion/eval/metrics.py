@@ -10,7 +10,12 @@ import math
 
 import numpy as np
 from pydantic import BaseModel
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
 
 class BinaryMetrics(BaseModel):
@@ -107,8 +112,7 @@ def expected_calibration_error(y: np.ndarray, score: np.ndarray, bins: int = 10)
     """Mean |observed rate - predicted probability| over equal-width score bins, weighted by count."""
     if len(y) == 0:
         return float("nan")
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(score, edges[1:-1]), 0, bins - 1)
+    which = _bin_of(score, bins)
     total = 0.0
     for b in range(bins):
         m = which == b
@@ -117,12 +121,18 @@ def expected_calibration_error(y: np.ndarray, score: np.ndarray, bins: int = 10)
     return total / len(y)
 
 
-def reliability(y: np.ndarray, score: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _bin_of(score: np.ndarray, bins: int) -> np.ndarray:
+    """Equal-width bin index; a score on an edge (0.3) goes to the bin it starts."""
+    return np.asarray(np.clip(np.floor(np.round(score * bins, 9)).astype(int), 0, bins - 1))
+
+
+def reliability(
+    y: np.ndarray, score: np.ndarray, bins: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-bin (mean predicted, observed rate, count) for a reliability diagram."""
     keep = np.isfinite(y) & np.isfinite(score)
     y, score = y[keep], score[keep]
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(score, edges[1:-1]), 0, bins - 1)
+    which = _bin_of(score, bins)
     pred, obs, cnt = np.full(bins, np.nan), np.full(bins, np.nan), np.zeros(bins, dtype=int)
     for b in range(bins):
         m = which == b

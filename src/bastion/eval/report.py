@@ -8,11 +8,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from bastion.eval.metrics import BinaryMetrics, pr_curve, reliability  # noqa: E402
-from bastion.eval.runner import EvalRun  # noqa: E402
+from bastion.eval.metrics import BinaryMetrics, pr_curve, reliability
+from bastion.eval.runner import EvalRun
 
 _MAX_CATEGORY_CURVES = 8
 
@@ -39,7 +39,13 @@ def _plot_pr(run: EvalRun, path: Path) -> bool:
     drew = False
     curve = pr_curve(run.y_binary, run.binary_score)
     if curve is not None:
-        ax.plot(curve[0], curve[1], lw=2.5, color="black", label=f"any category (AUPRC {run.result.binary.auprc})")
+        ax.plot(
+            curve[0],
+            curve[1],
+            lw=2.5,
+            color="black",
+            label=f"any category (AUPRC {run.result.binary.auprc})",
+        )
         drew = True
     ranked = sorted(run.result.per_category.items(), key=lambda kv: -kv[1].positives)
     for cid, m in ranked[:_MAX_CATEGORY_CURVES]:
@@ -49,7 +55,13 @@ def _plot_pr(run: EvalRun, path: Path) -> bool:
             ax.plot(c[0], c[1], lw=1.2, label=f"{cid} ({m.auprc})")
             drew = True
     if drew:
-        ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=run.result.dataset)
+        ax.set(
+            xlabel="recall",
+            ylabel="precision",
+            xlim=(0, 1),
+            ylim=(0, 1.02),
+            title=run.result.dataset,
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower left")
         fig.tight_layout()
@@ -65,10 +77,18 @@ def _plot_reliability(run: EvalRun, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfectly calibrated")
     ok = cnt > 0
-    ax.plot(pred[ok], obs[ok], marker="o", color="C0", label=f"any category (ECE {run.result.binary.ece})")
+    ax.plot(
+        pred[ok],
+        obs[ok],
+        marker="o",
+        color="C0",
+        label=f"any category (ECE {run.result.binary.ece})",
+    )
     for x, yv, n in zip(pred[ok], obs[ok], cnt[ok], strict=True):
         ax.annotate(str(n), (x, yv), fontsize=6, textcoords="offset points", xytext=(3, 3))
-    ax.set(xlabel="predicted probability", ylabel="observed violation rate", xlim=(0, 1), ylim=(0, 1))
+    ax.set(
+        xlabel="predicted probability", ylabel="observed violation rate", xlim=(0, 1), ylim=(0, 1)
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
@@ -79,8 +99,12 @@ def _plot_reliability(run: EvalRun, path: Path) -> bool:
 
 def _plot_histogram(run: EvalRun, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
-    bins = np.linspace(0, 1, 41)
-    for value, name, color in ((0, "safe", "C2"), (1, "violating", "C3"), (np.nan, "unlabelled", "grey")):
+    bins = [i / 40 for i in range(41)]
+    for value, name, color in (
+        (0, "safe", "C2"),
+        (1, "violating", "C3"),
+        (np.nan, "unlabelled", "grey"),
+    ):
         m = np.isnan(run.y_binary) if np.isnan(value) else run.y_binary == value
         s = run.binary_score[m & np.isfinite(run.binary_score)]
         if len(s):
@@ -118,7 +142,9 @@ def _html(run: EvalRun, images: list[tuple[str, str]]) -> str:
         for t, src in images
     )
     label_map = (
-        "<p>Label map: " + html.escape(", ".join(f"{k} → {'/'.join(v) or '∅'}" for k, v in r.label_map.items())) + "</p>"
+        "<p>Label map: "
+        + html.escape(", ".join(f"{k} → {'/'.join(v) or '∅'}" for k, v in r.label_map.items()))
+        + "</p>"
         if r.label_map
         else ""
     )
@@ -142,4 +168,3 @@ model {html.escape(r.model_version)} · licence {html.escape(r.licence)} ({html.
 {figs}
 </body></html>
 """
-

@@ -76,7 +76,9 @@ def evaluate(
         flagged[i] = v.flagged
     scored = np.isfinite(scores).any(axis=1)
     binary_score = np.where(scored, any_category(scores), np.nan)
-    binary = binary_metrics(data.binary, binary_score, float(moderator.thresholds.min()), flagged=flagged)
+    binary = binary_metrics(
+        data.binary, binary_score, float(moderator.thresholds.min()), flagged=flagged
+    )
     per_category: dict[str, BinaryMetrics] = {}
     for j, cid in enumerate(ids):
         col = y_categories[:, j]

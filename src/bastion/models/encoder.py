@@ -33,7 +33,10 @@ def default_encoder_path() -> Path:
 
 def resolve_encoder_path(name_or_path: str | Path | None) -> Path:
     """Map `None` or the default name to the packaged model; otherwise require a local directory."""
-    if name_or_path is None or str(name_or_path) in (DEFAULT_ENCODER, f"sentence-transformers/{DEFAULT_ENCODER}"):
+    if name_or_path is None or str(name_or_path) in (
+        DEFAULT_ENCODER,
+        f"sentence-transformers/{DEFAULT_ENCODER}",
+    ):
         return default_encoder_path()
     path = Path(name_or_path)
     if not path.is_dir():
@@ -114,7 +117,9 @@ def _load_sentence_transformer(path: str, device: str) -> Any:
     try:
         return SentenceTransformer(path, device=device, local_files_only=True)
     except Exception as exc:
-        raise ModelError(f"could not load the sentence-transformers model at {path}: {exc}") from exc
+        raise ModelError(
+            f"could not load the sentence-transformers model at {path}: {exc}"
+        ) from exc
 
 
 @lru_cache(maxsize=4)

@@ -72,6 +72,8 @@ def parse_policy(text: str, source: str = "<string>") -> LoadedPolicy:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         raise PolicyError(source, [f"{where}: {exc.problem or exc}"]) from None
+    except yaml.YAMLError as exc:  # e.g. a control character the reader refuses
+        raise PolicyError(source, [f"not readable as YAML: {exc}"]) from None
     if not isinstance(data, dict):
         raise PolicyError(source, ["the file must be a YAML mapping with id, version, categories"])
     try:
@@ -84,7 +86,7 @@ def parse_policy(text: str, source: str = "<string>") -> LoadedPolicy:
 def _describe(err: Any, root: yaml.Node | None, data: Any) -> str:
     loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
     path = _format_path(loc, data)
-    line = _line_of(root, loc)
+    line = _line_of(root, loc, at_key=err["type"] == "extra_forbidden")
     where = f"line {line}: " if line else ""
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -120,17 +122,21 @@ def _format_path(loc: list[Any], data: Any) -> str:
     return out
 
 
-def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
-    """Walk the YAML node tree along the error's path to report a 1-based line number."""
+def _line_of(node: yaml.Node | None, loc: list[Any], at_key: bool = False) -> int | None:
+    """Walk the YAML node tree along the error's path to report a 1-based line number.
+
+    With `at_key`, the last step reports the key's line rather than its value's (an unknown field
+    is the key's fault, and a block value starts on the next line).
+    """
     line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
+    for depth, part in enumerate(loc):
         if isinstance(node, yaml.MappingNode):
-            found = [v for k, v in node.value if k.value == part]
-            if not found:
-                # An unknown field: point at its key.
-                keys = [k for k, _ in node.value if k.value == part]
-                return keys[0].start_mark.line + 1 if keys else line
-            node = found[0]
+            pairs = [(k, v) for k, v in node.value if k.value == part]
+            if not pairs:
+                return line
+            if at_key and depth == len(loc) - 1:
+                return int(pairs[0][0].start_mark.line) + 1
+            node = pairs[0][1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             if part >= len(node.value):
                 return line
@@ -148,6 +154,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    "a mapping key must be a plain value, not a list or mapping",
+                    key_node.start_mark,
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None,

@@ -9,7 +9,7 @@ ids are unique, and decision steps must form a tree that always ends in a verdic
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,7 +22,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What the platform does with content; ordered from least to most severe."""
 
     allow = "allow"
@@ -85,7 +85,9 @@ class DecisionStep(Strict):
 
 
 class Examples(Strict):
-    positive: list[str] = Field(default_factory=list, description="texts that violate this category")
+    positive: list[str] = Field(
+        default_factory=list, description="texts that violate this category"
+    )
     negative: list[str] = Field(
         default_factory=list, description="texts that do not, hard cases first"
     )
