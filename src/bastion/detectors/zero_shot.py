@@ -157,7 +157,7 @@ class ZeroShotDetector:
     def windows(self, text: str) -> tuple[list[str], bool]:
         """Texts to embed for one item; True when the item was too long to score completely.
 
-        A short text is one window. A longer one is scored as a whole (its opening, as far as the
+        A text of up to `chunk_words` words is one window. A longer one is scored as a whole (its opening, as far as the
         encoder reads) *and* in chunks of whole sentences, because mean pooling dilutes one
         threatening sentence among a hundred harmless ones. Chunks are as small as the window
         budget allows (one sentence each, short ones merged up to `min_chunk_words`) and grow up
@@ -165,8 +165,8 @@ class ZeroShotDetector:
         scored once.
         """
         words = text.split()
-        if len(words) <= self.min_chunk_words:
-            return [text], False
+        if len(words) <= self.chunk_words:
+            return [text], False  # short posts: dilution is small, one window is enough
         pieces: list[list[str]] = []
         for sentence in _SENTENCE_END.split(text):
             sw = sentence.split()

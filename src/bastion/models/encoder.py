@@ -110,8 +110,13 @@ def _load_sentence_transformer(path: str, device: str) -> Any:
     # Refuse any network access: the model must be on disk.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     import torch
+    import transformers
     from sentence_transformers import SentenceTransformer
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     try:
