@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--root", default=None)
     parser.add_argument("--out", default="bench/out/zero_shot.json")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=160)
     rows = []
     for policy in args.policies.split(","):
         start = time.perf_counter()
@@ -97,7 +97,27 @@ def main() -> None:
         "negatives_for_all_positive_sets": NEGATIVES,
     }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2), encoding="utf-8")
-    console.print(f"wrote {out}")
+    md = out.with_suffix(".md")
+    md.write_text(_markdown(rows, meta), encoding="utf-8")
+    console.print(f"wrote {out} and {md}")
+
+
+def _markdown(rows: list[dict], meta: dict) -> str:
+    lines = [
+        f"Date {meta['date']}; {meta['machine']}; at most {meta['limit_per_dataset']} rows per set "
+        f"(stratified sample, seed 0); all-positive sets get the safe rows of "
+        f"{meta['negatives_for_all_positive_sets']} as negatives.",
+        "",
+        "| policy | dataset | use | rows | prevalence | AUPRC | ROC-AUC | recall@5%FPR | precision | recall | items/s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['policy']} | {r['dataset']} | {r['use']} | {r['rows']} | {_f(r['prevalence'])} | "
+            f"**{_f(r['auprc'])}** | {_f(r['roc_auc'])} | {_f(r['recall_at_5pct_fpr'])} | "
+            f"{_f(r['precision'])} | {_f(r['recall'])} | {r['items_per_second']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _f(x: float | None) -> str:

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bastion.cli import app
+from bastion.errors import InputError
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -56,7 +57,7 @@ def test_file_contract_one_output_line_per_input_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["moderate", "--input", str(src), "--output", str(out)])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["id"] for r in rows] == ["a", "b", "c", None, "e", None, "7"]
+    assert [r["id"] for r in rows] == ["a", "b", "c", None, "e", "f", "7"]
     assert [r["line"] for r in rows] == [1, 2, 3, 4, 6, 7, 8]
     by_line = {r["line"]: r for r in rows}
     assert by_line[1]["flagged"] is True and by_line[1]["error"] is None
@@ -75,8 +76,9 @@ def test_stop_on_error_writes_what_came_before_and_fails(tmp_path: Path) -> None
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     _write_input(src)
     args = ["moderate", "-i", str(src), "-o", str(out), "--on-error", "stop"]
-    result = runner.invoke(app, args, catch_exceptions=False, standalone_mode=False)
-    assert result.exit_code != 0 or result.exception is not None
+    result = runner.invoke(app, args)
+    assert isinstance(result.exception, InputError)
+    assert "in.jsonl:3" in str(result.exception) and "--on-error stop" in str(result.exception)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", "b"]
 

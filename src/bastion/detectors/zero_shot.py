@@ -130,16 +130,22 @@ class ZeroShotDetector:
             # No category has examples: a fixed mapping that favours precision.
             self.coef_ = np.array([4.0, 4.0, -4.0, -4.0, 2.0])
             self.intercept_ = -1.0
+            self.category_bias_ = np.zeros(len(protos))
             self.fit_auc_: dict[str, float] = {}
             return self
-        X, y = np.vstack(feats), np.concatenate(labels)
-        self.coef_, self.intercept_ = fit_monotone_logistic(
-            X, y, np.concatenate(weights), FEATURE_SIGNS, l2=self.regularization
+        X, y, cat_of = np.vstack(feats), np.concatenate(labels), np.concatenate(cats)
+        # Shared slopes (few examples per category) plus a bias per category (regularised
+        # towards 0), so a category whose examples look like everyday text needs more to fire.
+        onehot = (cat_of[:, None] == np.arange(len(protos))[None, :]).astype(np.float64)
+        signs = np.r_[FEATURE_SIGNS, np.zeros(len(protos))]
+        coef, self.intercept_ = fit_monotone_logistic(
+            np.hstack([X, onehot]), y, np.concatenate(weights), signs, l2=self.regularization
         )
-        z = X @ self.coef_ + self.intercept_
+        self.coef_ = coef[: X.shape[1]]
+        self.category_bias_ = coef[X.shape[1] :]
+        z = X @ self.coef_ + self.intercept_ + self.category_bias_[cat_of]
         self.fit_auc_ = {
-            self.category_ids[c]: auc
-            for c, auc in _per_category_auc(z, y, np.concatenate(cats)).items()
+            self.category_ids[c]: auc for c, auc in _per_category_auc(z, y, cat_of).items()
         }
         return self
 
@@ -211,7 +217,8 @@ class ZeroShotDetector:
         owner_arr = np.array(owner)
         win_probs = np.empty((len(texts), n_cat))
         for c, proto in enumerate(self.prototypes_):
-            win_probs[:, c] = sigmoid(self._features(sims, proto) @ self.coef_ + self.intercept_)
+            z = self._features(sims, proto) @ self.coef_ + self.intercept_ + self.category_bias_[c]
+            win_probs[:, c] = sigmoid(z)
         # Item score = best window, per category (vectorised group-max).
         best_win = np.full((n, n_cat), -1, dtype=np.int64)
         for c in range(n_cat):

@@ -115,8 +115,8 @@ def _load_sentence_transformer(path: str, device: str) -> Any:
     import transformers
     from sentence_transformers import SentenceTransformer
 
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     try:

@@ -71,7 +71,7 @@ def fit_monotone_logistic(
     signs: np.ndarray,
     l2: float = 1e-2,
 ) -> tuple[np.ndarray, float]:
-    """Weighted logistic regression whose coefficients must have the given signs.
+    """Weighted logistic regression whose coefficients must have the given signs (0: either).
 
     Why constrained: the examples a policy carries are few, and an unconstrained fit happily
     learns that resembling a hard negative *raises* a score when hard negatives happen to be
@@ -79,7 +79,8 @@ def fit_monotone_logistic(
     """
     from scipy.optimize import minimize
 
-    Xs = X * signs  # every coefficient becomes >= 0 in this space
+    free = signs == 0
+    Xs = X * np.where(free, 1.0, signs)  # constrained coefficients become >= 0 in this space
     w = sample_weight / sample_weight.sum()
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -92,10 +93,10 @@ def fit_monotone_logistic(
         grad = np.r_[Xs.T @ g + l2 * coef, g.sum()]
         return float(nll + 0.5 * l2 * coef @ coef), grad
 
-    theta0 = np.r_[np.ones(X.shape[1]), 0.0]
-    bounds = [(0.0, None)] * X.shape[1] + [(None, None)]
+    theta0 = np.r_[np.where(free, 0.0, 1.0), 0.0]
+    bounds = [(None, None) if f else (0.0, None) for f in free] + [(None, None)]
     res = minimize(loss, theta0, jac=True, method="L-BFGS-B", bounds=bounds)
-    return res.x[:-1] * signs, float(res.x[-1])
+    return res.x[:-1] * np.where(free, 1.0, signs), float(res.x[-1])
 
 
 def fuse(scores: list[np.ndarray], weights: list[float] | None = None) -> np.ndarray:
