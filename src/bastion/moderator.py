@@ -118,9 +118,7 @@ class Moderator:
         for det in self.detectors:
             outputs.append(det.score(items))
         fused = fuse([o.scores for o in outputs], self.weights)
-        cut = np.zeros(len(items), dtype=bool)
-        for det in self.detectors:
-            cut |= np.asarray(getattr(det, "windows_cut_", cut))
+        cut = np.logical_or.reduce([o.truncated for o in outputs])
         verdicts = []
         for i, item in enumerate(items):
             evidence = [e for o in outputs for e in o.evidence[i]]

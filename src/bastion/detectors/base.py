@@ -24,16 +24,24 @@ class Evidence:
 
 @dataclass
 class DetectorOutput:
-    """Scores `(n_items, n_categories)` in the policy's category order, plus evidence per item."""
+    """Scores `(n_items, n_categories)` in the policy's category order, plus evidence per item.
+
+    `truncated[i]` is True when the detector could not look at all of item i (too long).
+    """
 
     scores: np.ndarray
     evidence: list[list[Evidence]] = field(default_factory=list)
+    truncated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def __post_init__(self) -> None:
         if self.scores.ndim != 2:
             raise ValueError(f"detector scores must be 2-D, got shape {self.scores.shape}")
         if not self.evidence:
             self.evidence = [[] for _ in range(self.scores.shape[0])]
+        if len(self.truncated) == 0:
+            self.truncated = np.zeros(self.scores.shape[0], dtype=bool)
+        elif len(self.truncated) != self.scores.shape[0]:
+            raise ValueError("detector 'truncated' must have one entry per item")
 
 
 @runtime_checkable

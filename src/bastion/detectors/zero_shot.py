@@ -200,18 +200,18 @@ class ZeroShotDetector:
         n, n_cat = len(items), len(self.category_ids)
         scores = np.full((n, n_cat), np.nan)
         evidence: list[list[Evidence]] = [[] for _ in range(n)]
-        self.windows_cut_ = np.zeros(n, dtype=bool)
+        cut_short = np.zeros(n, dtype=bool)
         texts: list[str] = []
         owner: list[int] = []
         for i, item in enumerate(items):
             if item.is_blank:
                 continue
             wins, cut = self.windows(item.scoring_text)
-            self.windows_cut_[i] = cut
+            cut_short[i] = cut
             texts.extend(wins)
             owner.extend([i] * len(wins))
         if not texts:
-            return DetectorOutput(scores, evidence)
+            return DetectorOutput(scores, evidence, cut_short)
         emb = self.encoder.encode(texts, progress=progress)
         sims = emb @ self.bank_.T
         owner_arr = np.array(owner)
@@ -231,7 +231,7 @@ class ZeroShotDetector:
             evidence[i].append(self._evidence(int(c), float(scores[i, c]), sims[best_win[i, c]]))
         for ev in evidence:
             ev.sort(key=lambda e: -e.score)
-        return DetectorOutput(scores, evidence)
+        return DetectorOutput(scores, evidence, cut_short)
 
     def _evidence(self, c: int, score: float, sims: np.ndarray) -> Evidence:
         proto = self.prototypes_[c]
