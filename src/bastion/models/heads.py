@@ -81,7 +81,11 @@ class MultiLabelHead:
         if Y.ndim != 2 or len(X) != len(Y):
             raise ValueError(f"X {X.shape} and Y {Y.shape} must have the same number of rows")
         n, c = Y.shape
-        w = np.ones(n, dtype=np.float32) if sample_weight is None else sample_weight.astype(np.float32)
+        w = (
+            np.ones(n, dtype=np.float32)
+            if sample_weight is None
+            else sample_weight.astype(np.float32)
+        )
         rng = np.random.default_rng(self.seed)
         if validation is None:
             order = rng.permutation(n)
