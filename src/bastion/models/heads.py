@@ -174,3 +174,20 @@ class MultiLabelHead:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Weights as NumPy arrays, for safetensors."""
         return {k: v.numpy() for k, v in self.model_.state_dict().items()}  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_state_dict(
+        cls, state: dict[str, np.ndarray], n_categories: int, hidden: int = 0
+    ) -> MultiLabelHead:
+        """Rebuild a fitted head from saved weights (no training data needed)."""
+        import torch
+
+        head = cls(hidden=hidden)
+        first = state["1.weight"]
+        model = head._build(int(first.shape[1]), n_categories)
+        assert isinstance(model, torch.nn.Module)
+        model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+        model.eval()
+        head.model_ = model
+        head.n_categories_ = n_categories
+        return head

@@ -1,0 +1,138 @@
+"""Model artifacts: a directory with manifest.json (what, from what, how good) and safetensors weights.
+
+The manifest is the model's paper trail: the policy version it was trained for, the encoder, every
+training source with its licence and row count, validation metrics and the chosen thresholds. A
+model is only loaded for the policy version it was trained for, because category ids, rules and
+examples may have changed meaning since.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field, ValidationError
+
+from bastion.errors import ModelError
+from bastion.models.calibration import CategoryCalibrator
+from bastion.models.heads import MultiLabelHead
+
+MANIFEST = "manifest.json"
+WEIGHTS = "head.safetensors"
+FORMAT_VERSION = 1
+
+
+class TrainingSource(BaseModel):
+    name: str
+    licence: str
+    use: str
+    rows: int
+    positives: int
+
+
+class ThresholdTarget(BaseModel):
+    kind: Literal["precision", "fpr"]
+    value: float = Field(ge=0.0, le=1.0)
+
+
+class CalibrationParams(BaseModel):
+    method: Literal["platt", "isotonic"]
+    fitted: list[bool]
+    platt: list[list[float]]
+    isotonic: list[tuple[list[float], list[float]] | None]
+
+
+class Manifest(BaseModel):
+    format_version: int = FORMAT_VERSION
+    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    name: str
+    policy_id: str
+    policy_version: str
+    encoder: str
+    encoder_dim: int
+    categories: list[str]
+    hidden: int = 0
+    calibration: CalibrationParams
+    thresholds: dict[str, float]
+    threshold_target: ThresholdTarget
+    zero_shot_fallback: list[str] = Field(
+        default_factory=list, description="categories without training data, scored zero-shot"
+    )
+    sources: list[TrainingSource]
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    recipe: dict[str, object] = Field(default_factory=dict)
+
+
+class ModelArtifact:
+    """A trained head, its calibration and its manifest, as saved in one directory."""
+
+    def __init__(self, manifest: Manifest, head: MultiLabelHead, calibrator: CategoryCalibrator):
+        self.manifest = manifest
+        self.head = head
+        self.calibrator = calibrator
+
+    def save(self, directory: Path | str) -> Path:
+        from safetensors.numpy import save_file
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        weights = {
+            k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.head.state_dict().items()
+        }
+        save_file(weights, str(out / WEIGHTS))
+        (out / MANIFEST).write_text(self.manifest.model_dump_json(indent=2), encoding="utf-8")
+        return out
+
+    @classmethod
+    def load(cls, directory: Path | str, policy_version: str | None = None) -> ModelArtifact:
+        """Load a model; refuse it when it was trained for another policy version."""
+        from safetensors.numpy import load_file
+
+        path = Path(directory)
+        if not (path / MANIFEST).exists():
+            raise ModelError(f"{path}: not a Bastion model directory (no {MANIFEST})")
+        try:
+            manifest = Manifest.model_validate(json.loads((path / MANIFEST).read_text("utf-8")))
+        except (ValidationError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path / MANIFEST}: not a valid model manifest: {exc}") from None
+        if manifest.format_version != FORMAT_VERSION:
+            raise ModelError(
+                f"{path}: model format {manifest.format_version}, this Bastion reads {FORMAT_VERSION}"
+            )
+        if policy_version is not None and manifest.policy_version != policy_version:
+            raise ModelError(
+                f"{path} was trained for policy {manifest.policy_version}, but the policy in use is "
+                f"{policy_version}. Its categories or rules may mean something else now: retrain "
+                "with `bastion train`, or moderate with the policy version it was trained for."
+            )
+        if not (path / WEIGHTS).exists():
+            raise ModelError(f"{path}: weights file {WEIGHTS} is missing")
+        head = MultiLabelHead.from_state_dict(
+            load_file(str(path / WEIGHTS)), len(manifest.categories), manifest.hidden
+        )
+        return cls(manifest, head, calibrator_from_params(manifest.calibration))
+
+
+def calibration_params(cal: CategoryCalibrator) -> CalibrationParams:
+    return CalibrationParams(
+        method=cal.method,
+        fitted=[bool(f) for f in cal.fitted_],
+        platt=[[float(a), float(b)] for a, b in cal.platt_],
+        isotonic=[
+            None if iso is None else ([float(x) for x in iso[0]], [float(y) for y in iso[1]])
+            for iso in cal.isotonic_
+        ],
+    )
+
+
+def calibrator_from_params(params: CalibrationParams) -> CategoryCalibrator:
+    cal = CategoryCalibrator(params.method)
+    cal.fitted_ = np.array(params.fitted, dtype=bool)
+    cal.platt_ = np.array(params.platt, dtype=np.float64).reshape(-1, 2)
+    cal.isotonic_ = [
+        None if iso is None else (np.array(iso[0]), np.array(iso[1])) for iso in params.isotonic
+    ]
+    return cal
