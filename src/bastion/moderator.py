@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from bastion.detectors.base import Detector, DetectorOutput
 from bastion.detectors.base import Evidence as DetectorEvidence
+from bastion.detectors.zero_shot import ZeroShotDetector
 from bastion.errors import InputError
 from bastion.items import Item, as_item
 from bastion.models.scoring import fuse
@@ -66,14 +67,27 @@ class Moderator:
         self,
         policy: str | Path | LoadedPolicy = "openai",
         *,
+        model: str | Path | None = None,
         detectors: Sequence[Detector] | None = None,
         weights: Sequence[float] | None = None,
+        thresholds: Mapping[str, float] | None = None,
         encoder: str | None = None,
         batch_size: int = 256,
     ) -> None:
+        """`model` is a trained model directory (its calibrated thresholds are used); without
+        one, and without explicit `detectors`, the policy is scored zero-shot."""
         self.policy = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
         if detectors is None:
-            detectors = [_zero_shot(self.policy, encoder)]
+            zero_shot = _zero_shot(self.policy, encoder)
+            if model is not None:
+                from bastion.detectors.trained import TrainedDetector
+
+                trained = TrainedDetector.load(model, self.policy, zero_shot)
+                detectors = [trained]
+                if thresholds is None:
+                    thresholds = trained.artifact.manifest.thresholds
+            else:
+                detectors = [zero_shot]
         if not detectors:
             raise ValueError("a Moderator needs at least one detector")
         for det in detectors:
@@ -87,7 +101,8 @@ class Moderator:
         self.batch_size = batch_size
         default = self.policy.policy.bands
         cats = self.policy.policy.categories
-        self.thresholds = np.array([c.threshold_or(default) for c in cats])
+        thresholds = thresholds or {}
+        self.thresholds = np.array([thresholds.get(c.id, c.threshold_or(default)) for c in cats])
         self.bands = [c.bands_or(default) for c in cats]
         self.model_version = "+".join(_model_version(d) for d in self.detectors)
 
@@ -157,12 +172,11 @@ class Moderator:
         )
 
 
-_ZERO_SHOT_CACHE: dict[tuple[str, str | None], Detector] = {}
+_ZERO_SHOT_CACHE: dict[tuple[str, str | None], ZeroShotDetector] = {}
 
 
-def _zero_shot(policy: LoadedPolicy, encoder: str | None) -> Detector:
+def _zero_shot(policy: LoadedPolicy, encoder: str | None) -> ZeroShotDetector:
     """Fitted zero-shot detector, memoised by policy version (which includes its content hash)."""
-    from bastion.detectors.zero_shot import ZeroShotDetector
     from bastion.models.encoder import load_encoder
 
     key = (policy.version, encoder)
@@ -176,7 +190,8 @@ def _zero_shot(policy: LoadedPolicy, encoder: str | None) -> Detector:
 def _model_version(detector: Detector) -> str:
     encoder = getattr(detector, "encoder", None)
     suffix = f"/{encoder.name}" if encoder is not None else ""
-    return f"{detector.name}{suffix}"
+    model = getattr(detector, "model_name", None)
+    return f"{detector.name}{':' + model if model else ''}{suffix}"
 
 
 @lru_cache(maxsize=4)

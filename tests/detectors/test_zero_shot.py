@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bastion.detectors.zero_shot import _SENTENCE_END, ZeroShotDetector
+from bastion.detectors.zero_shot import ZeroShotDetector
 from bastion.items import Item
 from bastion.models.encoder import load_encoder
 from bastion.models.scoring import FEATURE_SIGNS
+from bastion.models.windows import SENTENCE_END
 from bastion.moderator import Moderator
 from bastion.policy import parse_policy
 
@@ -175,7 +176,7 @@ def test_windows_chunk_whole_sentences_and_report_when_cut() -> None:
     # Repeated sentences are scored once.
     wins, cut = det.windows("Buy now at my new shop. " * 30)
     assert wins[1:] == ["Buy now at my new shop."] and not cut
-    assert _SENTENCE_END.split("It was fine.Then I left. U.S.A. ok") == [
+    assert SENTENCE_END.split("It was fine.Then I left. U.S.A. ok") == [
         "It was fine.",
         "Then I left.",
         "U.S.A.",

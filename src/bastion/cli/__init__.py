@@ -21,11 +21,13 @@ app = typer.Typer(
 
 def _register() -> None:
     from bastion.cli import eval as eval_cmd
-    from bastion.cli import moderate, policy
+    from bastion.cli import moderate, policy, train
 
     app.command("moderate")(moderate.moderate_command)
     app.command("eval")(eval_cmd.eval_command)
+    app.command("train")(train.train_command)
     app.add_typer(policy.app, name="policy")
+    app.add_typer(train.model_app, name="model")
 
 
 _register()

@@ -42,7 +42,10 @@ def eval_command(
     policy: Annotated[
         str, typer.Option("--policy", "-p", help="Built-in pack or policy YAML.")
     ] = "openai",
-    model: Annotated[str | None, typer.Option(help="Encoder directory; default bundled.")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Trained model directory; default zero-shot.")
+    ] = None,
+    encoder: Annotated[str | None, typer.Option(help="Encoder directory; default bundled.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report directory.")] = Path(
         "reports/eval"
     ),
@@ -83,7 +86,7 @@ def eval_command(
         return
     if (dataset is None) == (data is None):
         raise BastionError("give either --dataset NAME or --data FILE (see --list for names)")
-    moderator = Moderator(policy, encoder=model)
+    moderator = Moderator(policy, model=model, encoder=encoder)
     pol = moderator.policy
     y_categories = None
     lmap = LabelMap.from_file(label_map) if label_map else None

@@ -38,8 +38,12 @@ def moderate_command(
         typer.Option("--policy", "-p", help="Built-in pack (openai, mlcommons) or a YAML file."),
     ] = "openai",
     model: Annotated[
+        Path | None,
+        typer.Option("--model", help="Trained model directory (bastion train); default zero-shot."),
+    ] = None,
+    encoder: Annotated[
         str | None,
-        typer.Option("--model", help="Encoder directory (sentence-transformers); default bundled."),
+        typer.Option(help="Encoder directory (sentence-transformers); default bundled."),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the full Verdict as JSON.")
@@ -65,7 +69,7 @@ def moderate_command(
     """
     if (text is None) == (input is None):
         raise BastionError("give either a TEXT argument or --input FILE (not both)")
-    moderator = Moderator(policy, encoder=model, batch_size=batch_size)
+    moderator = Moderator(policy, model=model, encoder=encoder, batch_size=batch_size)
     if text is not None:
         verdict = moderator.moderate_one(text)
         if as_json:

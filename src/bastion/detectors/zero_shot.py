@@ -16,7 +16,6 @@ highest-scoring window, because one violating passage is enough.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,12 +30,11 @@ from bastion.models.scoring import (
     FEATURE_SIGNS,
     contrastive_features,
     fit_monotone_logistic,
+    group_max,
     sigmoid,
 )
+from bastion.models.windows import text_windows
 from bastion.policy import LoadedPolicy
-
-# Sentence ends: punctuation then space, a newline, or "end.Next" typed without a space.
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？…])\s+|\n+|(?<=[a-z][.!?])(?=[A-Z])")
 
 
 @lru_cache(maxsize=1)
@@ -44,6 +42,16 @@ def background_texts() -> tuple[str, ...]:
     """Everyday benign content (written for Bastion) that anchors 'what normal looks like'."""
     text = resources.files("bastion.data").joinpath("background.txt").read_text("utf-8")
     return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+@dataclass
+class Windows:
+    """Embedded windows of a batch of items: `owner[k]` is the item that window k belongs to."""
+
+    n_items: int
+    owner: np.ndarray
+    embeddings: np.ndarray
+    cut: np.ndarray
 
 
 @dataclass
@@ -161,48 +169,15 @@ class ZeroShotDetector:
     # -- scoring ---------------------------------------------------------------------------
 
     def windows(self, text: str) -> tuple[list[str], bool]:
-        """Texts to embed for one item; True when the item was too long to score completely.
+        return text_windows(text, self.chunk_words, self.min_chunk_words, self.max_windows)
 
-        A text of up to `chunk_words` words is one window. A longer one is scored as a whole (its opening, as far as the
-        encoder reads) *and* in chunks of whole sentences, because mean pooling dilutes one
-        threatening sentence among a hundred harmless ones. Chunks are as small as the window
-        budget allows (one sentence each, short ones merged up to `min_chunk_words`) and grow up
-        to `chunk_words` for long texts, so the whole text is covered; identical chunks are
-        scored once.
-        """
-        words = text.split()
-        if len(words) <= self.chunk_words:
-            return [text], False  # short posts: dilution is small, one window is enough
-        pieces: list[list[str]] = []
-        for sentence in _SENTENCE_END.split(text):
-            sw = sentence.split()
-            pieces.extend(sw[i : i + self.chunk_words] for i in range(0, len(sw), self.chunk_words))
-        budget = self.max_windows - 1
-        target = min(self.chunk_words, max(self.min_chunk_words, -(-len(words) // budget)))
-        chunks: list[str] = []
-        current: list[str] = []
-        for piece in pieces:
-            if current and len(current) + len(piece) > max(target, self.min_chunk_words * 2):
-                chunks.append(" ".join(current))
-                current = []
-            current.extend(piece)
-            if len(current) >= target:
-                chunks.append(" ".join(current))
-                current = []
-        if current:
-            chunks.append(" ".join(current))
-        unique = list(dict.fromkeys(c for c in chunks if c != text))
-        return [text, *unique[:budget]], len(unique) > budget
-
-    def score(
+    def embed(
         self, items: Sequence[Item], progress: Callable[[int], None] | None = None
-    ) -> DetectorOutput:
-        n, n_cat = len(items), len(self.category_ids)
-        scores = np.full((n, n_cat), np.nan)
-        evidence: list[list[Evidence]] = [[] for _ in range(n)]
-        cut_short = np.zeros(n, dtype=bool)
+    ) -> Windows:
+        """Embed every item's windows once (other detectors may reuse them)."""
         texts: list[str] = []
         owner: list[int] = []
+        cut_short = np.zeros(len(items), dtype=bool)
         for i, item in enumerate(items):
             if item.is_blank:
                 continue
@@ -210,28 +185,35 @@ class ZeroShotDetector:
             cut_short[i] = cut
             texts.extend(wins)
             owner.extend([i] * len(wins))
-        if not texts:
-            return DetectorOutput(scores, evidence, cut_short)
-        emb = self.encoder.encode(texts, progress=progress)
+        emb = self.encoder.encode(texts, progress=progress) if texts else np.zeros((0, 1))
+        return Windows(len(items), np.array(owner, dtype=np.int64), emb, cut_short)
+
+    def window_probs(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-window probabilities (n_windows, n_categories) and similarities to the bank."""
         sims = emb @ self.bank_.T
-        owner_arr = np.array(owner)
-        win_probs = np.empty((len(texts), n_cat))
+        probs = np.empty((len(emb), len(self.category_ids)))
         for c, proto in enumerate(self.prototypes_):
             z = self._features(sims, proto) @ self.coef_ + self.intercept_ + self.category_bias_[c]
-            win_probs[:, c] = sigmoid(z)
-        # Item score = best window, per category (vectorised group-max).
-        best_win = np.full((n, n_cat), -1, dtype=np.int64)
-        for c in range(n_cat):
-            order = np.lexsort((win_probs[:, c], owner_arr))
-            last = np.r_[owner_arr[order][1:] != owner_arr[order][:-1], True]
-            rows = order[last]
-            scores[owner_arr[rows], c] = win_probs[rows, c]
-            best_win[owner_arr[rows], c] = rows
+            probs[:, c] = sigmoid(z)
+        return probs, sims
+
+    def score(
+        self, items: Sequence[Item], progress: Callable[[int], None] | None = None
+    ) -> DetectorOutput:
+        return self.score_windows(self.embed(items, progress))
+
+    def score_windows(self, windows: Windows) -> DetectorOutput:
+        n, n_cat = windows.n_items, len(self.category_ids)
+        evidence: list[list[Evidence]] = [[] for _ in range(n)]
+        if len(windows.owner) == 0:
+            return DetectorOutput(np.full((n, n_cat), np.nan), evidence, windows.cut)
+        probs, sims = self.window_probs(windows.embeddings)
+        scores, best_win = group_max(probs, windows.owner, n)
         for i, c in zip(*np.nonzero(scores >= self.evidence_min_score), strict=True):
             evidence[i].append(self._evidence(int(c), float(scores[i, c]), sims[best_win[i, c]]))
         for ev in evidence:
             ev.sort(key=lambda e: -e.score)
-        return DetectorOutput(scores, evidence, cut_short)
+        return DetectorOutput(scores, evidence, windows.cut)
 
     def _evidence(self, c: int, score: float, sims: np.ndarray) -> Evidence:
         proto = self.prototypes_[c]

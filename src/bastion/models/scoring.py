@@ -116,6 +116,25 @@ def fuse(scores: list[np.ndarray], weights: list[float] | None = None) -> np.nda
         return np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), np.nan)
 
 
+def group_max(
+    values: np.ndarray, owner: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per group (item) and column, the max over its rows (windows), and which row gave it.
+
+    An item is as violating as its most violating passage. Groups without rows stay NaN (-1).
+    """
+    n_col = values.shape[1]
+    out = np.full((n_groups, n_col), np.nan)
+    arg = np.full((n_groups, n_col), -1, dtype=np.int64)
+    for c in range(n_col):
+        order = np.lexsort((values[:, c], owner))
+        last = np.r_[owner[order][1:] != owner[order][:-1], True]
+        rows = order[last]
+        out[owner[rows], c] = values[rows, c]
+        arg[owner[rows], c] = rows
+    return out, arg
+
+
 def any_category(scores: np.ndarray) -> np.ndarray:
     """Probability that an item violates *some* category: the largest category probability.
 

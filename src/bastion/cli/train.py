@@ -1,0 +1,104 @@
+"""`bastion train` and `bastion model show`: build a model from a recipe, and read its manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from bastion.cli.output import console, err_console
+
+model_app = typer.Typer(help="Inspect trained models.", no_args_is_help=True)
+
+
+def train_command(
+    recipe: Annotated[
+        Path, typer.Option("--recipe", "-r", help="Recipe YAML (sources, head, target).")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Model directory (default models/NAME).")
+    ] = None,
+    data_root: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the shared datasets (default ../shared/datasets)."),
+    ] = None,
+) -> None:
+    """Train a moderation model from a recipe and save it with its manifest.
+
+    Example: bastion train --recipe recipes/default.yaml --out models/default
+    """
+    from bastion.models.training import Recipe, train
+
+    spec = Recipe.from_file(recipe)
+    target = out or Path("models") / spec.name
+    with Progress(
+        TextColumn("[bold]{task.description}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    ) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        artifact = train(spec, target, data_root=data_root, progress=report)
+    console.print(f"saved {target}", highlight=False)
+    _show(artifact.manifest)
+
+
+@model_app.command("show")
+def show(directory: Annotated[Path, typer.Argument(help="A trained model directory.")]) -> None:
+    """Print a model's manifest: policy, encoder, sources and licences, thresholds, metrics.
+
+    Example: bastion model show models/default
+    """
+    from bastion.models.artifact import ModelArtifact
+
+    _show(ModelArtifact.load(directory).manifest)
+
+
+def _show(m: object) -> None:
+    from bastion.models.artifact import Manifest
+
+    assert isinstance(m, Manifest)
+    console.print(
+        f"[bold]{escape(m.name)}[/]  policy {m.policy_version} · encoder {escape(m.encoder)} · "
+        f"created {m.created}",
+        highlight=False,
+    )
+    sources = Table("source", "licence", "use", "rows", "positives", title="training sources")
+    for s in m.sources:
+        sources.add_row(escape(s.name), escape(s.licence), s.use, str(s.rows), str(s.positives))
+    console.print(sources)
+    cats = Table("category", "threshold", "validation AUPRC", "scored by", title="categories")
+    target = f"{m.threshold_target.kind} {m.threshold_target.value}"
+    for c in m.categories:
+        auprc = m.metrics.get(f"val_auprc/{c}")
+        cats.add_row(
+            c,
+            f"{m.thresholds[c]:.3f}",
+            "–" if auprc is None else f"{auprc:.3f}",
+            "zero-shot fallback" if c in m.zero_shot_fallback else "model",
+        )
+    console.print(cats)
+    binary = m.metrics.get("val_binary_auprc")
+    console.print(
+        f"thresholds chosen for {target}; validation binary AUPRC "
+        f"{'–' if binary is None else f'{binary:.3f}'}",
+        highlight=False,
+    )

@@ -1,0 +1,293 @@
+"""Training a moderation model from a recipe: data in through the adapters, a model artifact out.
+
+Steps: assemble labelled rows from the recipe's sources (shared datasets through their adapters
+and label maps, the policy's own examples, the user's files), split each source into train /
+early-stopping / calibration parts, fit a multi-label head on frozen encoder embeddings with
+missing labels masked, calibrate each category on the held-out part, pick thresholds for the
+recipe's target there, and save everything with a manifest that names every source and licence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bastion.errors import BastionError
+from bastion.eval.labels import LabelMap, category_labels
+from bastion.eval.metrics import binary_metrics
+from bastion.models.artifact import (
+    Manifest,
+    ModelArtifact,
+    ThresholdTarget,
+    TrainingSource,
+    calibration_params,
+)
+from bastion.models.calibration import (
+    CategoryCalibrator,
+    threshold_for_fpr,
+    threshold_for_precision,
+)
+from bastion.models.heads import MultiLabelHead
+from bastion.models.scoring import any_category
+from bastion.policy import LoadedPolicy, load_policy
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSpec(_Strict):
+    """One training source: a shared dataset by adapter name, or the policy's own examples."""
+
+    dataset: str | None = None
+    policy_examples: bool = False
+    max_rows: int | None = Field(None, ge=1)
+    label_map: dict[str, list[str]] | None = None
+
+
+class HeadSpec(_Strict):
+    hidden: int = 0
+    epochs: int = 300
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    patience: int = 15
+    dropout: float = 0.1
+
+
+class Recipe(_Strict):
+    """What `bastion train --recipe FILE` reads."""
+
+    name: str
+    policy: str = "openai"
+    encoder: str | None = None
+    ship: bool = Field(False, description="refuse every source not marked ship-ok")
+    sources: list[SourceSpec]
+    head: HeadSpec = Field(default_factory=HeadSpec)
+    calibration: Literal["platt", "isotonic"] = "platt"
+    threshold: ThresholdTarget = Field(
+        default_factory=lambda: ThresholdTarget(kind="precision", value=0.8)
+    )
+    min_positives: int = Field(10, description="fewer training positives: zero-shot fallback")
+    split: tuple[float, float] = (0.15, 0.15)
+    seed: int = 0
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> Recipe:
+        path = Path(path)
+        try:
+            return cls.model_validate(yaml.safe_load(path.read_text("utf-8")))
+        except (OSError, yaml.YAMLError) as exc:
+            raise BastionError(f"{path}: cannot read recipe: {exc}") from None
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise BastionError(f"{path}: invalid recipe: {problems}") from None
+
+
+@dataclass
+class TrainingData:
+    texts: list[str]
+    labels: np.ndarray  # (n, n_categories) in {0, 1, NaN}
+    source: np.ndarray  # index into `sources`
+    sources: list[TrainingSource] = field(default_factory=list)
+
+
+def assemble(
+    recipe: Recipe, policy: LoadedPolicy, data_root: Path | str | None = None
+) -> TrainingData:
+    """Rows from every source, labelled in the policy's categories (NaN where unknown)."""
+    from bastion.eval import datasets as ds
+
+    ids = policy.category_ids
+    texts: list[str] = []
+    blocks: list[np.ndarray] = []
+    source_idx: list[np.ndarray] = []
+    sources: list[TrainingSource] = []
+    for spec in recipe.sources:
+        if spec.policy_examples:
+            t, y = _policy_rows(policy)
+            name, licence, use = f"policy:{policy.policy.id}", "written for Bastion", "ship-ok"
+        elif spec.dataset:
+            adapter = ds.ADAPTERS.get(spec.dataset)
+            if adapter is None:
+                raise BastionError(f"recipe source '{spec.dataset}' is not a known dataset")
+            if recipe.ship and adapter.use != "ship-ok":
+                raise BastionError(
+                    f"recipe '{recipe.name}' ships its model, but source '{spec.dataset}' is "
+                    f"{adapter.use} ({adapter.licence}); only ship-ok sets may train shipped models"
+                )
+            data = ds.load_dataset(
+                spec.dataset, root=data_root, limit=spec.max_rows, seed=recipe.seed
+            )
+            lmap = (
+                LabelMap(spec.label_map)
+                if spec.label_map is not None
+                else ds.label_map_for(spec.dataset, policy.policy.id)
+            )
+            t, y = data.texts, category_labels(data, policy, lmap)
+            name, licence, use = spec.dataset, adapter.licence, adapter.use
+        else:
+            raise BastionError("a recipe source needs `dataset: NAME` or `policy_examples: true`")
+        keep = np.isfinite(y).any(axis=1)  # a row that says nothing about any category is useless
+        t = [x for x, k in zip(t, keep, strict=True) if k]
+        y = y[keep]
+        sources.append(
+            TrainingSource(
+                name=name,
+                licence=licence,
+                use=use,
+                rows=len(t),
+                positives=int(np.nansum(y.max(axis=1))),
+            )
+        )
+        texts.extend(t)
+        blocks.append(y)
+        source_idx.append(np.full(len(t), len(sources) - 1))
+    if not texts:
+        raise BastionError(f"recipe '{recipe.name}' produced no labelled rows")
+    labels = np.vstack(blocks) if blocks else np.zeros((0, len(ids)))
+    return TrainingData(texts, labels, np.concatenate(source_idx), sources)
+
+
+def _policy_rows(policy: LoadedPolicy) -> tuple[list[str], np.ndarray]:
+    ids = policy.category_ids
+    texts: list[str] = []
+    rows: list[np.ndarray] = []
+    for j, cat in enumerate(policy.policy.categories):
+        for value, examples in ((1.0, cat.examples.positive), (0.0, cat.examples.negative)):
+            for ex in examples:
+                row = np.full(len(ids), np.nan)
+                row[j] = value
+                texts.append(ex)
+                rows.append(row)
+    return texts, np.array(rows).reshape(-1, len(ids))
+
+
+def split(data: TrainingData, fractions: tuple[float, float], seed: int) -> tuple[np.ndarray, ...]:
+    """Per-source random split into (train, early-stopping, calibration) row indices."""
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for s in np.unique(data.source):
+        rows = rng.permutation(np.flatnonzero(data.source == s))
+        n_stop, n_cal = (round(len(rows) * f) for f in fractions)
+        parts[1].append(rows[:n_stop])
+        parts[2].append(rows[n_stop : n_stop + n_cal])
+        parts[0].append(rows[n_stop + n_cal :])
+    return tuple(np.sort(np.concatenate(p)) for p in parts)
+
+
+def source_weights(source: np.ndarray) -> np.ndarray:
+    """Each source carries the same total weight, so one large set cannot drown the others."""
+    counts = np.bincount(source)
+    w = 1.0 / counts[source]
+    return np.asarray(w * len(source) / w.sum(), dtype=np.float32)
+
+
+def train(
+    recipe: Recipe,
+    out_dir: Path | str,
+    data_root: Path | str | None = None,
+    cache_path: Path | str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ModelArtifact:
+    """Run a recipe end to end and save the model; returns the artifact."""
+    from bastion.models.embedding_cache import EmbeddingCache
+    from bastion.models.encoder import load_encoder
+
+    policy = load_policy(recipe.policy)
+    data = assemble(recipe, policy, data_root)
+    encoder = load_encoder(recipe.encoder)
+    cache = EmbeddingCache(cache_path or _default_cache(), encoder)
+    total = len(data.texts)
+    done = [0]
+
+    def step(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress("encoding", done[0], total)
+
+    X = cache.encode(data.texts, progress=step)
+    cache.close()
+    tr, stop, cal = split(data, recipe.split, recipe.seed)
+    Y = data.labels
+    w = source_weights(data.source)
+    h = recipe.head
+    head = MultiLabelHead(
+        hidden=h.hidden, epochs=h.epochs, lr=h.lr, weight_decay=h.weight_decay,
+        patience=h.patience, dropout=h.dropout, seed=recipe.seed,
+    ).fit(X[tr], Y[tr], sample_weight=w[tr], validation=(X[stop], Y[stop]))  # fmt: skip
+    if progress is not None:
+        progress("training", 1, 1)
+    raw_cal = head.predict_proba(X[cal])
+    calibrator = CategoryCalibrator(recipe.calibration).fit(raw_cal, Y[cal])
+    scores = calibrator.transform(raw_cal)
+    ids = policy.category_ids
+    default = policy.policy.bands
+    positives = np.nansum(Y[tr], axis=0)
+    fallback = [c for c, n in zip(ids, positives, strict=True) if n < recipe.min_positives]
+    thresholds: dict[str, float] = {}
+    for j, cid in enumerate(ids):
+        chosen = None
+        if cid not in fallback and calibrator.fitted_[j]:
+            pick = (
+                threshold_for_precision
+                if recipe.threshold.kind == "precision"
+                else threshold_for_fpr
+            )
+            chosen = pick(Y[cal, j], scores[:, j], recipe.threshold.value)
+        thresholds[cid] = (
+            float(chosen)
+            if chosen is not None
+            else policy.policy.category(cid).threshold_or(default)
+        )
+    metrics = _validation_metrics(Y[cal], scores, ids, thresholds)
+    manifest = Manifest(
+        name=recipe.name,
+        policy_id=policy.policy.id,
+        policy_version=policy.version,
+        encoder=encoder.name,
+        encoder_dim=encoder.dim,
+        categories=ids,
+        hidden=h.hidden,
+        calibration=calibration_params(calibrator),
+        thresholds=thresholds,
+        threshold_target=recipe.threshold,
+        zero_shot_fallback=fallback,
+        sources=data.sources,
+        metrics=metrics,
+        recipe=recipe.model_dump(mode="json"),
+    )
+    artifact = ModelArtifact(manifest, head, calibrator)
+    artifact.save(out_dir)
+    return artifact
+
+
+def _validation_metrics(
+    Y: np.ndarray, scores: np.ndarray, ids: list[str], thresholds: dict[str, float]
+) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    # Violating if any category is known positive; safe only if every category is known safe.
+    any_pos = (Y == 1).any(axis=1)
+    all_safe = (Y == 0).all(axis=1)
+    binary = np.where(any_pos, 1.0, np.where(all_safe, 0.0, np.nan))
+    m = binary_metrics(binary, any_category(scores), 0.5)
+    out["val_binary_auprc"] = m.auprc
+    out["val_rows"] = float(len(Y))
+    for j, cid in enumerate(ids):
+        if np.nansum(Y[:, j]) > 0:
+            out[f"val_auprc/{cid}"] = binary_metrics(Y[:, j], scores[:, j], thresholds[cid]).auprc
+    return out
+
+
+def _default_cache() -> Path:
+    import os
+
+    home = Path(os.environ.get("BASTION_HOME", "bastion-data"))
+    return home / "cache" / "embeddings.sqlite"

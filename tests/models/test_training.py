@@ -1,0 +1,97 @@
+"""Training from a recipe: sources in, a model that moderates out, licences enforced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bastion.cli import app
+from bastion.errors import BastionError
+from bastion.models.artifact import ModelArtifact
+from bastion.models.training import Recipe, TrainingData, source_weights, split, train
+from bastion.moderator import Moderator
+
+
+def _recipe(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(body)
+    return path
+
+
+def test_a_shipped_model_refuses_dev_only_data(tmp_path: Path) -> None:
+    recipe = Recipe.from_file(
+        _recipe(tmp_path, "name: x\nship: true\nsources: [{dataset: toxicchat}]\n")
+    )
+    with pytest.raises(BastionError, match=r"toxicchat' is dev-only .*only ship-ok"):
+        train(recipe, tmp_path / "m", cache_path=tmp_path / "c.sqlite")
+
+
+def test_recipe_errors_name_the_field(tmp_path: Path) -> None:
+    with pytest.raises(BastionError, match="invalid recipe: sourcez"):
+        Recipe.from_file(_recipe(tmp_path, "name: x\nsources: []\nsourcez: 1\n"))
+
+
+def test_sources_weigh_the_same_and_split_per_source() -> None:
+    source = np.array([0] * 90 + [1] * 10)
+    w = source_weights(source)
+    assert w[:90].sum() == pytest.approx(w[90:].sum())
+    data = TrainingData(["t"] * 100, np.zeros((100, 1)), source)
+    tr, stop, cal = split(data, (0.2, 0.1), seed=0)
+    assert len(np.intersect1d(tr, stop)) == len(np.intersect1d(stop, cal)) == 0
+    assert len(tr) + len(stop) + len(cal) == 100
+    assert (source[stop] == 1).sum() == 2 and (source[cal] == 1).sum() == 1
+
+
+@pytest.mark.slow
+def test_train_from_policy_examples_then_moderate(tmp_path: Path) -> None:
+    recipe = Recipe.from_file(
+        _recipe(
+            tmp_path,
+            "name: tiny\npolicy: openai\nsources: [{policy_examples: true}]\n"
+            "head: {epochs: 200, lr: 0.01}\nmin_positives: 5\n",
+        )
+    )
+    art = train(recipe, tmp_path / "m", cache_path=tmp_path / "c.sqlite")
+    assert (tmp_path / "m" / "head.safetensors").exists()
+    m = ModelArtifact.load(tmp_path / "m").manifest
+    assert m.sources[0].name == "policy:openai" and m.sources[0].use == "ship-ok"
+    assert m.sources[0].rows == 13 * 36 and m.zero_shot_fallback == []
+    assert set(m.thresholds) == set(art.manifest.categories)
+    mod = Moderator("openai", model=tmp_path / "m")
+    threat, python = mod.moderate(
+        ["I will find where you live and hurt you", "How do I kill a Python process?"]
+    )
+    assert (
+        threat.category_scores["harassment/threatening"]
+        > python.category_scores["harassment/threatening"] + 0.3
+    )
+    assert threat.model_version.startswith("trained:tiny")
+    shown = CliRunner().invoke(app, ["model", "show", str(tmp_path / "m")])
+    assert shown.exit_code == 0 and "policy:openai" in shown.stdout
+
+
+@pytest.mark.slow
+def test_categories_without_data_fall_back_to_zero_shot(
+    tmp_path: Path, datasets_root: Path
+) -> None:
+    recipe = Recipe.from_file(
+        _recipe(
+            tmp_path,
+            "name: hate-only\npolicy: openai\nsources: [{dataset: davidson, max_rows: 400}]\n"
+            "head: {epochs: 50}\n",
+        )
+    )
+    art = train(recipe, tmp_path / "m", data_root=datasets_root, cache_path=tmp_path / "c.sqlite")
+    m = art.manifest
+    assert "hate" not in m.zero_shot_fallback and "self-harm/intent" in m.zero_shot_fallback
+    src = m.sources[0]
+    assert src.licence.startswith("MIT") and src.rows < 400  # 'offensive' rows say nothing: dropped
+    mod = Moderator("openai", model=tmp_path / "m")
+    v = mod.moderate_one("I can't go on, tonight I'm going to end my life")
+    zero = Moderator("openai").moderate_one("I can't go on, tonight I'm going to end my life")
+    assert v.category_scores["self-harm/intent"] == pytest.approx(
+        zero.category_scores["self-harm/intent"], abs=1e-6
+    )
