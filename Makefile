@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock pyproject.toml | sha1sum | cut -c1-12)
 DATASETS ?= ../shared/datasets
 
-.PHONY: install run test lint typecheck pytest bench-zero-shot clean
+.PHONY: install run test lint typecheck pytest model bench-zero-shot clean
 
 # Pinned dependencies; torch 2.13.0 resolves to the CPU build this machine's pip finds locally.
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -34,6 +34,10 @@ typecheck: install
 
 pytest: install
 	BASTION_DATASETS=$(DATASETS) $(BIN)/pytest -n 2 --dist loadfile -q
+
+## Rebuild the default model from its recipe (ship-ok data only) into the package.
+model: install
+	BASTION_DATASETS=$(DATASETS) $(BIN)/bastion train --recipe recipes/default.yaml --out src/bastion/data/models/default
 
 bench-zero-shot: install
 	BASTION_DATASETS=$(DATASETS) $(BIN)/python bench/zero_shot.py

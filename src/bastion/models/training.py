@@ -43,10 +43,12 @@ class _Strict(BaseModel):
 
 
 class SourceSpec(_Strict):
-    """One training source: a shared dataset by adapter name, or the policy's own examples."""
+    """One training source: a shared dataset by adapter name, the policy's own examples, or
+    Bastion's corpus of everyday content (safe for every category)."""
 
     dataset: str | None = None
     policy_examples: bool = False
+    background: bool = False
     max_rows: int | None = Field(None, ge=1)
     label_map: dict[str, list[str]] | None = None
 
@@ -114,6 +116,12 @@ def assemble(
         if spec.policy_examples:
             t, y = _policy_rows(policy)
             name, licence, use = f"policy:{policy.policy.id}", "written for Bastion", "ship-ok"
+        elif spec.background:
+            from bastion.detectors.zero_shot import background_texts
+
+            t = list(background_texts())
+            y = np.zeros((len(t), len(ids)))
+            name, licence, use = "bastion:background", "written for Bastion", "ship-ok"
         elif spec.dataset:
             adapter = ds.ADAPTERS.get(spec.dataset)
             if adapter is None:
@@ -134,7 +142,9 @@ def assemble(
             t, y = data.texts, category_labels(data, policy, lmap)
             name, licence, use = spec.dataset, adapter.licence, adapter.use
         else:
-            raise BastionError("a recipe source needs `dataset: NAME` or `policy_examples: true`")
+            raise BastionError(
+                "a recipe source needs `dataset: NAME`, `policy_examples: true` or `background: true`"
+            )
         keep = np.isfinite(y).any(axis=1)  # a row that says nothing about any category is useless
         t = [x for x, k in zip(t, keep, strict=True) if k]
         y = y[keep]
