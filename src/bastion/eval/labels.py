@@ -182,3 +182,10 @@ def category_labels(
         for cat in cats:
             y[i, col[cat]] = 1.0
     return y
+
+
+def binary_from_categories(y: np.ndarray) -> np.ndarray:
+    """Violating if any category is known positive; safe only if every category is known safe."""
+    any_pos = (y == 1).any(axis=1)
+    all_safe = (y == 0).all(axis=1)
+    return np.where(any_pos, 1.0, np.where(all_safe, 0.0, np.nan))

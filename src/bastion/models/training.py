@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bastion.errors import BastionError
-from bastion.eval.labels import LabelMap, category_labels
+from bastion.eval.labels import LabelMap, binary_from_categories, category_labels
 from bastion.eval.metrics import binary_metrics
 from bastion.models.artifact import (
     Manifest,
@@ -225,6 +225,22 @@ def train(
 
     X = cache.encode(data.texts, progress=step)
     cache.close()
+    artifact = fit_model(recipe, policy, data, X, encoder.name, encoder.dim)
+    if progress is not None:
+        progress("training", 1, 1)
+    artifact.save(out_dir)
+    return artifact
+
+
+def fit_model(
+    recipe: Recipe,
+    policy: LoadedPolicy,
+    data: TrainingData,
+    X: np.ndarray,
+    encoder_name: str,
+    encoder_dim: int,
+) -> ModelArtifact:
+    """Head, calibration and thresholds from labelled rows and their embeddings (not saved)."""
     tr, stop, cal = split(data, recipe.split, recipe.seed)
     Y = data.labels
     w = source_weights(data.source)
@@ -233,8 +249,6 @@ def train(
         hidden=h.hidden, epochs=h.epochs, lr=h.lr, weight_decay=h.weight_decay,
         patience=h.patience, dropout=h.dropout, seed=recipe.seed,
     ).fit(X[tr], Y[tr], sample_weight=w[tr], validation=(X[stop], Y[stop]))  # fmt: skip
-    if progress is not None:
-        progress("training", 1, 1)
     raw_cal = head.predict_proba(X[cal])
     calibrator = CategoryCalibrator(recipe.calibration).fit(raw_cal, Y[cal])
     scores = calibrator.transform(raw_cal)
@@ -257,13 +271,12 @@ def train(
             if chosen is not None
             else policy.policy.category(cid).threshold_or(default)
         )
-    metrics = _validation_metrics(Y[cal], scores, ids, thresholds)
     manifest = Manifest(
         name=recipe.name,
         policy_id=policy.policy.id,
         policy_version=policy.version,
-        encoder=encoder.name,
-        encoder_dim=encoder.dim,
+        encoder=encoder_name,
+        encoder_dim=encoder_dim,
         categories=ids,
         hidden=h.hidden,
         calibration=calibration_params(calibrator),
@@ -271,23 +284,17 @@ def train(
         threshold_target=recipe.threshold,
         zero_shot_fallback=fallback,
         sources=data.sources,
-        metrics=metrics,
+        metrics=_validation_metrics(Y[cal], scores, ids, thresholds),
         recipe=recipe.model_dump(mode="json"),
     )
-    artifact = ModelArtifact(manifest, head, calibrator)
-    artifact.save(out_dir)
-    return artifact
+    return ModelArtifact(manifest, head, calibrator)
 
 
 def _validation_metrics(
     Y: np.ndarray, scores: np.ndarray, ids: list[str], thresholds: dict[str, float]
 ) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
-    # Violating if any category is known positive; safe only if every category is known safe.
-    any_pos = (Y == 1).any(axis=1)
-    all_safe = (Y == 0).all(axis=1)
-    binary = np.where(any_pos, 1.0, np.where(all_safe, 0.0, np.nan))
-    m = binary_metrics(binary, any_category(scores), 0.5)
+    m = binary_metrics(binary_from_categories(Y), any_category(scores), 0.5)
     out["val_binary_auprc"] = m.auprc
     out["val_rows"] = float(len(Y))
     for j, cid in enumerate(ids):

@@ -1,0 +1,158 @@
+"""Benchmark: leave-one-dataset-out generalisation of the trained model, plus over-flagging.
+
+Usage:
+    python bench/generalisation.py [--recipe recipes/default.yaml] [--root ../shared/datasets]
+
+For each shared dataset in the recipe, train on all the other sources (same recipe, same
+hyper-parameters) and evaluate on the one left out: binary AUPRC of "any category". Left-out sets
+that contain only violations are ranked against the held-out hard-negative check set
+(`checksets/hard_negatives.jsonl`, never used for training), since every other safe set may be in
+training. Each fold also reports the share of the check set it flags at its calibrated thresholds.
+A zero-shot row (no training at all) is the baseline. Writes bench/out/generalisation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from bastion.eval.labels import binary_from_categories
+from bastion.eval.metrics import binary_metrics
+from bastion.items import Item
+from bastion.models.embedding_cache import EmbeddingCache
+from bastion.models.encoder import load_encoder
+from bastion.models.scoring import any_category
+from bastion.models.training import Recipe, TrainingData, assemble, fit_model
+from bastion.moderator import Moderator
+from bastion.policy import load_policy
+
+CHECKSET = Path("checksets/hard_negatives.jsonl")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--recipe", default="recipes/default.yaml")
+    parser.add_argument("--root", default=None)
+    parser.add_argument("--cache", default="bastion-data/cache/embeddings.sqlite")
+    parser.add_argument("--out", default="bench/out/generalisation.json")
+    args = parser.parse_args()
+    console = Console(width=160)
+    recipe = Recipe.from_file(args.recipe)
+    policy = load_policy(recipe.policy)
+    data = assemble(recipe, policy, args.root)
+    hard = [json.loads(line)["text"] for line in CHECKSET.read_text("utf-8").splitlines() if line]
+    encoder = load_encoder(recipe.encoder)
+    cache = EmbeddingCache(args.cache, encoder)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("embedding", total=len(data.texts) + len(hard))
+        X = cache.encode(data.texts, progress=lambda n: progress.advance(task, n))
+        X_hard = cache.encode(hard, progress=lambda n: progress.advance(task, n))
+    cache.close()
+
+    # Baseline: zero-shot, on the same left-out sets.
+    zero = Moderator(policy)
+    rows = []
+    names = [s.name for s in data.sources]
+    for k, name in enumerate(names):
+        if name.startswith(("policy:", "bastion:")):
+            continue
+        start = time.perf_counter()
+        test = data.source == k
+        train_rows = np.flatnonzero(~test)
+        fold = TrainingData(
+            [data.texts[i] for i in train_rows],
+            data.labels[train_rows],
+            np.unique(data.source[train_rows], return_inverse=True)[1],
+            [s for j, s in enumerate(data.sources) if j != k],
+        )
+        model = fit_model(recipe, policy, fold, X[train_rows], encoder.name, encoder.dim)
+        thresholds = np.array([model.manifest.thresholds[c] for c in policy.category_ids])
+
+        def score(emb: np.ndarray, m: object = model) -> np.ndarray:
+            return np.asarray(m.calibrator.transform(m.head.predict_proba(emb)))  # type: ignore[attr-defined]
+
+        y = binary_from_categories(data.labels[test])
+        s_test = score(X[test])
+        texts = [data.texts[i] for i in np.flatnonzero(test)]
+        s_hard = score(X_hard)
+        if np.nanmin(y) == 1:  # only violations: rank them against the check set
+            y = np.r_[y, np.zeros(len(hard))]
+            s_all = np.vstack([s_test, s_hard])
+            texts = texts + hard
+        else:
+            s_all = s_test
+        m = binary_metrics(y, any_category(s_all), 0.5, flagged=(s_all >= thresholds).any(axis=1))
+        zs = np.array(
+            [
+                [v.category_scores[c] for c in policy.category_ids]
+                for v in zero.moderate([Item(t) for t in texts])
+            ]
+        )
+        mz = binary_metrics(y, any_category(zs), 0.5)
+        rows.append(
+            {
+                "left_out": name,
+                "rows": m.n,
+                "prevalence": m.prevalence,
+                "auprc": m.auprc,
+                "roc_auc": m.roc_auc,
+                "recall_at_5pct_fpr": m.recall_at_5pct_fpr,
+                "zero_shot_auprc": mz.auprc,
+                "checkset_flag_rate": float((s_hard >= thresholds).any(axis=1).mean()),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
+        console.print(f"left out {name}: AUPRC {m.auprc} (zero-shot {mz.auprc})")
+    table = Table(
+        "left out", "rows", "prevalence", "AUPRC", "zero-shot AUPRC", "ROC-AUC", "R@5%FPR",
+        "check-set flagged", title="Leave-one-dataset-out (train on the others)",
+    )  # fmt: skip
+    for r in rows:
+        table.add_row(
+            r["left_out"], str(r["rows"]), _f(r["prevalence"]), _f(r["auprc"]),
+            _f(r["zero_shot_auprc"]), _f(r["roc_auc"]), _f(r["recall_at_5pct_fpr"]),
+            f"{100 * r['checkset_flag_rate']:.1f} %",
+        )  # fmt: skip
+    console.print(table)
+    meta = {
+        "date": date.today().isoformat(),
+        "recipe": args.recipe,
+        "machine": f"{platform.machine()}, {platform.system()}, python {platform.python_version()}",
+        "checkset_rows": len(hard),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2), encoding="utf-8")
+    md = out.with_suffix(".md")
+    lines = [
+        f"Date {meta['date']}; {meta['machine']}; recipe {args.recipe}; check set "
+        f"{len(hard)} held-out safe texts.",
+        "",
+        "| left out | rows | prevalence | AUPRC | zero-shot AUPRC | ROC-AUC | recall@5%FPR | check set flagged |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['left_out']} | {r['rows']} | {_f(r['prevalence'])} | **{_f(r['auprc'])}** | "
+            f"{_f(r['zero_shot_auprc'])} | {_f(r['roc_auc'])} | {_f(r['recall_at_5pct_fpr'])} | "
+            f"{100 * r['checkset_flag_rate']:.1f} % |"
+        )
+    md.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    console.print(f"wrote {out} and {md}")
+
+
+def _f(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+if __name__ == "__main__":
+    main()
