@@ -52,7 +52,7 @@ def _plot_pr(run: EvalRun, path: Path) -> bool:
         j = run.category_ids.index(cid)
         c = pr_curve(run.y_categories[:, j], run.scores[:, j])
         if c is not None:
-            ax.plot(c[0], c[1], lw=1.2, label=f"{cid} ({m.auprc})")
+            ax.plot(c[0], c[1], lw=1.2, label=f"{cid} ({m.auprc:.3f})")
             drew = True
     if drew:
         ax.set(
