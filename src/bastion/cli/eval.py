@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bastion.cli.output import console, err_console
+from bastion.cli.output import console, err_console, policy_with_examples
 from bastion.errors import BastionError
 from bastion.eval.labels import LabelMap
 from bastion.eval.metrics import BinaryMetrics
@@ -44,6 +44,10 @@ def eval_command(
     ] = "openai",
     model: Annotated[
         Path | None, typer.Option(help="Trained model directory; default zero-shot.")
+    ] = None,
+    examples: Annotated[
+        Path | None,
+        typer.Option(help="Few-shot: JSONL of {text, category, label} added to the policy."),
     ] = None,
     encoder: Annotated[str | None, typer.Option(help="Encoder directory; default bundled.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report directory.")] = Path(
@@ -86,7 +90,7 @@ def eval_command(
         return
     if (dataset is None) == (data is None):
         raise BastionError("give either --dataset NAME or --data FILE (see --list for names)")
-    moderator = Moderator(policy, model=model, encoder=encoder)
+    moderator = Moderator(policy_with_examples(policy, examples), model=model, encoder=encoder)
     pol = moderator.policy
     y_categories = None
     lmap = LabelMap.from_file(label_map) if label_map else None

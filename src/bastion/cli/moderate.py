@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bastion.cli.output import console, err_console
+from bastion.cli.output import console, err_console, policy_with_examples
 from bastion.errors import BastionError, InputError
 from bastion.moderator import Moderator, Verdict
 from bastion.records import OnError, Record, count_lines, output_line, read_records, stop_error
@@ -40,6 +40,10 @@ def moderate_command(
     model: Annotated[
         Path | None,
         typer.Option("--model", help="Trained model directory (bastion train); default zero-shot."),
+    ] = None,
+    examples: Annotated[
+        Path | None,
+        typer.Option(help="Few-shot: JSONL of {text, category, label} added to the policy."),
     ] = None,
     encoder: Annotated[
         str | None,
@@ -69,7 +73,9 @@ def moderate_command(
     """
     if (text is None) == (input is None):
         raise BastionError("give either a TEXT argument or --input FILE (not both)")
-    moderator = Moderator(policy, model=model, encoder=encoder, batch_size=batch_size)
+    moderator = Moderator(
+        policy_with_examples(policy, examples), model=model, encoder=encoder, batch_size=batch_size
+    )
     if text is not None:
         verdict = moderator.moderate_one(text)
         if as_json:

@@ -1,10 +1,13 @@
-"""Terminal output for the CLI: consoles that do not wrap paths or ids when output is piped."""
+"""Shared CLI plumbing: consoles that do not wrap when piped, and policy loading with few-shot."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from rich.console import Console
+
+from bastion.policy import LoadedPolicy, load_policy
 
 _PIPED_WIDTH = 200
 
@@ -18,3 +21,13 @@ def make_console(stderr: bool = False) -> Console:
 
 console = make_console()
 err_console = make_console(stderr=True)
+
+
+def policy_with_examples(policy: str, examples: Path | None) -> LoadedPolicy:
+    """The policy named on the command line, with `--examples` (few-shot) added when given."""
+    from bastion.policy.examples import load_examples, with_examples
+
+    loaded = load_policy(policy)
+    if examples is None:
+        return loaded
+    return with_examples(loaded, load_examples(examples, loaded), str(examples))

@@ -120,8 +120,6 @@ class ZeroShotDetector:
         self.prototypes_ = protos
         self.policy_version_ = policy.version
 
-        sims = self.bank_ @ self.bank_.T
-        np.fill_diagonal(sims, -np.inf)  # leave-one-out: an example never matches itself
         feats, labels, weights, cats = [], [], [], []
         for c, proto in enumerate(protos):
             if not proto.from_examples:
@@ -130,7 +128,10 @@ class ZeroShotDetector:
             for rows, label, share in groups:
                 if len(rows) == 0:
                     continue
-                feats.append(self._features(sims[rows], proto))
+                # Similarities of these rows only (memory grows with examples, not squared).
+                sims = self.bank_[rows] @ self.bank_.T
+                sims[np.arange(len(rows)), rows] = -np.inf  # leave-one-out: never match itself
+                feats.append(self._features(sims, proto))
                 labels.append(np.full(len(rows), label))
                 weights.append(np.full(len(rows), share / len(rows)))
                 cats.append(np.full(len(rows), c))
