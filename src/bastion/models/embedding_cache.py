@@ -36,6 +36,14 @@ class EmbeddingCache:
             " PRIMARY KEY (encoder, key))"
         )
 
+    @property
+    def name(self) -> str:
+        return self.encoder.name
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
     def encode(
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
