@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from bastion.eval.datasets import load_dataset
 from bastion.eval.labels import binary_from_categories
 from bastion.eval.metrics import binary_metrics
 from bastion.items import Item
@@ -83,6 +84,16 @@ def main() -> None:
         y = binary_from_categories(data.labels[test])
         s_test = score(X[test])
         texts = [data.texts[i] for i in np.flatnonzero(test)]
+        if np.nansum(y) == 0:
+            # Its violations carry no category (binary-only set, e.g. DICES): score the whole set
+            # against its own binary labels instead.
+            own = load_dataset(name, root=args.root)
+            known = np.isfinite(own.binary)
+            texts = [t for t, k in zip(own.texts, known, strict=True) if k]
+            y = own.binary[known]
+            enc_cache = EmbeddingCache(args.cache, encoder)
+            s_test = score(enc_cache.encode(texts))
+            enc_cache.close()
         s_hard = score(X_hard)
         if np.nanmin(y) == 1:  # only violations: rank them against the check set
             y = np.r_[y, np.zeros(len(hard))]
