@@ -58,7 +58,8 @@ def test_train_from_policy_examples_then_moderate(tmp_path: Path) -> None:
     assert (tmp_path / "m" / "head.safetensors").exists()
     m = ModelArtifact.load(tmp_path / "m").manifest
     assert m.sources[0].name == "policy:openai" and m.sources[0].use == "ship-ok"
-    assert m.sources[0].rows == 13 * 36 and m.zero_shot_fallback == []
+    assert m.sources[0].rows == 13 * 36 and m.sources[0].positives == 13 * 18
+    assert m.zero_shot_fallback == []
     assert set(m.thresholds) == set(art.manifest.categories)
     mod = Moderator("openai", model=tmp_path / "m")
     threat, python = mod.moderate(

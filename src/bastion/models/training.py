@@ -154,7 +154,7 @@ def assemble(
                 licence=licence,
                 use=use,
                 rows=len(t),
-                positives=int(np.nansum(y.max(axis=1))),
+                positives=int((y == 1).any(axis=1).sum()),
             )
         )
         texts.extend(t)
