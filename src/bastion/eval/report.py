@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -62,12 +63,16 @@ def _plot_pr(run: EvalRun, path: Path) -> bool:
             ylim=(0, 1.02),
             title=run.result.dataset,
         )
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        _finish(fig, ax, path, legend="lower left", fontsize=7)
     plt.close(fig)
     return drew
+
+
+def _finish(fig: Any, ax: Any, path: Path, legend: str, fontsize: int) -> None:
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=fontsize, loc=legend)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def _plot_reliability(run: EvalRun, path: Path) -> bool:
@@ -89,10 +94,7 @@ def _plot_reliability(run: EvalRun, path: Path) -> bool:
     ax.set(
         xlabel="predicted probability", ylabel="observed violation rate", xlim=(0, 1), ylim=(0, 1)
     )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _finish(fig, ax, path, legend="upper left", fontsize=8)
     plt.close(fig)
     return True
 
