@@ -96,3 +96,40 @@ def test_categories_without_data_fall_back_to_zero_shot(
     assert v.category_scores["self-harm/intent"] == pytest.approx(
         zero.category_scores["self-harm/intent"], abs=1e-6
     )
+
+
+def test_safe_text_files_are_negatives_for_every_category(tmp_path: Path) -> None:
+    from bastion.models.training import assemble
+    from bastion.policy import load_policy
+
+    (tmp_path / "safe.txt").write_text("kill the stuck process\n\nthis exam is murdering me\n")
+    recipe = Recipe.from_file(
+        _recipe(
+            tmp_path,
+            "name: x\nship: true\nsources:\n"
+            "  - {safe_texts: safe.txt, licence: written for us, use: ship-ok}\n",
+        )
+    )
+    data = assemble(recipe, load_policy("openai"))
+    assert data.texts == ["kill the stuck process", "this exam is murdering me"]
+    assert (data.labels == 0).all() and data.labels.shape == (2, 13)
+    assert data.sources[0].licence == "written for us" and data.sources[0].positives == 0
+    assert "base_dir" not in recipe.model_dump()
+
+
+def test_safe_text_files_need_a_licence_and_respect_ship(tmp_path: Path) -> None:
+    from bastion.models.training import assemble
+    from bastion.policy import load_policy
+
+    (tmp_path / "safe.txt").write_text("hello\n")
+    no_licence = Recipe.from_file(_recipe(tmp_path, "name: x\nsources: [{safe_texts: safe.txt}]\n"))
+    with pytest.raises(BastionError, match="give its `licence` and `use`"):
+        assemble(no_licence, load_policy("openai"))
+    dev = Recipe.from_file(
+        _recipe(
+            tmp_path,
+            "name: x\nship: true\nsources: [{safe_texts: safe.txt, licence: NC, use: dev-only}]\n",
+        )
+    )
+    with pytest.raises(BastionError, match=r"ships its model, but safe\.txt is dev-only"):
+        assemble(dev, load_policy("openai"))

@@ -49,6 +49,11 @@ class SourceSpec(_Strict):
     dataset: str | None = None
     policy_examples: bool = False
     background: bool = False
+    safe_texts: str | None = Field(
+        None, description="a text file, one safe text per line (path relative to the recipe)"
+    )
+    licence: str | None = None
+    use: Literal["ship-ok", "dev-only"] | None = None
     max_rows: int | None = Field(None, ge=1)
     label_map: dict[str, list[str]] | None = None
 
@@ -78,12 +83,16 @@ class Recipe(_Strict):
     min_positives: int = Field(10, description="fewer training positives: zero-shot fallback")
     split: tuple[float, float] = (0.15, 0.15)
     seed: int = 0
+    base_dir: str = Field(".", exclude=True, description="folder that relative paths start from")
 
     @classmethod
     def from_file(cls, path: Path | str) -> Recipe:
         path = Path(path)
         try:
-            return cls.model_validate(yaml.safe_load(path.read_text("utf-8")))
+            raw = yaml.safe_load(path.read_text("utf-8"))
+            if isinstance(raw, dict):
+                raw.setdefault("base_dir", str(path.parent))
+            return cls.model_validate(raw)
         except (OSError, yaml.YAMLError) as exc:
             raise BastionError(f"{path}: cannot read recipe: {exc}") from None
         except ValidationError as exc:
@@ -122,6 +131,21 @@ def assemble(
             t = list(background_texts())
             y = np.zeros((len(t), len(ids)))
             name, licence, use = "bastion:background", "written for Bastion", "ship-ok"
+        elif spec.safe_texts:
+            path = Path(recipe.base_dir) / spec.safe_texts
+            if spec.licence is None or spec.use is None:
+                raise BastionError(f"recipe source {spec.safe_texts}: give its `licence` and `use`")
+            if recipe.ship and spec.use != "ship-ok":
+                raise BastionError(
+                    f"recipe '{recipe.name}' ships its model, but {spec.safe_texts} is {spec.use}"
+                )
+            try:
+                lines = path.read_text("utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise BastionError(f"recipe source {path}: cannot read: {exc}") from None
+            t = [line.strip() for line in lines if line.strip()]
+            y = np.zeros((len(t), len(ids)))
+            name, licence, use = str(spec.safe_texts), spec.licence, spec.use
         elif spec.dataset:
             adapter = ds.ADAPTERS.get(spec.dataset)
             if adapter is None:
@@ -143,7 +167,8 @@ def assemble(
             name, licence, use = spec.dataset, adapter.licence, adapter.use
         else:
             raise BastionError(
-                "a recipe source needs `dataset: NAME`, `policy_examples: true` or `background: true`"
+                "a recipe source needs `dataset: NAME`, `policy_examples: true`, `background: true`"
+                " or `safe_texts: FILE`"
             )
         keep = np.isfinite(y).any(axis=1)  # a row that says nothing about any category is useless
         t = [x for x, k in zip(t, keep, strict=True) if k]
