@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from bastion.detectors.zero_shot import ZeroShotDetector
 from bastion.eval.datasets import load_dataset
 from bastion.eval.labels import binary_from_categories
 from bastion.eval.metrics import binary_metrics
@@ -32,7 +33,7 @@ from bastion.items import Item
 from bastion.models.embedding_cache import EmbeddingCache
 from bastion.models.encoder import load_encoder
 from bastion.models.scoring import any_category
-from bastion.models.training import Recipe, TrainingData, assemble, fit_model
+from bastion.models.training import Recipe, assemble, fit_model, infer_categories
 from bastion.moderator import Moderator
 from bastion.policy import load_policy
 
@@ -57,6 +58,9 @@ def main() -> None:
         task = progress.add_task("embedding", total=len(data.texts) + len(hard))
         X = cache.encode(data.texts, progress=lambda n: progress.advance(task, n))
         X_hard = cache.encode(hard, progress=lambda n: progress.advance(task, n))
+    # Binary-only violations get the zero-shot top category (policy-only: no leak across folds).
+    inferred = infer_categories(data, X, ZeroShotDetector(cache).fit(policy))  # type: ignore[arg-type]
+    console.print(f"categories inferred for {inferred} violating rows that named none")
     cache.close()
 
     # Baseline: zero-shot, on the same left-out sets.
@@ -69,12 +73,7 @@ def main() -> None:
         start = time.perf_counter()
         test = data.source == k
         train_rows = np.flatnonzero(~test)
-        fold = TrainingData(
-            [data.texts[i] for i in train_rows],
-            data.labels[train_rows],
-            np.unique(data.source[train_rows], return_inverse=True)[1],
-            [s for j, s in enumerate(data.sources) if j != k],
-        )
+        fold = data.subset(train_rows)
         model = fit_model(recipe, policy, fold, X[train_rows], encoder.name, encoder.dim)
         thresholds = np.array([model.manifest.thresholds[c] for c in policy.category_ids])
 

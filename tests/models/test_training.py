@@ -133,3 +133,59 @@ def test_safe_text_files_need_a_licence_and_respect_ship(tmp_path: Path) -> None
     )
     with pytest.raises(BastionError, match=r"ships its model, but safe\.txt is dev-only"):
         assemble(dev, load_policy("openai"))
+
+
+class _StubLabeller:
+    def window_probs(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.column_stack([emb[:, 0], emb[:, 1], 1 - emb[:, 0]]), np.zeros(0)
+
+
+def test_inferred_category_is_the_only_label_set() -> None:
+    from bastion.models.training import infer_categories
+
+    labels = np.array([[0.0, 0.0, 0.0], [np.nan] * 3, [np.nan] * 3])
+    data = TrainingData(
+        ["safe", "a", "b"], labels, np.zeros(3, dtype=np.int64), [], np.array([False, True, True])
+    )
+    X = np.array([[0.0, 0.0], [0.9, 0.1], [0.2, 0.5]])
+    assert infer_categories(data, X, _StubLabeller()) == 2  # type: ignore[arg-type]
+    np.testing.assert_array_equal(data.labels[0], [0, 0, 0])
+    assert data.labels[1, 0] == 1 and np.isnan(data.labels[1, 1:]).all()
+    assert data.labels[2, 2] == 1 and np.isnan(data.labels[2, :2]).all()
+    assert not data.needs_category.any()  # type: ignore[union-attr]
+
+
+def test_fit_refuses_rows_still_waiting_for_a_category() -> None:
+    from bastion.models.training import fit_model
+    from bastion.policy import load_policy
+
+    data = TrainingData(
+        ["a"], np.full((1, 13), np.nan), np.zeros(1, dtype=np.int64), [], np.array([True])
+    )
+    recipe = Recipe(name="x", sources=[])
+    with pytest.raises(ValueError, match="infer_categories first"):
+        fit_model(recipe, load_policy("openai"), data, np.zeros((1, 4)), "enc", 4)
+
+
+@pytest.mark.slow
+def test_pseudo_label_keeps_binary_only_violations(datasets_root: Path, tmp_path: Path) -> None:
+    from bastion.models.training import assemble
+    from bastion.policy import load_policy
+
+    policy = load_policy("openai")
+    plain = assemble(
+        Recipe.from_file(_recipe(tmp_path, "name: a\nsources: [{dataset: wildguard}]\n")),
+        policy,
+        datasets_root,
+    )
+    pseudo = assemble(
+        Recipe.from_file(
+            _recipe(tmp_path, "name: b\nsources: [{dataset: wildguard, pseudo_label: true}]\n")
+        ),
+        policy,
+        datasets_root,
+    )
+    assert pseudo.needs_category is not None
+    extra = int(pseudo.needs_category.sum())
+    assert extra > 100 and len(pseudo.texts) == len(plain.texts) + extra
+    assert pseudo.sources[0].positives == 609  # every harmful WildGuard row is kept

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import yaml
@@ -34,6 +34,9 @@ from bastion.models.calibration import (
     threshold_for_precision,
 )
 from bastion.models.heads import MultiLabelHead
+
+if TYPE_CHECKING:
+    from bastion.detectors.zero_shot import ZeroShotDetector
 from bastion.models.scoring import any_category
 from bastion.policy import LoadedPolicy, load_policy
 
@@ -54,6 +57,10 @@ class SourceSpec(_Strict):
     )
     licence: str | None = None
     use: Literal["ship-ok", "dev-only"] | None = None
+    pseudo_label: bool = Field(
+        False,
+        description="keep violating rows that name no category; give them the zero-shot top one",
+    )
     max_rows: int | None = Field(None, ge=1)
     label_map: dict[str, list[str]] | None = None
 
@@ -108,6 +115,23 @@ class TrainingData:
     labels: np.ndarray  # (n, n_categories) in {0, 1, NaN}
     source: np.ndarray  # index into `sources`
     sources: list[TrainingSource] = field(default_factory=list)
+    needs_category: np.ndarray | None = None  # violating rows whose category is to be inferred
+
+    def __post_init__(self) -> None:
+        if self.needs_category is None:
+            self.needs_category = np.zeros(len(self.texts), dtype=bool)
+
+    def subset(self, rows: np.ndarray) -> TrainingData:
+        kept = np.unique(self.source[rows])
+        remap = {int(s): i for i, s in enumerate(kept)}
+        assert self.needs_category is not None
+        return TrainingData(
+            [self.texts[i] for i in rows],
+            self.labels[rows],
+            np.array([remap[int(s)] for s in self.source[rows]], dtype=np.int64),
+            [self.sources[int(s)] for s in kept],
+            self.needs_category[rows],
+        )
 
 
 def assemble(
@@ -121,6 +145,7 @@ def assemble(
     blocks: list[np.ndarray] = []
     source_idx: list[np.ndarray] = []
     sources: list[TrainingSource] = []
+    pseudo_blocks: list[np.ndarray] = []
     for spec in recipe.sources:
         if spec.policy_examples:
             t, y = _policy_rows(policy)
@@ -170,25 +195,32 @@ def assemble(
                 "a recipe source needs `dataset: NAME`, `policy_examples: true`, `background: true`"
                 " or `safe_texts: FILE`"
             )
-        keep = np.isfinite(y).any(axis=1)  # a row that says nothing about any category is useless
+        pseudo = np.zeros(len(t), dtype=bool)
+        if spec.dataset and spec.pseudo_label:
+            pseudo = (data.binary == 1) & ~np.isfinite(y).any(axis=1)
+        # A row that says nothing about any category is useless, unless its category is inferred.
+        keep = np.isfinite(y).any(axis=1) | pseudo
         t = [x for x, k in zip(t, keep, strict=True) if k]
-        y = y[keep]
+        y, pseudo = y[keep], pseudo[keep]
         sources.append(
             TrainingSource(
                 name=name,
                 licence=licence,
                 use=use,
                 rows=len(t),
-                positives=int((y == 1).any(axis=1).sum()),
+                positives=int(((y == 1).any(axis=1) | pseudo).sum()),
             )
         )
+        pseudo_blocks.append(pseudo)
         texts.extend(t)
         blocks.append(y)
         source_idx.append(np.full(len(t), len(sources) - 1))
     if not texts:
         raise BastionError(f"recipe '{recipe.name}' produced no labelled rows")
     labels = np.vstack(blocks) if blocks else np.zeros((0, len(ids)))
-    return TrainingData(texts, labels, np.concatenate(source_idx), sources)
+    return TrainingData(
+        texts, labels, np.concatenate(source_idx), sources, np.concatenate(pseudo_blocks)
+    )
 
 
 def _policy_rows(policy: LoadedPolicy) -> tuple[list[str], np.ndarray]:
@@ -250,11 +282,32 @@ def train(
 
     X = cache.encode(data.texts, progress=step)
     cache.close()
+    if data.needs_category is not None and data.needs_category.any():
+        from bastion.detectors.zero_shot import ZeroShotDetector
+
+        infer_categories(data, X, ZeroShotDetector(encoder).fit(policy))
     artifact = fit_model(recipe, policy, data, X, encoder.name, encoder.dim)
     if progress is not None:
         progress("training", 1, 1)
     artifact.save(out_dir)
     return artifact
+
+
+def infer_categories(data: TrainingData, X: np.ndarray, labeller: ZeroShotDetector) -> int:
+    """Give each violating row that names no category the zero-shot detector's top category.
+
+    Distant supervision: binary-only sets (WildGuard's unmapped harms, DICES's unsafe replies)
+    then teach the head too. Only the top category becomes 1; the others stay unknown, so a wrong
+    guess costs one label, not twelve false negatives. Returns how many rows were labelled.
+    """
+    assert data.needs_category is not None
+    rows = np.flatnonzero(data.needs_category)
+    if len(rows) == 0:
+        return 0
+    probs, _ = labeller.window_probs(X[rows])
+    data.labels[rows, np.argmax(probs, axis=1)] = 1.0
+    data.needs_category[rows] = False
+    return len(rows)
 
 
 def fit_model(
@@ -266,6 +319,8 @@ def fit_model(
     encoder_dim: int,
 ) -> ModelArtifact:
     """Head, calibration and thresholds from labelled rows and their embeddings (not saved)."""
+    if data.needs_category is not None and data.needs_category.any():
+        raise ValueError("some rows still need a category: call infer_categories first")
     tr, stop, cal = split(data, recipe.split, recipe.seed)
     Y = data.labels
     w = source_weights(data.source)
