@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from datetime import date
 from pathlib import Path
@@ -37,6 +36,7 @@ from bastion.models.encoder import load_encoder
 from bastion.models.scoring import any_category
 from bastion.policy import load_policy
 from bastion.policy.examples import LabelledExample, with_examples
+from common import machine  # bench/ is on sys.path when a benchmark runs
 
 SOURCES = [
     "davidson",
@@ -114,7 +114,7 @@ def main() -> None:
         "policy": policy.version,
         "dev_rows": len(dev),
         "dev_prevalence": round(float(np.nanmean(y_dev)), 4),
-        "machine": f"{platform.machine()}, {platform.system()}, python {platform.python_version()}",
+        "machine": machine(),
     }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2), encoding="utf-8")
     fig, ax = plt.subplots(figsize=(6, 4))

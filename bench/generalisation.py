@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from datetime import date
 from pathlib import Path
@@ -28,7 +27,7 @@ from rich.table import Table
 from bastion.detectors.zero_shot import ZeroShotDetector
 from bastion.eval.datasets import ADAPTERS, load_dataset
 from bastion.eval.labels import binary_from_categories
-from bastion.eval.metrics import binary_metrics
+from bastion.eval.metrics import binary_metrics, format_metric
 from bastion.items import Item
 from bastion.models.embedding_cache import EmbeddingCache
 from bastion.models.encoder import load_encoder
@@ -36,6 +35,7 @@ from bastion.models.scoring import any_category
 from bastion.models.training import Recipe, assemble, fit_model, infer_categories
 from bastion.moderator import Moderator
 from bastion.policy import load_policy
+from common import machine  # bench/ is on sys.path when a benchmark runs
 
 CHECKSET = Path("checksets/hard_negatives.jsonl")
 
@@ -128,15 +128,15 @@ def main() -> None:
     )  # fmt: skip
     for r in rows:
         table.add_row(
-            r["left_out"], str(r["rows"]), _f(r["prevalence"]), _f(r["auprc"]),
-            _f(r["zero_shot_auprc"]), _f(r["roc_auc"]), _f(r["recall_at_5pct_fpr"]),
+            r["left_out"], str(r["rows"]), format_metric(r["prevalence"]), format_metric(r["auprc"]),
+            format_metric(r["zero_shot_auprc"]), format_metric(r["roc_auc"]), format_metric(r["recall_at_5pct_fpr"]),
             f"{100 * r['checkset_flag_rate']:.1f} %",
         )  # fmt: skip
     console.print(table)
     meta = {
         "date": date.today().isoformat(),
         "recipe": args.recipe,
-        "machine": f"{platform.machine()}, {platform.system()}, python {platform.python_version()}",
+        "machine": machine(),
         "checkset_rows": len(hard),
     }
     out = Path(args.out)
@@ -152,16 +152,12 @@ def main() -> None:
     ]
     for r in rows:
         lines.append(
-            f"| {r['left_out']} | {r['rows']} | {_f(r['prevalence'])} | **{_f(r['auprc'])}** | "
-            f"{_f(r['zero_shot_auprc'])} | {_f(r['roc_auc'])} | {_f(r['recall_at_5pct_fpr'])} | "
+            f"| {r['left_out']} | {r['rows']} | {format_metric(r['prevalence'])} | **{format_metric(r['auprc'])}** | "
+            f"{format_metric(r['zero_shot_auprc'])} | {format_metric(r['roc_auc'])} | {format_metric(r['recall_at_5pct_fpr'])} | "
             f"{100 * r['checkset_flag_rate']:.1f} % |"
         )
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")
     console.print(f"wrote {out} and {md}")
-
-
-def _f(x: float | None) -> str:
-    return "–" if x is None else f"{x:.3f}"
 
 
 if __name__ == "__main__":

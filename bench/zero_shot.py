@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from datetime import date
 from pathlib import Path
@@ -23,8 +22,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from bastion.eval.datasets import ADAPTERS, label_map_for, load_dataset
+from bastion.eval.metrics import format_metric
 from bastion.eval.runner import evaluate
 from bastion.moderator import Moderator
+from common import machine  # bench/ is on sys.path when a benchmark runs
 
 NEGATIVES = "wildguard"
 
@@ -83,8 +84,8 @@ def main() -> None:
     )  # fmt: skip
     for r in rows:
         table.add_row(
-            r["policy"], r["dataset"], str(r["rows"]), _f(r["prevalence"]), _f(r["auprc"]),
-            _f(r["roc_auc"]), _f(r["recall_at_5pct_fpr"]), _f(r["precision"]), _f(r["recall"]),
+            r["policy"], r["dataset"], str(r["rows"]), format_metric(r["prevalence"]), format_metric(r["auprc"]),
+            format_metric(r["roc_auc"]), format_metric(r["recall_at_5pct_fpr"]), format_metric(r["precision"]), format_metric(r["recall"]),
             f"{r['items_per_second']:.0f}",
         )  # fmt: skip
     console.print(table)
@@ -93,7 +94,7 @@ def main() -> None:
     meta = {
         "date": date.today().isoformat(),
         "limit_per_dataset": args.limit,
-        "machine": f"{platform.machine()}, {platform.system()}, python {platform.python_version()}",
+        "machine": machine(),
         "negatives_for_all_positive_sets": NEGATIVES,
     }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2), encoding="utf-8")
@@ -113,15 +114,11 @@ def _markdown(rows: list[dict], meta: dict) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['policy']} | {r['dataset']} | {r['use']} | {r['rows']} | {_f(r['prevalence'])} | "
-            f"**{_f(r['auprc'])}** | {_f(r['roc_auc'])} | {_f(r['recall_at_5pct_fpr'])} | "
-            f"{_f(r['precision'])} | {_f(r['recall'])} | {r['items_per_second']:.0f} |"
+            f"| {r['policy']} | {r['dataset']} | {r['use']} | {r['rows']} | {format_metric(r['prevalence'])} | "
+            f"**{format_metric(r['auprc'])}** | {format_metric(r['roc_auc'])} | {format_metric(r['recall_at_5pct_fpr'])} | "
+            f"{format_metric(r['precision'])} | {format_metric(r['recall'])} | {r['items_per_second']:.0f} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def _f(x: float | None) -> str:
-    return "–" if x is None else f"{x:.3f}"
 
 
 if __name__ == "__main__":

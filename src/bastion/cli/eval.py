@@ -13,7 +13,7 @@ from rich.table import Table
 from bastion.cli.output import console, err_console, policy_with_examples
 from bastion.errors import BastionError
 from bastion.eval.labels import LabelMap
-from bastion.eval.metrics import BinaryMetrics
+from bastion.eval.metrics import BinaryMetrics, format_metric
 from bastion.moderator import Moderator
 
 
@@ -86,7 +86,7 @@ def eval_command(
     from bastion.eval.runner import evaluate
 
     if list_datasets:
-        _list(ds)
+        _list()
         return
     if (dataset is None) == (data is None):
         raise BastionError("give either --dataset NAME or --data FILE (see --list for names)")
@@ -134,7 +134,6 @@ def eval_command(
 def _columns_to_categories(
     matrix: np.ndarray, names: list[str], lmap: LabelMap | None, moderator: Moderator
 ) -> np.ndarray:
-
     ids = moderator.policy.category_ids
     mapping = lmap.mapping if lmap else {n: [n] for n in names}
     check = LabelMap({n: mapping.get(n, []) for n in names})
@@ -158,9 +157,7 @@ def _print(binary: BinaryMetrics, per_category: dict[str, BinaryMetrics], name: 
         "scope", "n", "pos", "AUPRC", "ROC-AUC", "P", "R", "F1", "R@5%FPR", "ECE", title=name
     )
 
-    def f(x: float | None) -> str:
-        return "–" if x is None else f"{x:.3f}"
-
+    f = format_metric
     for scope, m in [("any category", binary), *per_category.items()]:
         table.add_row(
             scope, str(m.n), str(m.positives), f(m.auprc), f(m.roc_auc), f(m.precision),
@@ -169,7 +166,7 @@ def _print(binary: BinaryMetrics, per_category: dict[str, BinaryMetrics], name: 
     console.print(table)
 
 
-def _list(ds: object) -> None:
+def _list() -> None:
     from bastion.eval.datasets import ADAPTERS
 
     table = Table("name", "use", "licence", "kind", "labels")

@@ -35,6 +35,11 @@ class BinaryMetrics(BaseModel):
     note: str | None = None
 
 
+def format_metric(x: float | None) -> str:
+    """A metric for tables: three decimals, or a dash where it is undefined."""
+    return "–" if x is None else f"{x:.3f}"
+
+
 def _nan_to_none(x: float) -> float | None:
     return None if x is None or math.isnan(x) else round(float(x), 4)
 

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bastion.eval.metrics import BinaryMetrics, pr_curve, reliability
+from bastion.eval.metrics import BinaryMetrics, format_metric, pr_curve, reliability
 from bastion.eval.runner import EvalRun
 
 _MAX_CATEGORY_CURVES = 8
@@ -119,9 +119,7 @@ def _plot_histogram(run: EvalRun, path: Path) -> None:
 
 
 def _row(name: str, m: BinaryMetrics) -> str:
-    def f(x: float | None) -> str:
-        return "–" if x is None else f"{x:.3f}"
-
+    f = format_metric
     cells = [
         html.escape(name), str(m.n), str(m.positives), f(m.auprc), f(m.roc_auc), f(m.threshold),
         f(m.precision), f(m.recall), f(m.f1), f(m.recall_at_5pct_fpr), f(m.ece),

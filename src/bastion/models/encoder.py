@@ -70,12 +70,6 @@ class TextEncoder:
         self._model.max_seq_length = max_length
         self.dim = int(self._model.get_embedding_dimension())
 
-    def tokenize_lengths(self, texts: Sequence[str]) -> np.ndarray:
-        """Token counts (with special tokens), for splitting long texts into windows."""
-        tok = self._model.tokenizer
-        enc = tok(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
-        return np.array([len(ids) for ids in enc], dtype=np.int64)
-
     def encode(
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None
     ) -> np.ndarray:

@@ -115,16 +115,16 @@ class TrainingData:
     labels: np.ndarray  # (n, n_categories) in {0, 1, NaN}
     source: np.ndarray  # index into `sources`
     sources: list[TrainingSource] = field(default_factory=list)
-    needs_category: np.ndarray | None = None  # violating rows whose category is to be inferred
+    # Violating rows whose category is to be inferred (all False unless a source pseudo-labels).
+    needs_category: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def __post_init__(self) -> None:
-        if self.needs_category is None:
+        if len(self.needs_category) == 0:
             self.needs_category = np.zeros(len(self.texts), dtype=bool)
 
     def subset(self, rows: np.ndarray) -> TrainingData:
         kept = np.unique(self.source[rows])
         remap = {int(s): i for i, s in enumerate(kept)}
-        assert self.needs_category is not None
         return TrainingData(
             [self.texts[i] for i in rows],
             self.labels[rows],
@@ -282,7 +282,7 @@ def train(
 
     X = cache.encode(data.texts, progress=step)
     cache.close()
-    if data.needs_category is not None and data.needs_category.any():
+    if data.needs_category.any():
         from bastion.detectors.zero_shot import ZeroShotDetector
 
         infer_categories(data, X, ZeroShotDetector(encoder).fit(policy))
@@ -300,7 +300,6 @@ def infer_categories(data: TrainingData, X: np.ndarray, labeller: ZeroShotDetect
     then teach the head too. Only the top category becomes 1; the others stay unknown, so a wrong
     guess costs one label, not twelve false negatives. Returns how many rows were labelled.
     """
-    assert data.needs_category is not None
     rows = np.flatnonzero(data.needs_category)
     if len(rows) == 0:
         return 0
@@ -319,7 +318,7 @@ def fit_model(
     encoder_dim: int,
 ) -> ModelArtifact:
     """Head, calibration and thresholds from labelled rows and their embeddings (not saved)."""
-    if data.needs_category is not None and data.needs_category.any():
+    if data.needs_category.any():
         raise ValueError("some rows still need a category: call infer_categories first")
     tr, stop, cal = split(data, recipe.split, recipe.seed)
     Y = data.labels

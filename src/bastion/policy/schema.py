@@ -8,7 +8,6 @@ ids are unique, and decision steps must form a tree that always ends in a verdic
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -204,8 +203,3 @@ def _check_acyclic(steps: list[DecisionStep]) -> None:
 
     for s in steps:
         visit(s.id, [])
-
-
-def slug(category_id: str) -> str:
-    """A filename-safe form of a category id (`violence/graphic` -> `violence-graphic`)."""
-    return re.sub(r"[^a-z0-9]+", "-", category_id.lower()).strip("-")
