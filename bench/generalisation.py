@@ -24,15 +24,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from bastion.detectors.zero_shot import ZeroShotDetector
 from bastion.eval.datasets import ADAPTERS, load_dataset
-from bastion.eval.labels import binary_from_categories
 from bastion.eval.metrics import binary_metrics, format_metric
 from bastion.items import Item
 from bastion.models.embedding_cache import EmbeddingCache
 from bastion.models.encoder import load_encoder
 from bastion.models.scoring import any_category
-from bastion.models.training import Recipe, assemble, fit_model, infer_categories
+from bastion.models.training import Recipe, assemble, fit_model
 from bastion.moderator import Moderator
 from bastion.policy import load_policy
 from common import machine  # bench/ is on sys.path when a benchmark runs
@@ -58,9 +56,6 @@ def main() -> None:
         task = progress.add_task("embedding", total=len(data.texts) + len(hard))
         X = cache.encode(data.texts, progress=lambda n: progress.advance(task, n))
         X_hard = cache.encode(hard, progress=lambda n: progress.advance(task, n))
-    # Binary-only violations get the zero-shot top category (policy-only: no leak across folds).
-    inferred = infer_categories(data, X, ZeroShotDetector(cache).fit(policy))  # type: ignore[arg-type]
-    console.print(f"categories inferred for {inferred} violating rows that named none")
     cache.close()
 
     # Baseline: zero-shot, on the same left-out sets.
@@ -80,7 +75,7 @@ def main() -> None:
         def score(emb: np.ndarray, m: object = model) -> np.ndarray:
             return np.asarray(m.calibrator.transform(m.head.predict_proba(emb)))  # type: ignore[attr-defined]
 
-        y = binary_from_categories(data.labels[test])
+        y = data.binary()[test]
         s_test = score(X[test])
         texts = [data.texts[i] for i in np.flatnonzero(test)]
         if np.nansum(y) == 0:

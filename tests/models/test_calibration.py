@@ -37,17 +37,21 @@ def test_calibration_reduces_calibration_error_on_held_out_data(method: str) -> 
     assert np.all(np.diff(cal.transform(raw_test[order][:, None])[:, 0]) >= -1e-12)
 
 
-def test_columns_without_enough_labels_stay_identity_and_nan_labels_are_ignored() -> None:
+def test_columns_without_enough_labels_share_the_pool_and_nan_labels_are_ignored() -> None:
     raw, y = _overconfident(n=500)
     labels = np.column_stack([y, np.full_like(y, np.nan)])
     labels[:100, 0] = np.nan
     scores = np.column_stack([raw, raw])
     cal = CategoryCalibrator().fit(scores, labels)
-    assert cal.fitted_.tolist() == [True, False]
+    assert cal.fitted_.tolist() == [True, False] and cal.pooled_.tolist() == [False, True]
     out = cal.transform(scores)
-    np.testing.assert_array_equal(out[:, 1], raw)
+    np.testing.assert_allclose(out[:, 1], out[:, 0])  # the pool holds only column 0's cells
     assert not np.allclose(out[:, 0], raw)
     assert np.isnan(cal.transform(np.array([[np.nan, 0.5]]))[0, 0])
+    # With no labels anywhere there is nothing to pool: the scores pass through unchanged.
+    bare = CategoryCalibrator().fit(scores, np.full_like(labels, np.nan))
+    assert not bare.pooled_.any()
+    np.testing.assert_array_equal(bare.transform(scores), scores)
 
 
 def test_threshold_for_precision_hand_example() -> None:
@@ -87,3 +91,38 @@ def test_chosen_thresholds_meet_their_targets(
     f = threshold_for_fpr(y, s, target)
     if f is not None and (y == 0).any():
         assert ((s >= f) & (y == 0)).sum() <= np.floor(target * (y == 0).sum()) + 1e-9
+
+
+def test_rare_columns_get_the_pooled_map_not_identity() -> None:
+    """Column 1 has 2 held-out positives: too few for its own map, so it shares the map fit on
+    all columns together, which corrects the same over-statement that column 0 shows."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    y0 = (rng.random(n) < 0.3).astype(float)
+    raw0 = np.clip(0.45 + 0.5 * y0 + rng.normal(0, 0.15, n), 0.01, 0.99)  # over-states
+    y1 = np.full(n, np.nan)
+    y1[:200] = 0.0
+    y1[:2] = 1.0
+    raw1 = np.clip(0.6 + rng.normal(0, 0.1, n), 0.01, 0.99)
+    cal = CategoryCalibrator("platt").fit(np.column_stack([raw0, raw1]), np.column_stack([y0, y1]))
+    assert cal.fitted_.tolist() == [True, False] and cal.pooled_.tolist() == [False, True]
+    out = cal.transform(np.column_stack([raw0, raw1]))
+    assert out[:, 1].mean() < raw1.mean() - 0.2  # no longer the raw, inflated score
+
+
+def test_raise_for_flag_rate_is_the_least_shift_that_meets_the_cap() -> None:
+    from bastion.models.calibration import raise_for_flag_rate
+
+    scores = np.array([[0.9, 0.1], [0.7, 0.2], [0.6, 0.65], [0.2, 0.3], [0.99, 0.99]])
+    th = np.array([0.5, 0.5])
+    group = np.arange(4)  # row 4 is not in any safe group
+    new, shift = raise_for_flag_rate(scores, th, [group], max_rate=0.25)
+    flagged = (scores[group] >= new).any(axis=1)
+    assert flagged.sum() == 1 and flagged[0]  # only the most confident safe row stays flagged
+    # the shift is minimal: just above the second-highest margin (row 1: logit 0.7 - logit 0.5)
+    margin = np.log(0.7 / 0.3)
+    assert margin < shift < margin + 1e-6
+    same, zero = raise_for_flag_rate(scores, th, [group], max_rate=1.0)
+    assert zero == 0.0 and same.tolist() == th.tolist()
+    fixed, _ = raise_for_flag_rate(scores, th, [group], 0.0, adjustable=np.array([True, False]))
+    assert fixed[1] == 0.5 and fixed[0] > 0.9

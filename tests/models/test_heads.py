@@ -71,3 +71,36 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
 def test_shape_mismatch_is_refused() -> None:
     with pytest.raises(ValueError, match="same number of rows"):
         MultiLabelHead().fit(np.zeros((3, 4)), np.zeros((2, 1)))
+
+
+def test_unnamed_violations_teach_at_least_one_category() -> None:
+    """Style x3 > 0 has labelled safe rows and violations that name no category (like WildGuard's
+    harmful prompts). Dropping those violations teaches "this style is safe"; the noisy-OR loss
+    keeps them, so violations in that style score higher, and the named categories stay learned."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(4000, 8)).astype(np.float32)
+    truth = np.column_stack([X[:, 0] > 0.5, X[:, 1] > 0.5]).astype(float)
+    violating = truth.any(axis=1)
+    styled = X[:, 3] > 0.3
+    Y = np.where(styled[:, None], np.nan, truth)
+    Y[styled & ~violating] = 0.0
+    unnamed = styled & violating
+    X[styled, 4] += 4.0  # the style is easy to see: a linear head can learn "style => safe"
+    keep = ~unnamed
+    dropped = MultiLabelHead(epochs=150, patience=30, lr=1e-2, seed=0).fit(X[keep], Y[keep])
+    with_one = MultiLabelHead(epochs=150, patience=30, lr=1e-2, seed=0).fit(
+        X, Y, at_least_one=unnamed
+    )
+    Xt = rng.normal(size=(4000, 8)).astype(np.float32)
+    t_truth = np.column_stack([Xt[:, 0] > 0.5, Xt[:, 1] > 0.5]).any(axis=1)
+    t_styled = Xt[:, 3] > 0.3
+    Xt[t_styled, 4] += 4.0
+    target = t_styled & t_truth
+    p, q = with_one.predict_proba(Xt).max(axis=1), dropped.predict_proba(Xt).max(axis=1)
+    assert (p[target] >= 0.5).mean() > (q[target] >= 0.5).mean() + 0.15
+    assert roc_auc_score(t_truth[t_styled], p[t_styled]) > 0.9
+
+
+def test_at_least_one_must_match_the_rows() -> None:
+    with pytest.raises(ValueError, match="at_least_one has 2 rows"):
+        MultiLabelHead().fit(np.zeros((3, 4)), np.zeros((3, 1)), at_least_one=np.ones(2, bool))

@@ -135,40 +135,63 @@ def test_safe_text_files_need_a_licence_and_respect_ship(tmp_path: Path) -> None
         assemble(dev, load_policy("openai"))
 
 
-class _StubLabeller:
-    def window_probs(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.column_stack([emb[:, 0], emb[:, 1], 1 - emb[:, 0]]), np.zeros(0)
+def test_calibration_role_sends_a_source_to_calibration_whole() -> None:
+    from bastion.models.artifact import TrainingSource
+
+    sources = [
+        TrainingSource(name="a", licence="x", use="ship-ok", rows=80, positives=0),
+        TrainingSource(
+            name="b", licence="x", use="ship-ok", rows=20, positives=0, role="calibration"
+        ),
+    ]
+    data = TrainingData(["t"] * 100, np.zeros((100, 1)), np.array([0] * 80 + [1] * 20), sources)
+    tr, stop, cal = split(data, (0.25, 0.25), seed=0)
+    assert set(np.flatnonzero(data.source == 1)) <= set(cal)
+    assert (data.source[tr] == 1).sum() == (data.source[stop] == 1).sum() == 0
+    assert (data.source[cal] == 0).sum() == 20
 
 
-def test_inferred_category_is_the_only_label_set() -> None:
-    from bastion.models.training import infer_categories
-
-    labels = np.array([[0.0, 0.0, 0.0], [np.nan] * 3, [np.nan] * 3])
-    data = TrainingData(
-        ["safe", "a", "b"], labels, np.zeros(3, dtype=np.int64), [], np.array([False, True, True])
-    )
-    X = np.array([[0.0, 0.0], [0.9, 0.1], [0.2, 0.5]])
-    assert infer_categories(data, X, _StubLabeller()) == 2  # type: ignore[arg-type]
-    np.testing.assert_array_equal(data.labels[0], [0, 0, 0])
-    assert data.labels[1, 0] == 1 and np.isnan(data.labels[1, 1:]).all()
-    assert data.labels[2, 2] == 1 and np.isnan(data.labels[2, :2]).all()
-    assert not data.needs_category.any()  # type: ignore[union-attr]
-
-
-def test_fit_refuses_rows_still_waiting_for_a_category() -> None:
+def test_max_safe_flagged_caps_the_held_out_safe_source() -> None:
+    """A safe source held out for calibration that looks violating forces thresholds up until at
+    most the cap of it is flagged; without the cap the per-category target alone flags more."""
+    from bastion.models.artifact import TrainingSource
     from bastion.models.training import fit_model
     from bastion.policy import load_policy
 
-    data = TrainingData(
-        ["a"], np.full((1, 13), np.nan), np.zeros(1, dtype=np.int64), [], np.array([True])
-    )
-    recipe = Recipe(name="x", sources=[])
-    with pytest.raises(ValueError, match="infer_categories first"):
-        fit_model(recipe, load_policy("openai"), data, np.zeros((1, 4)), "enc", 4)
+    policy = load_policy("openai")
+    n_cat = len(policy.category_ids)
+    rng = np.random.default_rng(0)
+    dim = 8
+    proto = rng.normal(size=dim)
+
+    def rows(n: int, shift: float) -> np.ndarray:
+        return np.asarray(shift * proto + rng.normal(size=(n, dim)), dtype=np.float32)
+
+    X = np.vstack([rows(400, 1.5), rows(400, -1.5), rows(60, 1.5)])
+    Y = np.full((860, n_cat), np.nan)
+    Y[:400, 0], Y[400:, :] = 1.0, 0.0
+    source = np.array([0] * 800 + [1] * 60)
+    sources = [
+        TrainingSource(name="main", licence="x", use="ship-ok", rows=800, positives=400),
+        TrainingSource(name="hard", licence="x", use="ship-ok", rows=60, positives=0, role="calibration"),
+    ]  # fmt: skip
+    data = TrainingData([f"t{i}" for i in range(860)], Y, source, sources)
+
+    def flagged_share(cap: float | None) -> float:
+        recipe = Recipe(
+            name="x", sources=[], min_positives=1, head={"epochs": 60, "lr": 0.02},
+            threshold={"kind": "fpr", "value": 0.3, "max_safe_flagged": cap},
+        )  # fmt: skip
+        art = fit_model(recipe, policy, data, X, "enc", dim)
+        th = np.array([art.manifest.thresholds[c] for c in policy.category_ids])
+        s = art.calibrator.transform(art.head.predict_proba(X[800:]))
+        return float((s >= th).any(axis=1).mean())
+
+    assert flagged_share(None) > 0.2
+    assert flagged_share(0.05) <= 0.05
 
 
-@pytest.mark.slow
-def test_pseudo_label_keeps_binary_only_violations(datasets_root: Path, tmp_path: Path) -> None:
+def test_unnamed_violations_are_kept_as_at_least_one(datasets_root: Path, tmp_path: Path) -> None:
     from bastion.models.training import assemble
     from bastion.policy import load_policy
 
@@ -178,14 +201,11 @@ def test_pseudo_label_keeps_binary_only_violations(datasets_root: Path, tmp_path
         policy,
         datasets_root,
     )
-    pseudo = assemble(
-        Recipe.from_file(
-            _recipe(tmp_path, "name: b\nsources: [{dataset: wildguard, pseudo_label: true}]\n")
-        ),
-        policy,
-        datasets_root,
-    )
-    assert pseudo.needs_category is not None
-    extra = int(pseudo.needs_category.sum())
-    assert extra > 100 and len(pseudo.texts) == len(plain.texts) + extra
-    assert pseudo.sources[0].positives == 609  # every harmful WildGuard row is kept
+    body = "name: b\nsources: [{dataset: wildguard, unnamed_violations: at_least_one}]\n"
+    kept = assemble(Recipe.from_file(_recipe(tmp_path, body)), policy, datasets_root)
+    extra = int(kept.at_least_one.sum())
+    assert extra > 100 and len(kept.texts) == len(plain.texts) + extra
+    assert kept.sources[0].positives == 609  # every harmful WildGuard row is kept
+    # Their labels stay unknown (never negative), and they count as violating in the binary view.
+    assert np.isnan(kept.labels[kept.at_least_one]).all()
+    assert (kept.binary()[kept.at_least_one] == 1).all()

@@ -31,16 +31,27 @@ class TrainingSource(BaseModel):
     use: str
     rows: int
     positives: int
+    role: Literal["train", "calibration"] = Field(
+        "train", description="calibration: held out whole, only for calibration and thresholds"
+    )
 
 
 class ThresholdTarget(BaseModel):
     kind: Literal["precision", "fpr"]
     value: float = Field(ge=0.0, le=1.0)
+    max_safe_flagged: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="then raise thresholds together until no wholly-safe source has more than "
+        "this share of its calibration rows flagged in any category",
+    )
 
 
 class CalibrationParams(BaseModel):
     method: Literal["platt", "isotonic"]
     fitted: list[bool]
+    pooled: list[bool] = Field(default_factory=list, description="columns on the pooled map")
     platt: list[list[float]]
     isotonic: list[tuple[list[float], list[float]] | None]
 
@@ -120,6 +131,7 @@ def calibration_params(cal: CategoryCalibrator) -> CalibrationParams:
     return CalibrationParams(
         method=cal.method,
         fitted=[bool(f) for f in cal.fitted_],
+        pooled=[bool(f) for f in cal.pooled_],
         platt=[[float(a), float(b)] for a, b in cal.platt_],
         isotonic=[
             None if iso is None else ([float(x) for x in iso[0]], [float(y) for y in iso[1]])
@@ -131,6 +143,7 @@ def calibration_params(cal: CategoryCalibrator) -> CalibrationParams:
 def calibrator_from_params(params: CalibrationParams) -> CategoryCalibrator:
     cal = CategoryCalibrator(params.method)
     cal.fitted_ = np.array(params.fitted, dtype=bool)
+    cal.pooled_ = np.array(params.pooled or [False] * len(params.fitted), dtype=bool)
     cal.platt_ = np.array(params.platt, dtype=np.float64).reshape(-1, 2)
     cal.isotonic_ = [
         None if iso is None else (np.array(iso[0]), np.array(iso[1])) for iso in params.isotonic

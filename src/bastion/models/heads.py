@@ -4,6 +4,12 @@ Training data for moderation is a patchwork: one set says only "violating or not
 one category per row, a third contains only violations. A label the data does not give is NaN and
 is *masked out* of the loss, never read as "negative"; otherwise every AILuminate prompt would
 teach the head that violent-crime prompts are not hate, not self-harm, not anything else.
+
+A row known to violate *some* category without saying which (WildGuard's harmful prompts, DICES's
+unsafe replies) still says something: at least one category applies. Its loss is the noisy-OR
+likelihood -log(1 - prod_j (1 - p_j)), which pushes up whichever categories are already most
+plausible for it and pushes none down. Dropping such rows instead would leave one style of text
+(say, long chatbot prompts) with only safe examples, and the head would learn "style = safe".
 """
 
 from __future__ import annotations
@@ -71,9 +77,14 @@ class MultiLabelHead:
         X: np.ndarray,
         Y: np.ndarray,
         sample_weight: np.ndarray | None = None,
-        validation: tuple[np.ndarray, np.ndarray] | None = None,
+        validation: tuple[np.ndarray, ...] | None = None,
+        at_least_one: np.ndarray | None = None,
     ) -> MultiLabelHead:
-        """Fit on embeddings X (n, d) and labels Y (n, C) in {0, 1, NaN}; returns self."""
+        """Fit on embeddings X (n, d) and labels Y (n, C) in {0, 1, NaN}; returns self.
+
+        `at_least_one` (n,) marks rows that violate some category not named in Y (their Y is
+        all NaN); `validation` is (X, Y) or (X, Y, at_least_one).
+        """
         import torch
 
         X = np.asarray(X, dtype=np.float32)
@@ -86,16 +97,22 @@ class MultiLabelHead:
             if sample_weight is None
             else sample_weight.astype(np.float32)
         )
+        a1 = np.zeros(n, dtype=bool) if at_least_one is None else np.asarray(at_least_one, bool)
+        if len(a1) != n:
+            raise ValueError(f"at_least_one has {len(a1)} rows, X has {n}")
         rng = np.random.default_rng(self.seed)
         if validation is None:
             order = rng.permutation(n)
             n_val = round(n * self.val_fraction) if n >= 20 else 0
             val_idx, tr_idx = order[:n_val], order[n_val:]
-            Xv, Yv, wv = X[val_idx], Y[val_idx], w[val_idx]
-            X, Y, w = X[tr_idx], Y[tr_idx], w[tr_idx]
+            Xv, Yv, wv, a1v = X[val_idx], Y[val_idx], w[val_idx], a1[val_idx]
+            X, Y, w, a1 = X[tr_idx], Y[tr_idx], w[tr_idx], a1[tr_idx]
         else:
-            Xv, Yv = (np.asarray(a, dtype=np.float32) for a in validation)
+            Xv, Yv = (np.asarray(a, dtype=np.float32) for a in validation[:2])
             wv = np.ones(len(Xv), dtype=np.float32)
+            a1v = (
+                np.asarray(validation[2], bool) if len(validation) > 2 else np.zeros(len(Xv), bool)
+            )
         known = np.isfinite(Y)
         pos = np.where(known, Y, 0).sum(axis=0)
         neg = known.sum(axis=0) - pos
@@ -111,17 +128,27 @@ class MultiLabelHead:
         opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         pw = torch.from_numpy(self.pos_weight_)
 
-        def masked_loss(logits: torch.Tensor, y: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
+        def masked_loss(
+            logits: torch.Tensor, y: torch.Tensor, wt: torch.Tensor, any_pos: torch.Tensor
+        ) -> torch.Tensor:
             mask = torch.isfinite(y)
             target = torch.where(mask, y, torch.zeros_like(y))
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
                 logits, target, pos_weight=pw, reduction="none"
             )
             weights = mask.float() * wt[:, None]
-            return (loss * weights).sum() / weights.sum().clamp_min(1.0)
+            total = (loss * weights).sum()
+            norm = weights.sum()
+            if bool(any_pos.any()):
+                # log P(no category) = sum_j log(1 - p_j); the loss is -log(1 - P(no category)).
+                log_none = torch.nn.functional.logsigmoid(-logits[any_pos]).sum(dim=1)
+                nll = -torch.log(-torch.expm1(log_none.clamp_max(-1e-6)))
+                total = total + (nll * wt[any_pos]).sum()
+                norm = norm + wt[any_pos].sum()
+            return total / norm.clamp_min(1.0)
 
-        Xt, Yt, wt = (torch.from_numpy(a) for a in (X, Y, w))
-        Xvt, Yvt, wvt = (torch.from_numpy(a) for a in (Xv, Yv, wv))
+        Xt, Yt, wt, at = (torch.from_numpy(a) for a in (X, Y, w, a1))
+        Xvt, Yvt, wvt, avt = (torch.from_numpy(a) for a in (Xv, Yv, wv, a1v))
         best, best_state, best_epoch, stale = float("inf"), None, 0, 0
         history = FitHistory([], [], 0)
         gen = torch.Generator().manual_seed(self.seed)
@@ -132,7 +159,7 @@ class MultiLabelHead:
             for start in range(0, len(Xt), self.batch_size):
                 idx = perm[start : start + self.batch_size]
                 opt.zero_grad()
-                loss = masked_loss(model(Xt[idx]), Yt[idx], wt[idx])
+                loss = masked_loss(model(Xt[idx]), Yt[idx], wt[idx], at[idx])
                 loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
                 total += loss.item() * len(idx)
@@ -141,7 +168,7 @@ class MultiLabelHead:
                 continue
             model.eval()
             with torch.no_grad():
-                val = float(masked_loss(model(Xvt), Yvt, wvt))
+                val = float(masked_loss(model(Xvt), Yvt, wvt, avt))
             history.val_loss.append(val)
             if val < best - 1e-5:
                 best, best_epoch, stale = val, epoch, 0

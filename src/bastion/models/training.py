@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import yaml
@@ -30,13 +30,11 @@ from bastion.models.artifact import (
 )
 from bastion.models.calibration import (
     CategoryCalibrator,
+    raise_for_flag_rate,
     threshold_for_fpr,
     threshold_for_precision,
 )
 from bastion.models.heads import MultiLabelHead
-
-if TYPE_CHECKING:
-    from bastion.detectors.zero_shot import ZeroShotDetector
 from bastion.models.scoring import any_category
 from bastion.policy import LoadedPolicy, load_policy
 
@@ -57,11 +55,17 @@ class SourceSpec(_Strict):
     )
     licence: str | None = None
     use: Literal["ship-ok", "dev-only"] | None = None
-    pseudo_label: bool = Field(
-        False,
-        description="keep violating rows that name no category; give them the zero-shot top one",
+    unnamed_violations: Literal["drop", "at_least_one"] = Field(
+        "drop",
+        description="violating rows that name no category: drop them, or keep them as 'at least "
+        "one category applies' (a noisy-OR loss over all categories; see heads.py)",
     )
     max_rows: int | None = Field(None, ge=1)
+    role: Literal["train", "calibration"] = Field(
+        "train",
+        description="calibration: never trained on; all rows go to calibration and threshold "
+        "choice, so `max_safe_flagged` is measured on text the head has not seen the like of",
+    )
     label_map: dict[str, list[str]] | None = None
 
 
@@ -115,12 +119,16 @@ class TrainingData:
     labels: np.ndarray  # (n, n_categories) in {0, 1, NaN}
     source: np.ndarray  # index into `sources`
     sources: list[TrainingSource] = field(default_factory=list)
-    # Violating rows whose category is to be inferred (all False unless a source pseudo-labels).
-    needs_category: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # Rows that violate some category without naming it (labels all NaN); see heads.py.
+    at_least_one: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def __post_init__(self) -> None:
-        if len(self.needs_category) == 0:
-            self.needs_category = np.zeros(len(self.texts), dtype=bool)
+        if len(self.at_least_one) == 0:
+            self.at_least_one = np.zeros(len(self.texts), dtype=bool)
+
+    def binary(self) -> np.ndarray:
+        """Violating in any category (1), safe in every category (0), or unknown (NaN)."""
+        return np.where(self.at_least_one, 1.0, binary_from_categories(self.labels))
 
     def subset(self, rows: np.ndarray) -> TrainingData:
         kept = np.unique(self.source[rows])
@@ -130,7 +138,7 @@ class TrainingData:
             self.labels[rows],
             np.array([remap[int(s)] for s in self.source[rows]], dtype=np.int64),
             [self.sources[int(s)] for s in kept],
-            self.needs_category[rows],
+            self.at_least_one[rows],
         )
 
 
@@ -145,7 +153,7 @@ def assemble(
     blocks: list[np.ndarray] = []
     source_idx: list[np.ndarray] = []
     sources: list[TrainingSource] = []
-    pseudo_blocks: list[np.ndarray] = []
+    unnamed_blocks: list[np.ndarray] = []
     for spec in recipe.sources:
         if spec.policy_examples:
             t, y = _policy_rows(policy)
@@ -195,23 +203,24 @@ def assemble(
                 "a recipe source needs `dataset: NAME`, `policy_examples: true`, `background: true`"
                 " or `safe_texts: FILE`"
             )
-        pseudo = np.zeros(len(t), dtype=bool)
-        if spec.dataset and spec.pseudo_label:
-            pseudo = (data.binary == 1) & ~np.isfinite(y).any(axis=1)
-        # A row that says nothing about any category is useless, unless its category is inferred.
-        keep = np.isfinite(y).any(axis=1) | pseudo
+        unnamed = np.zeros(len(t), dtype=bool)
+        if spec.dataset and spec.unnamed_violations == "at_least_one":
+            unnamed = (data.binary == 1) & ~np.isfinite(y).any(axis=1)
+        # A row that says nothing about any category is useless, unless it is kept as unnamed.
+        keep = np.isfinite(y).any(axis=1) | unnamed
         t = [x for x, k in zip(t, keep, strict=True) if k]
-        y, pseudo = y[keep], pseudo[keep]
+        y, unnamed = y[keep], unnamed[keep]
         sources.append(
             TrainingSource(
                 name=name,
                 licence=licence,
                 use=use,
                 rows=len(t),
-                positives=int(((y == 1).any(axis=1) | pseudo).sum()),
+                positives=int(((y == 1).any(axis=1) | unnamed).sum()),
+                role=spec.role,
             )
         )
-        pseudo_blocks.append(pseudo)
+        unnamed_blocks.append(unnamed)
         texts.extend(t)
         blocks.append(y)
         source_idx.append(np.full(len(t), len(sources) - 1))
@@ -219,7 +228,7 @@ def assemble(
         raise BastionError(f"recipe '{recipe.name}' produced no labelled rows")
     labels = np.vstack(blocks) if blocks else np.zeros((0, len(ids)))
     return TrainingData(
-        texts, labels, np.concatenate(source_idx), sources, np.concatenate(pseudo_blocks)
+        texts, labels, np.concatenate(source_idx), sources, np.concatenate(unnamed_blocks)
     )
 
 
@@ -238,11 +247,15 @@ def _policy_rows(policy: LoadedPolicy) -> tuple[list[str], np.ndarray]:
 
 
 def split(data: TrainingData, fractions: tuple[float, float], seed: int) -> tuple[np.ndarray, ...]:
-    """Per-source random split into (train, early-stopping, calibration) row indices."""
+    """Per-source random split into (train, early-stopping, calibration) row indices; a source
+    whose role is "calibration" goes to the calibration part whole."""
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[], [], []]
     for s in np.unique(data.source):
         rows = rng.permutation(np.flatnonzero(data.source == s))
+        if int(s) < len(data.sources) and data.sources[int(s)].role == "calibration":
+            parts[2].append(rows)
+            continue
         n_stop, n_cal = (round(len(rows) * f) for f in fractions)
         parts[1].append(rows[:n_stop])
         parts[2].append(rows[n_stop : n_stop + n_cal])
@@ -282,31 +295,11 @@ def train(
 
     X = cache.encode(data.texts, progress=step)
     cache.close()
-    if data.needs_category.any():
-        from bastion.detectors.zero_shot import ZeroShotDetector
-
-        infer_categories(data, X, ZeroShotDetector(encoder).fit(policy))
     artifact = fit_model(recipe, policy, data, X, encoder.name, encoder.dim)
     if progress is not None:
         progress("training", 1, 1)
     artifact.save(out_dir)
     return artifact
-
-
-def infer_categories(data: TrainingData, X: np.ndarray, labeller: ZeroShotDetector) -> int:
-    """Give each violating row that names no category the zero-shot detector's top category.
-
-    Distant supervision: binary-only sets (WildGuard's unmapped harms, DICES's unsafe replies)
-    then teach the head too. Only the top category becomes 1; the others stay unknown, so a wrong
-    guess costs one label, not twelve false negatives. Returns how many rows were labelled.
-    """
-    rows = np.flatnonzero(data.needs_category)
-    if len(rows) == 0:
-        return 0
-    probs, _ = labeller.window_probs(X[rows])
-    data.labels[rows, np.argmax(probs, axis=1)] = 1.0
-    data.needs_category[rows] = False
-    return len(rows)
 
 
 def fit_model(
@@ -318,8 +311,6 @@ def fit_model(
     encoder_dim: int,
 ) -> ModelArtifact:
     """Head, calibration and thresholds from labelled rows and their embeddings (not saved)."""
-    if data.needs_category.any():
-        raise ValueError("some rows still need a category: call infer_categories first")
     tr, stop, cal = split(data, recipe.split, recipe.seed)
     Y = data.labels
     w = source_weights(data.source)
@@ -327,7 +318,10 @@ def fit_model(
     head = MultiLabelHead(
         hidden=h.hidden, epochs=h.epochs, lr=h.lr, weight_decay=h.weight_decay,
         patience=h.patience, dropout=h.dropout, seed=recipe.seed,
-    ).fit(X[tr], Y[tr], sample_weight=w[tr], validation=(X[stop], Y[stop]))  # fmt: skip
+    ).fit(
+        X[tr], Y[tr], sample_weight=w[tr], at_least_one=data.at_least_one[tr],
+        validation=(X[stop], Y[stop], data.at_least_one[stop]),
+    )  # fmt: skip
     raw_cal = head.predict_proba(X[cal])
     calibrator = CategoryCalibrator(recipe.calibration).fit(raw_cal, Y[cal])
     scores = calibrator.transform(raw_cal)
@@ -350,6 +344,21 @@ def fit_model(
             if chosen is not None
             else policy.policy.category(cid).threshold_or(default)
         )
+    target = recipe.threshold
+    safe_shift = None
+    if target.max_safe_flagged is not None:
+        binary = data.binary()[cal]
+        groups = [
+            np.flatnonzero(data.source[cal] == s)
+            for s in np.unique(data.source[cal])
+            if np.all(binary[data.source[cal] == s] == 0)
+        ]
+        scored_by_head = np.array([c not in fallback for c in ids])
+        raised, safe_shift = raise_for_flag_rate(
+            scores, np.array([thresholds[c] for c in ids]), groups, target.max_safe_flagged,
+            adjustable=scored_by_head,
+        )  # fmt: skip
+        thresholds = {c: float(t) for c, t in zip(ids, raised, strict=True)}
     manifest = Manifest(
         name=recipe.name,
         policy_id=policy.policy.id,
@@ -363,17 +372,24 @@ def fit_model(
         threshold_target=recipe.threshold,
         zero_shot_fallback=fallback,
         sources=data.sources,
-        metrics=_validation_metrics(Y[cal], scores, ids, thresholds),
+        metrics={
+            **_validation_metrics(Y[cal], data.binary()[cal], scores, ids, thresholds),
+            **({"threshold_logit_shift": safe_shift} if safe_shift is not None else {}),
+        },
         recipe=recipe.model_dump(mode="json"),
     )
     return ModelArtifact(manifest, head, calibrator)
 
 
 def _validation_metrics(
-    Y: np.ndarray, scores: np.ndarray, ids: list[str], thresholds: dict[str, float]
+    Y: np.ndarray,
+    binary: np.ndarray,
+    scores: np.ndarray,
+    ids: list[str],
+    thresholds: dict[str, float],
 ) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
-    m = binary_metrics(binary_from_categories(Y), any_category(scores), 0.5)
+    m = binary_metrics(binary, any_category(scores), 0.5)
     out["val_binary_auprc"] = m.auprc
     out["val_rows"] = float(len(Y))
     for j, cid in enumerate(ids):
