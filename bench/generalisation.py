@@ -24,9 +24,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from bastion.detectors.zero_shot import ZeroShotDetector
 from bastion.eval.datasets import ADAPTERS, load_dataset
 from bastion.eval.metrics import binary_metrics, format_metric
 from bastion.items import Item
+from bastion.models.artifact import ModelArtifact
 from bastion.models.embedding_cache import EmbeddingCache
 from bastion.models.encoder import load_encoder
 from bastion.models.scoring import any_category
@@ -57,6 +59,8 @@ def main() -> None:
         X = cache.encode(data.texts, progress=lambda n: progress.advance(task, n))
         X_hard = cache.encode(hard, progress=lambda n: progress.advance(task, n))
     cache.close()
+    zero_shot = ZeroShotDetector(encoder).fit(policy)
+    Z = zero_shot.window_probs(X)[0]
 
     # Baseline: zero-shot, on the same left-out sets.
     zero = Moderator(policy)
@@ -69,11 +73,13 @@ def main() -> None:
         test = data.source == k
         train_rows = np.flatnonzero(~test)
         fold = data.subset(train_rows)
-        model = fit_model(recipe, policy, fold, X[train_rows], encoder.name, encoder.dim)
+        model = fit_model(
+            recipe, policy, fold, X[train_rows], Z[train_rows], encoder.name, encoder.dim
+        )
         thresholds = np.array([model.manifest.thresholds[c] for c in policy.category_ids])
 
-        def score(emb: np.ndarray, m: object = model) -> np.ndarray:
-            return np.asarray(m.calibrator.transform(m.head.predict_proba(emb)))  # type: ignore[attr-defined]
+        def score(emb: np.ndarray, m: ModelArtifact = model) -> np.ndarray:
+            return m.predict_proba(emb, zero_shot.window_probs(emb)[0])
 
         y = data.binary()[test]
         s_test = score(X[test])

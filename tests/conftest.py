@@ -14,8 +14,15 @@ DATASETS = Path(os.environ.get("BASTION_DATASETS", REPO.parent / "shared" / "dat
 
 
 @pytest.fixture(scope="session")
-def openai_moderator() -> Moderator:
+def default_moderator() -> Moderator:
+    """The shipped default model (what `bastion moderate` uses)."""
     return Moderator("openai")
+
+
+@pytest.fixture(scope="session")
+def openai_moderator() -> Moderator:
+    """The openai pack scored zero-shot."""
+    return Moderator("openai", model="zero-shot")
 
 
 @pytest.fixture(scope="session")

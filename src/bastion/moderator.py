@@ -67,22 +67,25 @@ class Moderator:
         self,
         policy: str | Path | LoadedPolicy = "openai",
         *,
-        model: str | Path | None = None,
+        model: str | Path | None = "default",
         detectors: Sequence[Detector] | None = None,
         weights: Sequence[float] | None = None,
         thresholds: Mapping[str, float] | None = None,
         encoder: str | None = None,
         batch_size: int = 256,
     ) -> None:
-        """`model` is a trained model directory (its calibrated thresholds are used); without
-        one, and without explicit `detectors`, the policy is scored zero-shot."""
+        """`model` is "default" (the model shipped in the package, where it was trained for this
+        policy version and encoder; zero-shot otherwise), "zero-shot" (or None), or a trained
+        model directory (refused when trained for another policy version). A trained model's
+        calibrated thresholds are used unless `thresholds` are given."""
         self.policy = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
         if detectors is None:
             zero_shot = _zero_shot(self.policy, encoder)
-            if model is not None:
+            chosen = _pick_model(model, self.policy, encoder)
+            if chosen is not None:
                 from bastion.detectors.trained import TrainedDetector
 
-                trained = TrainedDetector.load(model, self.policy, zero_shot)
+                trained = TrainedDetector.load(chosen, self.policy, zero_shot)
                 detectors = [trained]
                 if thresholds is None:
                     thresholds = trained.artifact.manifest.thresholds
@@ -170,6 +173,37 @@ class Moderator:
             category_actions=actions,
             evidence=[Evidence(**e.__dict__) for e in evidence],
         )
+
+
+DEFAULT_MODEL = "default"
+ZERO_SHOT = "zero-shot"
+
+
+def shipped_model_dir() -> Path:
+    """Where `make model` puts the default model inside the package."""
+    return Path(__file__).parent / "data" / "models" / DEFAULT_MODEL
+
+
+def _pick_model(model: str | Path | None, policy: LoadedPolicy, encoder: str | None) -> Path | None:
+    """The model directory to load, or None for zero-shot.
+
+    "default" quietly means zero-shot for a policy the shipped model was not trained for (the
+    mlcommons pack, a custom policy, the openai pack with examples added): its categories or
+    rules differ, and the zero-shot detector reads the policy itself. An explicit directory is
+    never swapped for zero-shot: a mismatch there is an error.
+    """
+    if model is None or str(model) == ZERO_SHOT:
+        return None
+    if str(model) != DEFAULT_MODEL:
+        return Path(model)
+    from bastion.models.artifact import read_manifest
+    from bastion.models.encoder import DEFAULT_ENCODER
+
+    directory = shipped_model_dir()
+    if encoder not in (None, DEFAULT_ENCODER) or not directory.is_dir():
+        return None
+    manifest = read_manifest(directory)
+    return directory if manifest.policy_version == policy.version else None
 
 
 _ZERO_SHOT_CACHE: dict[tuple[str, str | None], ZeroShotDetector] = {}

@@ -90,12 +90,15 @@ def test_categories_without_data_fall_back_to_zero_shot(
     assert "hate" not in m.zero_shot_fallback and "self-harm/intent" in m.zero_shot_fallback
     src = m.sources[0]
     assert src.licence.startswith("MIT") and src.rows < 400  # 'offensive' rows say nothing: dropped
-    mod = Moderator("openai", model=tmp_path / "m")
-    v = mod.moderate_one("I can't go on, tonight I'm going to end my life")
-    zero = Moderator("openai").moderate_one("I can't go on, tonight I'm going to end my life")
-    assert v.category_scores["self-harm/intent"] == pytest.approx(
-        zero.category_scores["self-harm/intent"], abs=1e-6
-    )
+    # A fallback category's score is the zero-shot score through the model's calibration map:
+    # the head plays no part in it.
+    text = "I can't go on, tonight I'm going to end my life"
+    v = Moderator("openai", model=tmp_path / "m").moderate_one(text)
+    zero = Moderator("openai", model="zero-shot").moderate_one(text)
+    ids = list(zero.category_scores)
+    raw = np.array([[zero.category_scores[c] for c in ids]])
+    expected = art.calibrator.transform(raw)[0, ids.index("self-harm/intent")]
+    assert v.category_scores["self-harm/intent"] == pytest.approx(expected, abs=1e-5)
 
 
 def test_safe_text_files_are_negatives_for_every_category(tmp_path: Path) -> None:
@@ -179,12 +182,13 @@ def test_max_safe_flagged_caps_the_held_out_safe_source() -> None:
 
     def flagged_share(cap: float | None) -> float:
         recipe = Recipe(
-            name="x", sources=[], min_positives=1, head={"epochs": 60, "lr": 0.02},
+            name="x", sources=[], min_positives=1, head={"epochs": 60, "lr": 0.02}, zero_shot_weight=0,
             threshold={"kind": "fpr", "value": 0.3, "max_safe_flagged": cap},
         )  # fmt: skip
-        art = fit_model(recipe, policy, data, X, "enc", dim)
+        zero_shot = np.full((len(X), n_cat), 0.5)
+        art = fit_model(recipe, policy, data, X, zero_shot, "enc", dim)
         th = np.array([art.manifest.thresholds[c] for c in policy.category_ids])
-        s = art.calibrator.transform(art.head.predict_proba(X[800:]))
+        s = art.predict_proba(X[800:], zero_shot[800:])
         return float((s >= th).any(axis=1).mean())
 
     assert flagged_share(None) > 0.2

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bastion.cli.output import console, err_console, policy_with_examples
+from bastion.cli.output import ModelOption, console, err_console, policy_with_examples
 from bastion.errors import BastionError
 from bastion.eval.labels import LabelMap
 from bastion.eval.metrics import BinaryMetrics, format_metric
@@ -42,9 +42,7 @@ def eval_command(
     policy: Annotated[
         str, typer.Option("--policy", "-p", help="Built-in pack or policy YAML.")
     ] = "openai",
-    model: Annotated[
-        Path | None, typer.Option(help="Trained model directory; default zero-shot.")
-    ] = None,
+    model: ModelOption = "default",
     examples: Annotated[
         Path | None,
         typer.Option(help="Few-shot: JSONL of {text, category, label} added to the policy."),

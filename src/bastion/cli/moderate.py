@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bastion.cli.output import console, err_console, policy_with_examples
+from bastion.cli.output import ModelOption, console, err_console, policy_with_examples
 from bastion.errors import BastionError, InputError
 from bastion.moderator import Moderator, Verdict
 from bastion.records import OnError, Record, count_lines, output_line, read_records, stop_error
@@ -37,10 +37,7 @@ def moderate_command(
         str,
         typer.Option("--policy", "-p", help="Built-in pack (openai, mlcommons) or a YAML file."),
     ] = "openai",
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", help="Trained model directory (bastion train); default zero-shot."),
-    ] = None,
+    model: ModelOption = "default",
     examples: Annotated[
         Path | None,
         typer.Option(help="Few-shot: JSONL of {text, category, label} added to the policy."),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 
 from bastion.policy import LoadedPolicy, load_policy
@@ -18,6 +20,17 @@ def make_console(stderr: bool = False) -> Console:
     width = None if stream.isatty() else _PIPED_WIDTH
     return Console(stderr=stderr, width=width, soft_wrap=True)
 
+
+# `--model` of every command that moderates.
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="'default': the model shipped with Bastion, where it was trained for the policy "
+        "(the unchanged openai pack); zero-shot otherwise. 'zero-shot': no trained model. "
+        "Or a trained model directory (bastion train).",
+    ),
+]
 
 console = make_console()
 err_console = make_console(stderr=True)

@@ -1,8 +1,10 @@
-"""Trained detector: a calibrated multi-label head over the encoder, zero-shot where it has no data.
+"""Trained detector: a calibrated multi-label head over the encoder, blended with zero-shot.
 
-It embeds each item's windows once and shares them with the zero-shot detector, whose score is
-used (already calibrated on the policy's own examples) for every category the model had too few
-training positives for; the manifest lists those categories.
+It embeds each item's windows once and shares them with the zero-shot detector. Each category's
+score is the head's and the zero-shot detector's probability blended in logit space (the
+manifest's `zero_shot_weight`; all zero-shot for categories the model had too few training
+positives for, listed in `zero_shot_fallback`), then calibrated by the map fit on held-out data
+at training time, so fallback categories are calibrated too.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class TrainedDetector:
         self.encoder = zero_shot.encoder
         self.category_ids = list(policy.category_ids)
         self.fallback = np.array([c in manifest.zero_shot_fallback for c in self.category_ids])
+        self.blend = artifact.zero_shot_share
         self.thresholds = np.array([manifest.thresholds[c] for c in self.category_ids])
         self.model_name = manifest.name
 
@@ -63,14 +66,16 @@ class TrainedDetector:
             return DetectorOutput(
                 np.full((n, len(self.category_ids)), np.nan), evidence, windows.cut
             )
-        head = self.artifact.head
-        probs = self.artifact.calibrator.transform(head.predict_proba(windows.embeddings))
-        if self.fallback.any():
-            zs, _ = self.zero_shot.window_probs(windows.embeddings)
-            probs[:, self.fallback] = zs[:, self.fallback]
-        scores, _ = group_max(probs, windows.owner, n)
+        emb = windows.embeddings
+        zs = self.zero_shot.window_probs(emb)[0] if self.blend.any() else None
+        scores, _ = group_max(self.artifact.predict_proba(emb, zs), windows.owner, n)
         for i, c in zip(*np.nonzero(scores >= self.thresholds * 0.8), strict=True):
-            source = "zero-shot fallback" if self.fallback[c] else f"model {self.model_name}"
+            source = (
+                "zero-shot fallback"
+                if self.fallback[c]
+                else f"model {self.model_name}"
+                + (f" blended with zero-shot ({self.blend[c]:.0%})" if self.blend[c] else "")
+            )
             evidence[i].append(
                 Evidence(
                     self.name,

@@ -72,6 +72,9 @@ class Manifest(BaseModel):
     zero_shot_fallback: list[str] = Field(
         default_factory=list, description="categories without training data, scored zero-shot"
     )
+    zero_shot_weight: float = Field(
+        0.0, description="zero-shot share of each non-fallback category's score (logit blend)"
+    )
     sources: list[TrainingSource]
     metrics: dict[str, float | None] = Field(default_factory=dict)
     recipe: dict[str, object] = Field(default_factory=dict)
@@ -84,6 +87,27 @@ class ModelArtifact:
         self.manifest = manifest
         self.head = head
         self.calibrator = calibrator
+
+    @property
+    def zero_shot_share(self) -> np.ndarray:
+        """Per category, the zero-shot share of its score: all of it for fallback categories."""
+        m = self.manifest
+        return np.array(
+            [1.0 if c in m.zero_shot_fallback else m.zero_shot_weight for c in m.categories]
+        )
+
+    def predict_proba(self, X: np.ndarray, zero_shot: np.ndarray | None) -> np.ndarray:
+        """Calibrated probabilities (n, C) for embeddings X, given the zero-shot detector's
+        probabilities for the same rows (None only when the model blends in none)."""
+        from bastion.models.scoring import blend_with_zero_shot
+
+        probs = self.head.predict_proba(X)
+        share = self.zero_shot_share
+        if share.any():
+            if zero_shot is None:
+                raise ValueError("this model blends in zero-shot scores: pass them")
+            probs = blend_with_zero_shot(probs, zero_shot, share)
+        return self.calibrator.transform(probs)
 
     def save(self, directory: Path | str) -> Path:
         from safetensors.numpy import save_file
@@ -103,16 +127,7 @@ class ModelArtifact:
         from safetensors.numpy import load_file
 
         path = Path(directory)
-        if not (path / MANIFEST).exists():
-            raise ModelError(f"{path}: not a Bastion model directory (no {MANIFEST})")
-        try:
-            manifest = Manifest.model_validate(json.loads((path / MANIFEST).read_text("utf-8")))
-        except (ValidationError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{path / MANIFEST}: not a valid model manifest: {exc}") from None
-        if manifest.format_version != FORMAT_VERSION:
-            raise ModelError(
-                f"{path}: model format {manifest.format_version}, this Bastion reads {FORMAT_VERSION}"
-            )
+        manifest = read_manifest(path)
         if policy_version is not None and manifest.policy_version != policy_version:
             raise ModelError(
                 f"{path} was trained for policy {manifest.policy_version}, but the policy in use is "
@@ -125,6 +140,22 @@ class ModelArtifact:
             load_file(str(path / WEIGHTS)), len(manifest.categories), manifest.hidden
         )
         return cls(manifest, head, calibrator_from_params(manifest.calibration))
+
+
+def read_manifest(directory: Path | str) -> Manifest:
+    """A model directory's manifest, checked; ModelError says what is wrong with it."""
+    path = Path(directory)
+    if not (path / MANIFEST).exists():
+        raise ModelError(f"{path}: not a Bastion model directory (no {MANIFEST})")
+    try:
+        manifest = Manifest.model_validate(json.loads((path / MANIFEST).read_text("utf-8")))
+    except (ValidationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path / MANIFEST}: not a valid model manifest: {exc}") from None
+    if manifest.format_version != FORMAT_VERSION:
+        raise ModelError(
+            f"{path}: model format {manifest.format_version}, this Bastion reads {FORMAT_VERSION}"
+        )
+    return manifest
 
 
 def calibration_params(cal: CategoryCalibrator) -> CalibrationParams:

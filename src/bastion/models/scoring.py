@@ -143,3 +143,20 @@ def any_category(scores: np.ndarray) -> np.ndarray:
     """
     filled = np.where(np.isfinite(scores), scores, 0.0)
     return np.asarray(filled.max(axis=1)) if filled.shape[1] else np.zeros(filled.shape[0])
+
+
+def blend_with_zero_shot(head: np.ndarray, zero_shot: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Per category, a weighted mean in logit space of a trained head's and the zero-shot
+    detector's probabilities (weight = the zero-shot share; 1 = zero-shot only).
+
+    Why blend: the head knows what its training sets looked like, the zero-shot detector knows
+    what the policy says. A head trained on a few public sets fires on their topics and misses
+    what they lack (first-person threats, say), while zero-shot over-reads anything topical; text
+    unlike any training set is better judged by both. Logit space keeps a confident "no" from one
+    side from being averaged away into a "maybe". Calibration comes after, on held-out data.
+    """
+    eps = 1e-6
+    h = np.clip(np.asarray(head, np.float64), eps, 1 - eps)
+    z = np.clip(np.asarray(zero_shot, np.float64), eps, 1 - eps)
+    w = np.asarray(weight, np.float64)
+    return sigmoid((1 - w) * np.log(h / (1 - h)) + w * np.log(z / (1 - z)))

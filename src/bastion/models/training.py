@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import yaml
@@ -35,8 +35,11 @@ from bastion.models.calibration import (
     threshold_for_precision,
 )
 from bastion.models.heads import MultiLabelHead
-from bastion.models.scoring import any_category
+from bastion.models.scoring import any_category, blend_with_zero_shot
 from bastion.policy import LoadedPolicy, load_policy
+
+if TYPE_CHECKING:
+    from bastion.models.encoder import TextEncoder
 
 
 class _Strict(BaseModel):
@@ -92,6 +95,13 @@ class Recipe(_Strict):
         default_factory=lambda: ThresholdTarget(kind="precision", value=0.8)
     )
     min_positives: int = Field(10, description="fewer training positives: zero-shot fallback")
+    zero_shot_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="share of the zero-shot score in each category's score, blended in logit "
+        "space before calibration (0 = head only); fallback categories are all zero-shot",
+    )
     split: tuple[float, float] = (0.15, 0.15)
     seed: int = 0
     base_dir: str = Field(".", exclude=True, description="folder that relative paths start from")
@@ -295,11 +305,20 @@ def train(
 
     X = cache.encode(data.texts, progress=step)
     cache.close()
-    artifact = fit_model(recipe, policy, data, X, encoder.name, encoder.dim)
+    zero_shot = zero_shot_probs(policy, encoder, X)
+    artifact = fit_model(recipe, policy, data, X, zero_shot, encoder.name, encoder.dim)
     if progress is not None:
         progress("training", 1, 1)
     artifact.save(out_dir)
     return artifact
+
+
+def zero_shot_probs(policy: LoadedPolicy, encoder: TextEncoder, X: np.ndarray) -> np.ndarray:
+    """The zero-shot detector's probabilities for embedded rows (what the model blends with)."""
+    from bastion.detectors.zero_shot import ZeroShotDetector
+
+    probs, _ = ZeroShotDetector(encoder).fit(policy).window_probs(X)
+    return probs
 
 
 def fit_model(
@@ -307,11 +326,17 @@ def fit_model(
     policy: LoadedPolicy,
     data: TrainingData,
     X: np.ndarray,
+    zero_shot: np.ndarray,
     encoder_name: str,
     encoder_dim: int,
 ) -> ModelArtifact:
-    """Head, calibration and thresholds from labelled rows and their embeddings (not saved)."""
+    """Head, calibration and thresholds from labelled rows, their embeddings and their zero-shot
+    probabilities (`zero_shot_probs`); the artifact is not saved."""
     tr, stop, cal = split(data, recipe.split, recipe.seed)
+    # The policy's own examples are the zero-shot detector's prototypes: it has seen them, so
+    # they would flatter it in calibration. They train the head only.
+    own = np.array([s.name == f"policy:{policy.policy.id}" for s in data.sources])
+    cal = cal[~own[data.source[cal]]] if len(own) else cal
     Y = data.labels
     w = source_weights(data.source)
     h = recipe.head
@@ -322,17 +347,18 @@ def fit_model(
         X[tr], Y[tr], sample_weight=w[tr], at_least_one=data.at_least_one[tr],
         validation=(X[stop], Y[stop], data.at_least_one[stop]),
     )  # fmt: skip
-    raw_cal = head.predict_proba(X[cal])
-    calibrator = CategoryCalibrator(recipe.calibration).fit(raw_cal, Y[cal])
-    scores = calibrator.transform(raw_cal)
     ids = policy.category_ids
     default = policy.policy.bands
     positives = np.nansum(Y[tr], axis=0)
     fallback = [c for c, n in zip(ids, positives, strict=True) if n < recipe.min_positives]
+    blend = np.array([1.0 if c in fallback else recipe.zero_shot_weight for c in ids])
+    raw_cal = blend_with_zero_shot(head.predict_proba(X[cal]), zero_shot[cal], blend)
+    calibrator = CategoryCalibrator(recipe.calibration).fit(raw_cal, Y[cal])
+    scores = calibrator.transform(raw_cal)
     thresholds: dict[str, float] = {}
     for j, cid in enumerate(ids):
         chosen = None
-        if cid not in fallback and calibrator.fitted_[j]:
+        if calibrator.fitted_[j]:
             pick = (
                 threshold_for_precision
                 if recipe.threshold.kind == "precision"
@@ -353,11 +379,9 @@ def fit_model(
             for s in np.unique(data.source[cal])
             if np.all(binary[data.source[cal] == s] == 0)
         ]
-        scored_by_head = np.array([c not in fallback for c in ids])
         raised, safe_shift = raise_for_flag_rate(
-            scores, np.array([thresholds[c] for c in ids]), groups, target.max_safe_flagged,
-            adjustable=scored_by_head,
-        )  # fmt: skip
+            scores, np.array([thresholds[c] for c in ids]), groups, target.max_safe_flagged
+        )
         thresholds = {c: float(t) for c, t in zip(ids, raised, strict=True)}
     manifest = Manifest(
         name=recipe.name,
@@ -371,6 +395,7 @@ def fit_model(
         thresholds=thresholds,
         threshold_target=recipe.threshold,
         zero_shot_fallback=fallback,
+        zero_shot_weight=recipe.zero_shot_weight,
         sources=data.sources,
         metrics={
             **_validation_metrics(Y[cal], data.binary()[cal], scores, ids, thresholds),
