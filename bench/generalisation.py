@@ -63,7 +63,7 @@ def main() -> None:
     Z = zero_shot.window_probs(X)[0]
 
     # Baseline: zero-shot, on the same left-out sets.
-    zero = Moderator(policy)
+    zero = Moderator(policy, model="zero-shot")
     rows = []
     names = [s.name for s in data.sources]
     for k, name in enumerate(names):

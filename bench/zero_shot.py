@@ -2,6 +2,7 @@
 
 Usage:
     python bench/zero_shot.py [--limit 2000] [--policies openai,mlcommons] [--root ../shared/datasets]
+    python bench/zero_shot.py --model default --policies openai   # the shipped default model
 
 Prints a table and writes bench/out/zero_shot.json. Sets that contain only violating rows
 (AILuminate, HarmBench, AdvBench, StrongREJECT, SimpleSafetyTests) are paired with the safe rows of
@@ -37,12 +38,15 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(ADAPTERS))
     parser.add_argument("--root", default=None)
     parser.add_argument("--out", default="bench/out/zero_shot.json")
+    parser.add_argument(
+        "--model", default="zero-shot", help="'zero-shot', 'default' or a model directory"
+    )
     args = parser.parse_args()
     console = Console(width=160)
     rows = []
     for policy in args.policies.split(","):
         start = time.perf_counter()
-        moderator = Moderator(policy)
+        moderator = Moderator(policy, model=args.model)
         build_s = time.perf_counter() - start
         with Progress(console=console, transient=True) as progress:
             for name in args.datasets.split(","):
@@ -77,10 +81,10 @@ def main() -> None:
                         },
                     }
                 )
-        console.print(f"{policy}: encoder load + zero-shot fit {build_s:.1f} s")
+        console.print(f"{policy}: encoder load + fit {build_s:.1f} s ({moderator.model_version})")
     table = Table(
         "policy", "dataset", "rows", "prevalence", "AUPRC", "ROC-AUC", "R@5%FPR", "P", "R", "items/s",
-        title="Zero-shot binary (any category) on the shared datasets",
+        title=f"Binary (any category) on the shared datasets, model {args.model}",
     )  # fmt: skip
     for r in rows:
         table.add_row(
@@ -94,6 +98,7 @@ def main() -> None:
     meta = {
         "date": date.today().isoformat(),
         "limit_per_dataset": args.limit,
+        "model": args.model,
         "machine": machine(),
         "negatives_for_all_positive_sets": NEGATIVES,
     }
@@ -105,7 +110,7 @@ def main() -> None:
 
 def _markdown(rows: list[dict], meta: dict) -> str:
     lines = [
-        f"Date {meta['date']}; {meta['machine']}; at most {meta['limit_per_dataset']} rows per set "
+        f"Date {meta['date']}; {meta['machine']}; model {meta['model']}; at most {meta['limit_per_dataset']} rows per set "
         f"(stratified sample, seed 0); all-positive sets get the safe rows of "
         f"{meta['negatives_for_all_positive_sets']} as negatives.",
         "",

@@ -80,8 +80,8 @@ class Moderator:
         calibrated thresholds are used unless `thresholds` are given."""
         self.policy = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
         if detectors is None:
-            zero_shot = _zero_shot(self.policy, encoder)
             chosen = _pick_model(model, self.policy, encoder)
+            zero_shot = _zero_shot(self.policy, encoder, chosen)
             if chosen is not None:
                 from bastion.detectors.trained import TrainedDetector
 
@@ -209,15 +209,31 @@ def _pick_model(model: str | Path | None, policy: LoadedPolicy, encoder: str | N
 _ZERO_SHOT_CACHE: dict[tuple[str, str | None], ZeroShotDetector] = {}
 
 
-def _zero_shot(policy: LoadedPolicy, encoder: str | None) -> ZeroShotDetector:
-    """Fitted zero-shot detector, memoised by policy version (which includes its content hash)."""
-    from bastion.models.encoder import load_encoder
+def _zero_shot(
+    policy: LoadedPolicy, encoder: str | None, model: Path | None = None
+) -> ZeroShotDetector:
+    """Fitted zero-shot detector, memoised by policy version (which includes its content hash).
 
-    key = (policy.version, encoder)
+    A model with a fine-tuned encoder brings its own: the zero-shot detector it blends with
+    must embed with the same weights.
+    """
+    from bastion.models.encoder import TextEncoder, load_encoder
+    from bastion.models.training import FINETUNED_ENCODER
+
+    tuned = model if model is not None and (model / FINETUNED_ENCODER).is_dir() else None
+    key = (policy.version, str(tuned.resolve()) if tuned is not None else encoder)
     if key not in _ZERO_SHOT_CACHE:
         if len(_ZERO_SHOT_CACHE) >= 8:
             _ZERO_SHOT_CACHE.pop(next(iter(_ZERO_SHOT_CACHE)))
-        _ZERO_SHOT_CACHE[key] = ZeroShotDetector(load_encoder(encoder)).fit(policy)
+        if tuned is not None:
+            from bastion.models.artifact import read_manifest
+            from bastion.models.finetune import load_fine_tuned
+
+            weights = load_fine_tuned(tuned / FINETUNED_ENCODER, encoder)
+            enc = TextEncoder.from_model(weights, read_manifest(tuned).encoder)
+        else:
+            enc = load_encoder(encoder)
+        _ZERO_SHOT_CACHE[key] = ZeroShotDetector(enc).fit(policy)
     return _ZERO_SHOT_CACHE[key]
 
 

@@ -213,3 +213,31 @@ def test_unnamed_violations_are_kept_as_at_least_one(datasets_root: Path, tmp_pa
     # Their labels stay unknown (never negative), and they count as violating in the binary view.
     assert np.isnan(kept.labels[kept.at_least_one]).all()
     assert (kept.binary()[kept.at_least_one] == 1).all()
+
+
+@pytest.mark.slow
+def test_a_recipe_can_fine_tune_the_encoder(tmp_path: Path) -> None:
+    """The model directory carries the fine-tuned top layers; loading it embeds with them (the
+    zero-shot part too); retraining without fine-tuning removes them."""
+    from bastion.models.encoder import load_encoder
+
+    body = (
+        "name: tuned\npolicy: openai\nsources: [{policy_examples: true}]\n"
+        "head: {epochs: 30}\nmin_positives: 5\n"
+        "encoder_finetune: {layers: 1, pairs: 32, batch_size: 8, lr: 0.0001}\n"
+    )
+    art = train(
+        Recipe.from_file(_recipe(tmp_path, body)), tmp_path / "m", cache_path=tmp_path / "c"
+    )
+    assert art.manifest.encoder == "all-MiniLM-L6-v2+finetuned:tuned"
+    assert (tmp_path / "m" / "encoder" / "encoder_top.safetensors").exists()
+    mod = Moderator("openai", model=tmp_path / "m")
+    assert "finetuned:tuned" in mod.model_version
+    det = mod.detectors[0]
+    text = ["a sentence to embed"]
+    tuned = det.encoder.encode(text)  # type: ignore[attr-defined]
+    base = load_encoder(None).encode(text)
+    assert float(tuned[0] @ base[0]) < 0.99999
+    plain = "name: tuned\npolicy: openai\nsources: [{policy_examples: true}]\nhead: {epochs: 5}\n"
+    train(Recipe.from_file(_recipe(tmp_path, plain)), tmp_path / "m", cache_path=tmp_path / "c")
+    assert not (tmp_path / "m" / "encoder").exists()

@@ -70,6 +70,20 @@ class TextEncoder:
         self._model.max_seq_length = max_length
         self.dim = int(self._model.get_embedding_dimension())
 
+    @classmethod
+    def from_model(cls, model: Any, name: str, *, max_length: int = 256) -> TextEncoder:
+        """Wrap an already loaded SentenceTransformer (a fine-tuned one) under its own name."""
+        self = cls.__new__(cls)
+        self.path = Path(name)
+        self.name = name
+        self.batch_size = 64
+        self.max_length = max_length
+        self.device = "cpu"
+        self._model = model
+        model.max_seq_length = max_length
+        self.dim = int(model.get_embedding_dimension())
+        return self
+
     def encode(
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None
     ) -> np.ndarray:

@@ -34,12 +34,16 @@ from bastion.models.calibration import (
     threshold_for_fpr,
     threshold_for_precision,
 )
+from bastion.models.finetune import FineTuneConfig
 from bastion.models.heads import MultiLabelHead
 from bastion.models.scoring import any_category, blend_with_zero_shot
 from bastion.policy import LoadedPolicy, load_policy
 
 if TYPE_CHECKING:
     from bastion.models.encoder import TextEncoder
+
+
+FINETUNED_ENCODER = "encoder"  # sub-directory of a model with a fine-tuned encoder
 
 
 class _Strict(BaseModel):
@@ -90,6 +94,11 @@ class Recipe(_Strict):
     ship: bool = Field(False, description="refuse every source not marked ship-ok")
     sources: list[SourceSpec]
     head: HeadSpec = Field(default_factory=HeadSpec)
+    encoder_finetune: FineTuneConfig | None = Field(
+        None,
+        description="fine-tune the encoder's top layers first (SetFit-style pairs from the "
+        "training split); the model directory then carries them, a few MB",
+    )
     calibration: Literal["platt", "isotonic"] = "platt"
     threshold: ThresholdTarget = Field(
         default_factory=lambda: ThresholdTarget(kind="precision", value=0.8)
@@ -294,7 +303,6 @@ def train(
     policy = load_policy(recipe.policy)
     data = assemble(recipe, policy, data_root)
     encoder = load_encoder(recipe.encoder)
-    cache = EmbeddingCache(cache_path or _default_cache(), encoder)
     total = len(data.texts)
     done = [0]
 
@@ -303,14 +311,50 @@ def train(
         if progress is not None:
             progress("encoding", done[0], total)
 
-    X = cache.encode(data.texts, progress=step)
-    cache.close()
+    if recipe.encoder_finetune is not None:
+        encoder = _fine_tuned_encoder(recipe, data, encoder.name, Path(out_dir), progress)
+        X = encoder.encode(data.texts, progress=step)  # new weights: nothing cached applies
+    else:
+        import shutil
+
+        # A fine-tuned encoder left from an earlier run in this directory would be loaded with
+        # a head that was not trained on it.
+        shutil.rmtree(Path(out_dir) / FINETUNED_ENCODER, ignore_errors=True)
+        cache = EmbeddingCache(cache_path or _default_cache(), encoder)
+        X = cache.encode(data.texts, progress=step)
+        cache.close()
     zero_shot = zero_shot_probs(policy, encoder, X)
     artifact = fit_model(recipe, policy, data, X, zero_shot, encoder.name, encoder.dim)
     if progress is not None:
         progress("training", 1, 1)
     artifact.save(out_dir)
     return artifact
+
+
+def _fine_tuned_encoder(
+    recipe: Recipe,
+    data: TrainingData,
+    base_name: str,
+    out_dir: Path,
+    progress: Callable[[str, int, int], None] | None,
+) -> TextEncoder:
+    """Fine-tune on the training split only (calibration rows stay unseen) and save the layers."""
+    from bastion.models.encoder import TextEncoder
+    from bastion.models.finetune import fine_tune, save_top_layers
+
+    config = recipe.encoder_finetune
+    assert config is not None
+    tr, _, _ = split(data, recipe.split, recipe.seed)
+    model = fine_tune(
+        [data.texts[i] for i in tr],
+        data.labels[tr],
+        config=config,
+        sample_weight=source_weights(data.source)[tr],
+        base=recipe.encoder,
+        progress=None if progress is None else (lambda d, t: progress("fine-tuning", d, t)),
+    )
+    save_top_layers(model, out_dir / FINETUNED_ENCODER, config.layers)
+    return TextEncoder.from_model(model, f"{base_name}+finetuned:{recipe.name}")
 
 
 def zero_shot_probs(policy: LoadedPolicy, encoder: TextEncoder, X: np.ndarray) -> np.ndarray:
