@@ -10,7 +10,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bastion.cli.output import ModelOption, console, err_console, policy_with_examples
+from bastion.cli.output import (
+    ExamplesOption,
+    ModelOption,
+    console,
+    err_console,
+    policy_with_examples,
+)
 from bastion.errors import BastionError
 from bastion.eval.labels import LabelMap
 from bastion.eval.metrics import BinaryMetrics, format_metric
@@ -43,10 +49,7 @@ def eval_command(
         str, typer.Option("--policy", "-p", help="Built-in pack or policy YAML.")
     ] = "openai",
     model: ModelOption = "default",
-    examples: Annotated[
-        Path | None,
-        typer.Option(help="Few-shot: JSONL of {text, category, label} added to the policy."),
-    ] = None,
+    examples: ExamplesOption = None,
     encoder: Annotated[str | None, typer.Option(help="Encoder directory; default bundled.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report directory.")] = Path(
         "reports/eval"

@@ -14,7 +14,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bastion.cli.output import ModelOption, console, err_console, policy_with_examples
+from bastion.cli.output import (
+    ExamplesOption,
+    ModelOption,
+    console,
+    err_console,
+    policy_with_examples,
+)
 from bastion.errors import BastionError, InputError
 from bastion.moderator import Moderator, Verdict
 from bastion.records import OnError, Record, count_lines, output_line, read_records, stop_error
@@ -38,10 +44,7 @@ def moderate_command(
         typer.Option("--policy", "-p", help="Built-in pack (openai, mlcommons) or a YAML file."),
     ] = "openai",
     model: ModelOption = "default",
-    examples: Annotated[
-        Path | None,
-        typer.Option(help="Few-shot: JSONL of {text, category, label} added to the policy."),
-    ] = None,
+    examples: ExamplesOption = None,
     encoder: Annotated[
         str | None,
         typer.Option(help="Encoder directory (sentence-transformers); default bundled."),

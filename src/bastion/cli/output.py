@@ -32,6 +32,12 @@ ModelOption = Annotated[
     ),
 ]
 
+# `--examples` (few-shot) of every command that moderates.
+ExamplesOption = Annotated[
+    Path | None,
+    typer.Option(help="Few-shot: JSONL of {text, category, label} added to the policy."),
+]
+
 console = make_console()
 err_console = make_console(stderr=True)
 
