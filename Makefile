@@ -4,11 +4,18 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock pyproject.toml | sha1sum | cut -c1-12)
 DATASETS ?= ../shared/datasets
+# Debian packages: OCR, speech synthesis for the tests, a font for rendered test images, and
+# FFmpeg's headers that the vpdq wheel is built against.
+DEB_PACKAGES := tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-core pkg-config cmake g++ \
+	libavcodec-dev libavformat-dev libavdevice-dev libavfilter-dev libavutil-dev libswresample-dev \
+	libswscale-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint typecheck pytest model bench-zero-shot clean
+.PHONY: system-deps install run test lint typecheck pytest model bench-zero-shot clean
 
 # Pinned dependencies; torch 2.13.0 resolves to the CPU build this machine's pip finds locally.
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
+	$(MAKE) system-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock -r requirements-dev.lock
@@ -17,6 +24,12 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	touch $@
 
 install: $(STAMP)
+
+system-deps:
+	@dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1 || { \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get install -y --no-install-recommends $(DEB_PACKAGES) || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $(DEB_PACKAGES); }; }
 
 ## Moderate the shipped sample file with the built-in OpenAI-categories policy, zero-shot.
 run: install

@@ -111,7 +111,7 @@ def test_missing_text_keeps_the_id(jsonl: Path, records: list[Record]) -> None:
     rec = records[4]
     assert rec.item is None
     assert rec.id == "e"
-    assert rec.error == f"{jsonl}:6: missing the 'text' field"
+    assert rec.error == f"{jsonl}:6: missing the 'text' field (or images, video, audio)"
 
 
 def test_numeric_text_is_an_error_and_numeric_id_becomes_a_string(
@@ -182,6 +182,8 @@ def test_output_line_for_a_scored_record() -> None:
         category_scores={"hate": 0.9},
         action=SimpleNamespace(value="block"),
         truncated=False,
+        category_applied_input_types={"hate": ["text"]},
+        hashes=[],
         policy_version="p@1+abc",
         model_version="m",
         error=None,
@@ -194,6 +196,7 @@ def test_output_line_for_a_scored_record() -> None:
     assert out["action"] == "block"
     assert out["error"] is None
     assert out["evidence"] == [{"rule": "R1"}]
+    assert out["category_applied_input_types"] == {"hate": ["text"]}
     assert "evidence" not in output_line(rec, verdict)
 
 
@@ -205,6 +208,8 @@ def test_output_line_for_a_verdict_with_an_error() -> None:
         category_scores={},
         action=SimpleNamespace(value="allow"),
         truncated=False,
+        category_applied_input_types={},
+        hashes=[],
         policy_version="p",
         model_version="m",
         error="detector failed",
@@ -228,3 +233,26 @@ def test_stop_error_is_an_input_error_with_the_record_error(records: list[Record
     assert isinstance(err, InputError)
     assert str(err).startswith(str(records[3].error))
     assert "--on-error stop" in str(err)
+
+
+def test_media_fields_resolve_relative_to_the_input_file(tmp_path: Path) -> None:
+    jsonl = tmp_path / "in" / "posts.jsonl"
+    jsonl.parent.mkdir()
+    jsonl.write_text(
+        '{"id": "a", "images": ["pics/x.png", "/abs/y.png"], "video": "v.mp4"}\n'
+        '{"id": "b", "text": "hi", "audio": "s.wav"}\n'
+        '{"id": "c", "images": "x.png"}\n'
+        '{"id": "d", "video": 3}\n'
+        '{"id": "e", "images": ["https://example.com/x.png"]}\n',
+        encoding="utf-8",
+    )
+    a, b, c, d, e = read_records(jsonl)
+    assert a.item is not None and a.item.text == ""
+    assert [s.path for s in a.item.images] == [jsonl.parent / "pics/x.png", Path("/abs/y.png")]
+    assert a.item.video is not None and a.item.video.path == jsonl.parent / "v.mp4"
+    assert b.item is not None and b.item.audio is not None and b.item.text == "hi"
+    assert "images" not in a.item.metadata
+    assert c.item is None and c.error is not None and "'images' must be a list" in c.error
+    assert d.item is None and d.error is not None and "'video' must be a path" in d.error
+    assert e.item is None and e.error is not None and "remote URLs are not fetched" in e.error
+    assert [r.id for r in (c, d, e)] == ["c", "d", "e"]

@@ -32,3 +32,39 @@ class DatasetError(BastionError):
 
 class ModelError(BastionError):
     """A model could not be found or loaded (never downloaded at run time)."""
+
+
+class MediaError(InputError):
+    """Media bytes were refused or could not be decoded; the message names the media and the limit or fault.
+
+    Subclasses say which kind of refusal it was, so a caller (the API, a batch job) can count them
+    and a test can assert on them; the item is reported with this message and the rest of the
+    batch goes on.
+    """
+
+
+class EmptyMediaError(MediaError):
+    """The file or data is zero bytes long."""
+
+
+class UnsupportedMediaError(MediaError):
+    """The bytes are not in any format the decoder reads (a text file named .jpg, say)."""
+
+
+class CorruptMediaError(MediaError):
+    """The format was recognised but the data is broken (a truncated JPEG, a video with no frames)."""
+
+
+class MediaLimitError(MediaError):
+    """A configured limit was hit: file size, pixels, frames or duration. `limit` names it."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        self.limit = limit
+        super().__init__(message)
+
+
+class DecodeTimeoutError(MediaLimitError):
+    """Decoding took longer than the per-item time limit and the decoder process was stopped."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "decode_timeout_s")

@@ -12,7 +12,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from bastion.media.sources import MediaSource
+
+if TYPE_CHECKING:
+    from bastion.media.decode import DecodedAudio, DecodedImage, DecodedVideo
 
 MAX_TEXT_BYTES = 1_000_000
 """Texts longer than this (UTF-8 bytes) are cut to this length for scoring and flagged `truncated`."""
@@ -79,21 +84,53 @@ def truncate_utf8(text: str, max_bytes: int = MAX_TEXT_BYTES) -> tuple[str, bool
 
 
 @dataclass
+class DecodedMedia:
+    """An item's media after safe decoding (set by the Moderator; detectors read it)."""
+
+    images: list[DecodedImage] = field(default_factory=list)
+    video: DecodedVideo | None = None
+    audio: DecodedAudio | None = None
+
+
+@dataclass
 class Item:
-    """One piece of content. Media fields are reserved for the multimodal detectors."""
+    """One piece of content: text, any number of images, at most one video and one audio track.
+
+    Media may be given as file paths, bytes or base64 `data:` URIs (see `MediaSource.of`);
+    nothing is read or decoded when the Item is built.
+    """
 
     text: str = ""
     id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    images: list[Any] = field(default_factory=list)
-    video: Any | None = None
+    images: list[MediaSource] = field(default_factory=list)
+    video: MediaSource | None = None
+    audio: MediaSource | None = None
 
+    decoded: DecodedMedia | None = field(default=None, init=False, repr=False)
     _scoring_text: str | None = field(default=None, init=False, repr=False)
     _truncated: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
             raise TypeError(f"Item.text must be a string, got {type(self.text).__name__}")
+        if not isinstance(self.images, list | tuple):
+            self.images = [self.images]
+        self.images = [MediaSource.of(v, "image") for v in self.images]
+        if self.video is not None:
+            self.video = MediaSource.of(self.video, "video")
+        if self.audio is not None:
+            self.audio = MediaSource.of(self.audio, "audio")
+
+    @property
+    def media(self) -> list[MediaSource]:
+        """Every media source, images first."""
+        extra = [m for m in (self.video, self.audio) if m is not None]
+        return [*self.images, *extra]
+
+    @property
+    def has_media(self) -> bool:
+        return bool(self.images) or self.video is not None or self.audio is not None
 
     @property
     def scoring_text(self) -> str:
@@ -111,9 +148,47 @@ class Item:
         return self._truncated
 
     @property
+    def has_text(self) -> bool:
+        return bool(self.scoring_text.strip())
+
+    @property
     def is_blank(self) -> bool:
-        return not self.scoring_text.strip()
+        """No visible text and no media: nothing to moderate."""
+        return not self.has_text and not self.has_media
 
 
 def as_item(value: Item | str) -> Item:
     return value if isinstance(value, Item) else Item(text=value)
+
+
+def item_from_openai_input(value: str | list[Any], item_id: str | None = None) -> Item:
+    """An Item from the OpenAI moderation API's `input` element: a string, or a list of parts.
+
+    Parts are `{"type": "text", "text": ...}` and `{"type": "image_url", "image_url": {"url":
+    ...}}` (a base64 data URI; remote URLs are refused). Several text parts are joined by
+    newlines. Raises InputError naming the part that is malformed.
+    """
+    from bastion.errors import InputError
+
+    if isinstance(value, str):
+        return Item(text=value, id=item_id)
+    if not isinstance(value, list):
+        raise InputError(f"input must be a string or a list of parts, got {type(value).__name__}")
+    texts: list[str] = []
+    images: list[MediaSource] = []
+    for n, part in enumerate(value):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            if not isinstance(url, str):
+                raise InputError(f"input part {n}: image_url needs a 'url' string")
+            images.append(MediaSource.of(url, "image"))
+        else:
+            raise InputError(
+                f"input part {n}: expected {{'type': 'text', 'text': ...}} or "
+                f"{{'type': 'image_url', 'image_url': {{'url': ...}}}}, got {str(part)[:80]}"
+            )
+    return Item(text="\n".join(texts), id=item_id, images=images)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -14,26 +15,49 @@ from bastion.detectors.base import Evidence as DetectorEvidence
 from bastion.detectors.zero_shot import ZeroShotDetector
 from bastion.errors import InputError
 from bastion.items import Item, as_item
-from bastion.models.scoring import fuse
+from bastion.media.limits import MediaLimits
+from bastion.models.scoring import fuse, fuse_max
 from bastion.policy import Action, LoadedPolicy, load_policy
+
+if TYPE_CHECKING:
+    from bastion.detectors.multimodal import MediaModerator
+    from bastion.media.hashing import MediaHash
 
 
 class Evidence(BaseModel):
-    """What a detector contributed to a category's score."""
+    """What a detector contributed to a category's score, and where in the item to look."""
 
     detector: str
     category: str
     score: float
     detail: str
     ref: str | None = None
+    input_type: str = "text"
+    source: str | None = None
+    boxes: list[tuple[int, int, int, int]] = Field(default_factory=list)
+    start_s: float | None = None
+    end_s: float | None = None
+    text: str | None = None
+
+
+class MediaHashRecord(BaseModel):
+    """A perceptual hash of an item's image (PDQ) or video frame (vPDQ), for hash banks."""
+
+    source: str
+    kind: str
+    hash: str
+    quality: int
+    timestamp_s: float | None = None
 
 
 class Verdict(BaseModel):
     """A moderation decision in the shape of an OpenAI moderation result, plus Bastion's fields.
 
-    `flagged`, `categories` and `category_scores` mean what they mean in the OpenAI API; `action`
-    comes from the policy's score bands; `error` is set (and the scores left empty) when the item
-    could not be scored.
+    `flagged`, `categories`, `category_scores` and `category_applied_input_types` (which input
+    types, of "text", "image", "video", "audio", flagged each category) mean what they mean in
+    the OpenAI API; `action` comes from the policy's score bands; `hashes` are the perceptual
+    hashes of the item's media; `error` is set (and the scores left empty) when the item could
+    not be scored, for example when its media was refused.
     """
 
     id: str | None = None
@@ -42,7 +66,9 @@ class Verdict(BaseModel):
     category_scores: dict[str, float] = Field(default_factory=dict)
     action: Action = Action.allow
     category_actions: dict[str, Action] = Field(default_factory=dict)
+    category_applied_input_types: dict[str, list[str]] = Field(default_factory=dict)
     evidence: list[Evidence] = Field(default_factory=list)
+    hashes: list[MediaHashRecord] = Field(default_factory=list)
     rationale: str | None = None
     policy_version: str
     model_version: str
@@ -73,11 +99,14 @@ class Moderator:
         thresholds: Mapping[str, float] | None = None,
         encoder: str | None = None,
         batch_size: int = 256,
+        media_limits: MediaLimits | None = None,
     ) -> None:
         """`model` is "default" (the model shipped in the package, where it was trained for this
         policy version and encoder; zero-shot otherwise), "zero-shot" (or None), or a trained
         model directory (refused when trained for another policy version). A trained model's
-        calibrated thresholds are used unless `thresholds` are given."""
+        calibrated thresholds are used unless `thresholds` are given. `media_limits` bound the
+        decoding of images, video and audio (decoder processes start at the first item with
+        media; `close()` stops them)."""
         self.policy = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
         if detectors is None:
             chosen = _pick_model(model, self.policy, encoder)
@@ -108,6 +137,43 @@ class Moderator:
         self.thresholds = np.array([thresholds.get(c.id, c.threshold_or(default)) for c in cats])
         self.bands = [c.bands_or(default) for c in cats]
         self.model_version = "+".join(_model_version(d) for d in self.detectors)
+        self.media_limits = media_limits or MediaLimits()
+        self._media: MediaModerator | None = None
+
+    @property
+    def media(self) -> MediaModerator:
+        """The media detectors and decoder processes, built at first use."""
+        if self._media is None:
+            from bastion.detectors.multimodal import MediaModerator
+
+            self._media = MediaModerator(
+                self.policy, self.score_texts, limits=self.media_limits, thresholds=self.thresholds
+            )
+        return self._media
+
+    def close(self) -> None:
+        """Stop the decoder processes (if any were started)."""
+        if self._media is not None:
+            self._media.close()
+            self._media = None
+
+    def __enter__(self) -> Moderator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def score_texts(self, texts: Sequence[str]) -> DetectorOutput:
+        """The text detectors' fused scores for bare texts (text read from images, speech)."""
+        return self._score_text_items([Item(text=t) for t in texts])
+
+    def _score_text_items(self, items: Sequence[Item]) -> DetectorOutput:
+        outputs = [det.score(items) for det in self.detectors]
+        return DetectorOutput(
+            fuse([o.scores for o in outputs], self.weights),
+            [[e for o in outputs for e in o.evidence[i]] for i in range(len(items))],
+            np.logical_or.reduce([o.truncated for o in outputs]),
+        )
 
     def moderate(
         self,
@@ -132,21 +198,52 @@ class Moderator:
     def _moderate_batch(
         self, items: list[Item], progress: Callable[[int], None] | None
     ) -> list[Verdict]:
-        outputs: list[DetectorOutput] = []
-        for det in self.detectors:
-            outputs.append(det.score(items))
-        fused = fuse([o.scores for o in outputs], self.weights)
-        cut = np.logical_or.reduce([o.truncated for o in outputs])
+        n, n_cat = len(items), len(self.policy.category_ids)
+        by_type: dict[str, np.ndarray] = {}
+        evidence: list[list[DetectorEvidence]] = [[] for _ in items]
+        cut = np.zeros(n, dtype=bool)
+        errors: list[str | None] = [None] * n
+        hashes: list[list[tuple[str, MediaHash]]] = [[] for _ in items]
+        with_text = [i for i, item in enumerate(items) if item.has_text]
+        if with_text:
+            out = self._score_text_items([items[i] for i in with_text])
+            by_type["text"] = np.full((n, n_cat), np.nan)
+            by_type["text"][with_text] = out.scores
+            cut[with_text] = out.truncated
+            for k, i in enumerate(with_text):
+                evidence[i].extend(out.evidence[k])
+        with_media = [i for i, item in enumerate(items) if item.has_media]
+        if with_media:
+            media = self.media.score([items[i] for i in with_media])
+            for kind, scores in media.by_type.items():
+                by_type[kind] = np.full((n, n_cat), np.nan)
+                by_type[kind][with_media] = scores
+            for k, i in enumerate(with_media):
+                evidence[i].extend(media.evidence[k])
+                hashes[i] = media.hashes[k]
+                errors[i] = media.errors[k]
+        fused = fuse_max(list(by_type.values())) if by_type else np.full((n, n_cat), np.nan)
         verdicts = []
         for i, item in enumerate(items):
-            evidence = [e for o in outputs for e in o.evidence[i]]
-            verdicts.append(self._verdict(item, fused[i], evidence, bool(cut[i])))
+            per_type = {kind: scores[i] for kind, scores in by_type.items()}
+            verdicts.append(
+                self._verdict(
+                    item, fused[i], per_type, evidence[i], hashes[i], bool(cut[i]), errors[i]
+                )
+            )
         if progress is not None:
             progress(len(items))
         return verdicts
 
     def _verdict(
-        self, item: Item, scores: np.ndarray, evidence: list[DetectorEvidence], cut: bool
+        self,
+        item: Item,
+        scores: np.ndarray,
+        per_type: dict[str, np.ndarray],
+        evidence: list[DetectorEvidence],
+        hashes: list[tuple[str, MediaHash]],
+        cut: bool,
+        error: str | None,
     ) -> Verdict:
         base = {
             "id": item.id,
@@ -157,9 +254,15 @@ class Moderator:
         if item.is_blank:
             what = "empty text" if not item.text else "text has no visible characters"
             return Verdict(**base, error=f"{what}: nothing to moderate")
+        if error is not None:
+            return Verdict(**base, error=error)
         ids = self.policy.category_ids
         clean = np.where(np.isfinite(scores), scores, 0.0)
         flags = clean >= self.thresholds
+        applied = {
+            cid: [kind for kind, s in per_type.items() if np.isfinite(s[c]) and s[c] >= t]
+            for c, (cid, t) in enumerate(zip(ids, self.thresholds, strict=True))
+        }
         actions = {
             cid: band.action(float(s)) for cid, band, s in zip(ids, self.bands, clean, strict=True)
         }
@@ -171,7 +274,18 @@ class Moderator:
             category_scores={cid: round(float(s), 6) for cid, s in zip(ids, clean, strict=True)},
             action=action,
             category_actions=actions,
+            category_applied_input_types=applied,
             evidence=[Evidence(**e.__dict__) for e in evidence],
+            hashes=[
+                MediaHashRecord(
+                    source=src,
+                    kind=h.kind,
+                    hash=h.hash,
+                    quality=h.quality,
+                    timestamp_s=h.timestamp_s,
+                )
+                for src, h in hashes
+            ],
         )
 
 

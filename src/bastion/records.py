@@ -1,8 +1,10 @@
 """Reading item files line by line: every line becomes an Item or a named error, none is dropped.
 
 This is the public file contract of `bastion moderate --input`: each input line is a JSON object
-with `id` and `text` (other fields ride along as metadata); each output line carries the same `id`
-(and the input `line` number) with the Verdict's fields and `error`, null when the line was scored.
+with `id` and `text`, and optionally `images` (a list), `video` and `audio`: file paths relative
+to the input file, or base64 data URIs; `text` may then be left out. Other fields ride along as
+metadata. Each output line carries the same `id` (and the input `line` number) with the
+Verdict's fields and `error`, null when the line was scored.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from bastion.errors import InputError
+from bastion.errors import BastionError, InputError
 from bastion.items import Item
+from bastion.media.sources import MediaSource
 
 
 class OnError(StrEnum):
@@ -43,13 +46,16 @@ def read_records(path: Path | str, handle: IO[bytes] | None = None) -> Iterator[
         for number, raw in enumerate(stream, start=1):
             if not raw.strip():
                 continue
-            yield parse_line(raw, name, number)
+            yield parse_line(raw, name, number, base=Path(path).parent)
     finally:
         if handle is None:
             stream.close()
 
 
-def parse_line(raw: bytes, name: str, number: int) -> Record:
+MEDIA_FIELDS = ("images", "video", "audio")
+
+
+def parse_line(raw: bytes, name: str, number: int, base: Path | None = None) -> Record:
     where = f"{name}:{number}"
     try:
         text = raw.decode("utf-8")
@@ -72,8 +78,12 @@ def parse_line(raw: bytes, name: str, number: int) -> Record:
         )
     raw_id = obj.get("id")
     item_id = None if raw_id is None else str(raw_id)
-    if "text" not in obj:
-        return Record(number, None, item_id, f"{where}: missing the 'text' field")
+    has_media = any(obj.get(f) not in (None, []) for f in MEDIA_FIELDS)
+    if "text" not in obj and not has_media:
+        return Record(
+            number, None, item_id, f"{where}: missing the 'text' field (or images, video, audio)"
+        )
+    obj.setdefault("text", "")
     if not isinstance(obj["text"], str):
         kind = type(obj["text"]).__name__
         return Record(number, None, item_id, f"{where}: 'text' must be a string, got {kind}")
@@ -87,8 +97,31 @@ def parse_line(raw: bytes, name: str, number: int) -> Record:
             f"{where}: 'text' has an unpaired surrogate escape at character {exc.start} "
             "(a \\ud800-\\udfff escape without its partner); fix the producer's JSON encoding",
         )
-    metadata = {k: v for k, v in obj.items() if k not in ("id", "text")}
-    return Record(number, Item(text=obj["text"], id=item_id, metadata=metadata), item_id)
+    metadata = {k: v for k, v in obj.items() if k not in ("id", "text", *MEDIA_FIELDS)}
+    try:
+        media = _media_fields(obj, base)
+        item = Item(text=obj["text"], id=item_id, metadata=metadata, **media)
+    except BastionError as exc:
+        return Record(number, None, item_id, f"{where}: {exc}")
+    return Record(number, item, item_id)
+
+
+def _media_fields(obj: dict[str, Any], base: Path | None) -> dict[str, Any]:
+    """`images` (a list), `video`, `audio` as MediaSources; paths relative to the input file."""
+    out: dict[str, Any] = {}
+    images = obj.get("images")
+    if images is not None:
+        if not isinstance(images, list) or not all(isinstance(v, str) for v in images):
+            raise InputError("'images' must be a list of paths or data URIs (strings)")
+        out["images"] = [MediaSource.of(v, "image", base=base) for v in images]
+    for kind in ("video", "audio"):
+        value = obj.get(kind)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InputError(f"'{kind}' must be a path or a data URI (a string)")
+        out[kind] = MediaSource.of(value, kind, base=base)  # type: ignore[arg-type]
+    return out
 
 
 def _salvage_id(raw: bytes) -> str | None:
@@ -124,10 +157,13 @@ def output_line(record: Record, verdict: Any | None, *, evidence: bool = False) 
         category_scores=verdict.category_scores or None,
         action=verdict.action.value if not verdict.error else None,
         truncated=verdict.truncated,
+        category_applied_input_types=verdict.category_applied_input_types or None,
         policy_version=verdict.policy_version,
         model_version=verdict.model_version,
         error=(f"line {record.line}: {verdict.error}" if verdict.error else None),
     )
+    if verdict.hashes:
+        out["hashes"] = [h.model_dump() for h in verdict.hashes]
     if evidence:
         out["evidence"] = [e.model_dump() for e in verdict.evidence]
     return out

@@ -13,6 +13,7 @@ from bastion.errors import BastionError
 from bastion.models.artifact import ModelArtifact
 from bastion.models.training import Recipe, TrainingData, source_weights, split, train
 from bastion.moderator import Moderator
+from bastion.policy import load_policy
 
 
 def _recipe(tmp_path: Path, body: str) -> Path:
@@ -58,7 +59,10 @@ def test_train_from_policy_examples_then_moderate(tmp_path: Path) -> None:
     assert (tmp_path / "m" / "head.safetensors").exists()
     m = ModelArtifact.load(tmp_path / "m").manifest
     assert m.sources[0].name == "policy:openai" and m.sources[0].use == "ship-ok"
-    assert m.sources[0].rows == 13 * 36 and m.sources[0].positives == 13 * 18
+    examples = [c.examples for c in load_policy("openai").policy.categories]
+    positives = sum(len(e.positive) for e in examples)
+    assert m.sources[0].rows == positives + sum(len(e.negative) for e in examples)
+    assert m.sources[0].positives == positives
     assert m.zero_shot_fallback == []
     assert set(m.thresholds) == set(art.manifest.categories)
     mod = Moderator("openai", model=tmp_path / "m")

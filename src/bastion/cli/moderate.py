@@ -22,6 +22,8 @@ from bastion.cli.output import (
     policy_with_examples,
 )
 from bastion.errors import BastionError, InputError
+from bastion.items import Item
+from bastion.media.sources import MediaSource
 from bastion.moderator import Moderator, Verdict
 from bastion.records import OnError, Record, count_lines, output_line, read_records, stop_error
 
@@ -34,6 +36,14 @@ def moderate_command(
     ] = None,
     input: Annotated[
         Path | None, typer.Option("--input", "-i", help="JSONL file: one {id, text, ...} per line.")
+    ] = None,
+    image: Annotated[
+        list[Path] | None,
+        typer.Option("--image", help="An image to moderate with the text (repeat for several)."),
+    ] = None,
+    video: Annotated[Path | None, typer.Option("--video", help="A video to moderate.")] = None,
+    audio: Annotated[
+        Path | None, typer.Option("--audio", help="An audio track to moderate.")
     ] = None,
     output: Annotated[
         Path | None,
@@ -68,32 +78,55 @@ def moderate_command(
 
       bastion moderate --input posts.jsonl --output verdicts.jsonl
 
+      bastion moderate --image meme.png --video clip.mp4 "caption text"
+
     Each output line has the input's id and line number, flagged, categories, category_scores,
     action and error (null when scored). Lines that cannot be read still get an output line.
+    In the input file a line may add "images": [PATH, ...], "video": PATH and "audio": PATH
+    (relative to the file), with or without "text".
     """
-    if (text is None) == (input is None):
-        raise BastionError("give either a TEXT argument or --input FILE (not both)")
+    single = text is not None or bool(image) or video is not None or audio is not None
+    if single == (input is not None):
+        raise BastionError(
+            "give either a TEXT argument and/or --image/--video/--audio, or --input FILE"
+        )
     moderator = Moderator(
         policy_with_examples(policy, examples), model=model, encoder=encoder, batch_size=batch_size
     )
-    if text is not None:
-        verdict = moderator.moderate_one(text)
+    if single:
+        item = Item(
+            text=text or "",
+            images=[MediaSource.of(p, "image") for p in image or []],
+            video=MediaSource.of(video, "video") if video else None,
+            audio=MediaSource.of(audio, "audio") if audio else None,
+        )
+        try:
+            verdict = moderator.moderate_one(item)
+        finally:
+            moderator.close()
         if as_json:
             typer.echo(verdict.model_dump_json(indent=2))
         else:
-            _print_verdict(text, verdict)
+            _print_verdict(_describe(item), verdict)
         if verdict.error:
             raise typer.Exit(1)
         return
     assert input is not None
     if not input.exists():
         raise InputError(f"{input}: no such file")
-    if output is None and not as_json:
-        rows = _moderate_file(moderator, input, None, on_error, evidence, batch_size)
-        _print_table(rows)
-        return
-    with _open_output(output) as out:
-        _moderate_file(moderator, input, out, on_error, evidence, batch_size)
+    with moderator:
+        if output is None and not as_json:
+            rows = _moderate_file(moderator, input, None, on_error, evidence, batch_size)
+            _print_table(rows)
+            return
+        with _open_output(output) as out:
+            _moderate_file(moderator, input, out, on_error, evidence, batch_size)
+
+
+def _describe(item: Item) -> str:
+    """The text, and the media given with it, for the table's heading."""
+    media = [s.name for s in item.media]
+    return " ".join([item.text, *(f"[{m}]" for m in media)]).strip()
 
 
 @contextmanager
@@ -180,7 +213,11 @@ def _print_verdict(text: str, v: Verdict) -> None:
     console.print(_shorten(text, 100), highlight=False, markup=False)
     console.print(table)
     for ev in v.evidence[:3]:
-        console.print(f"  [dim]{ev.category}: {escape(ev.detail)}[/]", highlight=False)
+        where = f"{ev.input_type} " if ev.input_type != "text" else ""
+        console.print(f"  [dim]{where}{ev.category}: {escape(ev.detail)}[/]", highlight=False)
+    for cid, kinds in v.category_applied_input_types.items():
+        if kinds and kinds != ["text"]:
+            console.print(f"  {cid} flagged from: {', '.join(kinds)}", highlight=False)
 
 
 def _print_table(rows: list[tuple[Record, Verdict | None]]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -10,16 +10,30 @@ import numpy as np
 
 from bastion.items import Item
 
+InputType = str
+"""Which part of an item a score came from: "text", "image", "video" or "audio"."""
+
 
 @dataclass(frozen=True)
 class Evidence:
-    """Why a detector scored a category as it did, in a form a reviewer can check."""
+    """Why a detector scored a category as it did, in a form a reviewer can check.
+
+    Media evidence says where to look: `source` names the media ("images[1]", "video",
+    "audio"), `boxes` are (x, y, w, h) regions in that image or frame, `start_s`/`end_s` a
+    time span, and `text` the words read from an image or heard in speech.
+    """
 
     detector: str
     category: str
     score: float
     detail: str
     ref: str | None = None
+    input_type: InputType = "text"
+    source: str | None = None
+    boxes: tuple[tuple[int, int, int, int], ...] = ()
+    start_s: float | None = None
+    end_s: float | None = None
+    text: str | None = None
 
 
 @dataclass
@@ -44,6 +58,38 @@ class DetectorOutput:
             raise ValueError("detector 'truncated' must have one entry per item")
 
 
+def quote(text: str, limit: int = 120) -> str:
+    """Text on one line, cut to `limit` characters, in double quotes (for evidence details)."""
+    flat = " ".join(text.split())
+    return '"' + (flat if len(flat) <= limit else flat[: limit - 1] + "…") + '"'
+
+
+def per_item_max(
+    rows: DetectorOutput, owner: np.ndarray, n_items: int, category_ids: Sequence[str]
+) -> DetectorOutput:
+    """Item scores from row scores (images, frames, segments), keeping the worst row's evidence.
+
+    `owner[r]` is the item row r belongs to. An item is as violating as its most violating
+    image; each category's evidence is what that row gave for it, so a reviewer is pointed at
+    the image (or frame) that decided. Items without rows are NaN: no opinion.
+    """
+    from bastion.models.scoring import group_max
+
+    n_cat = len(category_ids)
+    evidence: list[list[Evidence]] = [[] for _ in range(n_items)]
+    if len(owner) == 0:
+        return DetectorOutput(np.full((n_items, n_cat), np.nan), evidence)
+    finite = np.where(np.isfinite(rows.scores), rows.scores, -np.inf)
+    best, arg = group_max(finite, np.asarray(owner), n_items)
+    scores = np.where(np.isfinite(best), best, np.nan)
+    for i, c in zip(*np.nonzero(np.isfinite(scores)), strict=True):
+        row = int(arg[i, c])
+        evidence[i].extend(e for e in rows.evidence[row] if e.category == category_ids[c])
+    for ev in evidence:
+        ev.sort(key=lambda e: -e.score)
+    return DetectorOutput(scores, evidence)
+
+
 @runtime_checkable
 class Detector(Protocol):
     """Anything with a name and a batch `score` method is a detector.
@@ -57,3 +103,47 @@ class Detector(Protocol):
     category_ids: list[str]
 
     def score(self, items: Sequence[Item]) -> DetectorOutput: ...
+
+
+TextScorer = Callable[[Sequence[str]], DetectorOutput]
+"""Scores texts with the Moderator's text detectors, fused: how text read from media is judged."""
+
+
+@runtime_checkable
+class ImageDetector(Protocol):
+    """A detector that can also score bare images (RGB uint8 arrays), one row per image.
+
+    Items reach it through `score`; the video detector sends sampled frames through
+    `score_images` so that a frame is judged exactly as a still image would be.
+    """
+
+    name: str
+    category_ids: list[str]
+    input_type: InputType
+
+    def score(self, items: Sequence[Item]) -> DetectorOutput: ...
+
+    def score_images(
+        self, images: Sequence[np.ndarray], sources: Sequence[str]
+    ) -> DetectorOutput: ...
+
+
+def score_item_images(detector: ImageDetector, items: Sequence[Item]) -> DetectorOutput:
+    """An image detector's item scores: every frame of every decoded image, max per item."""
+    images: list[np.ndarray] = []
+    sources: list[str] = []
+    owner: list[int] = []
+    for i, item in enumerate(items):
+        if item.decoded is None:
+            continue
+        for k, image in enumerate(item.decoded.images):
+            for f, frame in enumerate(image.frames):
+                images.append(frame)
+                sources.append(f"images[{k}]" + (f" frame {f}" if len(image.frames) > 1 else ""))
+                owner.append(i)
+    rows = (
+        detector.score_images(images, sources)
+        if images
+        else DetectorOutput(np.zeros((0, len(detector.category_ids))))
+    )
+    return per_item_max(rows, np.asarray(owner, dtype=np.int64), len(items), detector.category_ids)

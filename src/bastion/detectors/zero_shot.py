@@ -23,7 +23,7 @@ from importlib import resources
 
 import numpy as np
 
-from bastion.detectors.base import DetectorOutput, Evidence
+from bastion.detectors.base import DetectorOutput, Evidence, quote
 from bastion.items import Item
 from bastion.models.encoder import TextEncoder
 from bastion.models.scoring import (
@@ -221,17 +221,13 @@ class ZeroShotDetector:
         p = proto.pos[int(np.argmax(sims[proto.pos]))]
         negs = np.concatenate([proto.hard_neg, proto.background])
         q = negs[int(np.argmax(sims[negs]))]
-        closest = _quote(self.bank_texts_[p])
-        unlike = _quote(self.bank_texts_[q])
+        closest = quote(self.bank_texts_[p], 80)
+        unlike = quote(self.bank_texts_[q], 80)
         detail = (
             f"closest violating example {closest} (similarity {sims[p]:.2f}); "
             f"closest non-violating {unlike} (similarity {sims[q]:.2f})"
         )
         return Evidence(self.name, self.category_ids[c], round(score, 4), detail, ref=closest)
-
-
-def _quote(text: str, limit: int = 80) -> str:
-    return '"' + (text if len(text) <= limit else text[: limit - 1] + "…") + '"'
 
 
 def _per_category_auc(z: np.ndarray, y: np.ndarray, cats: np.ndarray) -> dict[int, float]:

@@ -116,6 +116,21 @@ def fuse(scores: list[np.ndarray], weights: list[float] | None = None) -> np.nda
         return np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), np.nan)
 
 
+def fuse_max(scores: list[np.ndarray]) -> np.ndarray:
+    """NaN-aware max across modalities (or media detectors), per (item, category).
+
+    Unlike `fuse`, which averages detectors that look at the same text, modalities are
+    different evidence: a threat spoken in a video is not made safer by a harmless picture,
+    so an item is as violating as its worst part. Cells where nothing applies stay NaN.
+    """
+    if not scores:
+        raise ValueError("fuse_max needs at least one score array")
+    stack = np.stack(scores).astype(np.float64)
+    finite = np.isfinite(stack)
+    best = np.where(finite, stack, -np.inf).max(axis=0)
+    return np.where(finite.any(axis=0), best, np.nan)
+
+
 def group_max(
     values: np.ndarray, owner: np.ndarray, n_groups: int
 ) -> tuple[np.ndarray, np.ndarray]:

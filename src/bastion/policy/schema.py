@@ -100,6 +100,39 @@ class Examples(Strict):
         return texts
 
 
+NUDITY_LABELS = (
+    "FEMALE_GENITALIA_COVERED", "FACE_FEMALE", "BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED",
+    "FEMALE_GENITALIA_EXPOSED", "MALE_BREAST_EXPOSED", "ANUS_EXPOSED", "FEET_EXPOSED",
+    "BELLY_COVERED", "FEET_COVERED", "ARMPITS_COVERED", "ARMPITS_EXPOSED", "FACE_MALE",
+    "BELLY_EXPOSED", "MALE_GENITALIA_EXPOSED", "ANUS_COVERED", "FEMALE_BREAST_COVERED",
+    "BUTTOCKS_COVERED",
+)  # fmt: skip
+"""The region labels of the NudeNet detector, which a category's `media.nudity` may name."""
+
+
+class MediaSignals(Strict):
+    """Which media detectors' findings count towards a category, beyond its text.
+
+    Text in images and speech are scored against every category by the text detectors; a
+    visual detector's labels only mean something for the categories the policy names here
+    (NudeNet finding an exposed breast is evidence for "sexual", not for "sexual/minors").
+    """
+
+    nudity: list[str] = Field(
+        default_factory=list, description="NudeNet region labels whose score counts here"
+    )
+
+    @field_validator("nudity")
+    @classmethod
+    def _known_labels(cls, labels: list[str]) -> list[str]:
+        unknown = [label for label in labels if label not in NUDITY_LABELS]
+        if unknown:
+            raise ValueError(
+                f"unknown nudity label(s) {', '.join(unknown)}; known: {', '.join(NUDITY_LABELS)}"
+            )
+        return labels
+
+
 class Category(Strict):
     id: Annotated[str, Field(pattern=CATEGORY_ID)]
     name: Annotated[str, Field(min_length=1)]
@@ -111,6 +144,7 @@ class Category(Strict):
     examples: Examples = Field(default_factory=Examples)
     bands: Bands | None = None
     flag_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    media: MediaSignals = Field(default_factory=MediaSignals)
 
     @field_validator("violates", mode="before")
     @classmethod

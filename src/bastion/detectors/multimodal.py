@@ -1,0 +1,150 @@
+"""Media moderation for a batch: decode each item's media safely, run the media detectors, hash.
+
+The Moderator hands items with media here. Decoding happens in decoder processes under a time
+budget per item (`MediaLimits.decode_timeout_s` for all of one item's media together); an item
+whose media is refused gets an error naming the media and the limit, and the others go on.
+Detectors then read the decoded media: NudeNet and OCR on images, the same two on sampled
+video frames, Whisper on audio tracks. Each input type's scores are kept apart so the verdict
+can say which input types drove each category (`category_applied_input_types`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from bastion.detectors.base import DetectorOutput, Evidence, TextScorer
+from bastion.detectors.nudity import NudityDetector
+from bastion.detectors.ocr import OcrDetector
+from bastion.detectors.speech import SpeechDetector
+from bastion.detectors.video import VideoDetector
+from bastion.errors import BastionError
+from bastion.items import DecodedMedia, Item
+from bastion.media.decode import DecodedAudio, DecodedImage, DecodedVideo
+from bastion.media.hashing import MediaHash, pdq_hash
+from bastion.media.limits import MediaLimits
+from bastion.media.sandbox import DecoderPool
+from bastion.models.scoring import fuse_max
+from bastion.policy import LoadedPolicy
+
+
+@dataclass
+class MediaScores:
+    """Per input type, scores `(n_items, n_categories)` (NaN where that type is absent)."""
+
+    by_type: dict[str, np.ndarray]
+    evidence: list[list[Evidence]]
+    hashes: list[list[tuple[str, MediaHash]]]  # (source, hash) per item
+    errors: list[str | None]
+
+
+class MediaModerator:
+    """Decoder processes plus the media detectors, built once per Moderator and reused."""
+
+    def __init__(
+        self,
+        policy: LoadedPolicy,
+        text_scorer: TextScorer,
+        *,
+        limits: MediaLimits | None = None,
+        thresholds: np.ndarray | None = None,
+        pool: DecoderPool | None = None,
+        nudity: NudityDetector | None = None,
+        ocr: OcrDetector | None = None,
+        speech: SpeechDetector | None = None,
+    ) -> None:
+        ids = policy.category_ids
+        self.category_ids = ids
+        self.limits = limits or (pool.limits if pool is not None else MediaLimits())
+        self.pool = pool or DecoderPool(self.limits)
+        self.nudity = nudity or NudityDetector(policy, thresholds=thresholds)
+        self.ocr = ocr or OcrDetector(ids, text_scorer)
+        self.speech = speech or SpeechDetector(ids, text_scorer)
+        image_detectors = [d for d in (self.nudity, self.ocr) if getattr(d, "applies", True)]
+        self.image_detectors = image_detectors
+        self.video = VideoDetector(ids, image_detectors, self.speech)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # ------------------------------------------------------------------ decoding
+
+    def decode(self, items: Sequence[Item]) -> list[str | None]:
+        """Decode every item's media into `item.decoded`; returns an error (or None) per item."""
+        workers = max(1, self.pool.workers)
+        if len(items) == 1 or workers == 1:
+            return [self._decode_item(item) for item in items]
+        with ThreadPoolExecutor(workers, thread_name_prefix="bastion-decode") as ex:
+            return list(ex.map(self._decode_item, items))
+
+    def _decode_item(self, item: Item) -> str | None:
+        deadline = time.monotonic() + self.limits.decode_timeout_s
+        decoded = DecodedMedia()
+        named = [(f"images[{k}]", s) for k, s in enumerate(item.images)]
+        named += [(kind, s) for kind, s in (("video", item.video), ("audio", item.audio)) if s]
+        for label, source in named:
+            try:
+                result = self.pool.decode(source, deadline - time.monotonic())
+            except BastionError as exc:
+                item.decoded = None
+                return f"{label}: {exc}"
+            if isinstance(result, DecodedImage):
+                decoded.images.append(result)
+            elif isinstance(result, DecodedVideo):
+                decoded.video = result
+            elif isinstance(result, DecodedAudio):
+                decoded.audio = result
+        item.decoded = decoded
+        return None
+
+    # ------------------------------------------------------------------ scoring
+
+    def score(self, items: Sequence[Item]) -> MediaScores:
+        """Decode, then score each input type; items whose media failed are all NaN."""
+        errors = self.decode(items)
+        ok = [item for item, err in zip(items, errors, strict=True) if err is None]
+        n, n_cat = len(items), len(self.category_ids)
+        index = np.array([i for i, err in enumerate(errors) if err is None], dtype=np.int64)
+        by_type: dict[str, np.ndarray] = {}
+        evidence: list[list[Evidence]] = [[] for _ in items]
+        parts: list[tuple[str, DetectorOutput]] = []
+        if any(it.decoded and it.decoded.images for it in ok):
+            image_outputs = [det.score(ok) for det in self.image_detectors]
+            if image_outputs:
+                merged = DetectorOutput(
+                    fuse_max([o.scores for o in image_outputs]),
+                    [[e for o in image_outputs for e in o.evidence[i]] for i in range(len(ok))],
+                )
+                parts.append(("image", merged))
+        if any(it.decoded and it.decoded.video for it in ok):
+            parts.append(("video", self.video.score(ok)))
+        if any(it.decoded and it.decoded.audio for it in ok):
+            parts.append(("audio", self.speech.score(ok)))
+        for kind, out in parts:
+            full = np.full((n, n_cat), np.nan)
+            full[index] = out.scores
+            by_type[kind] = full
+            for k, i in enumerate(index):
+                evidence[i].extend(out.evidence[k])
+        hashes = [
+            _hashes(item) if err is None else [] for item, err in zip(items, errors, strict=True)
+        ]
+        for item in items:
+            item.decoded = None  # frames can be large; the verdict keeps what matters
+        return MediaScores(by_type, evidence, hashes, errors)
+
+
+def _hashes(item: Item) -> list[tuple[str, MediaHash]]:
+    """PDQ of every image (its first frame) and the video's vPDQ features, for hash banks."""
+    out: list[tuple[str, MediaHash]] = []
+    if item.decoded is None:
+        return out
+    for k, image in enumerate(item.decoded.images):
+        out.append((f"images[{k}]", pdq_hash(image.frames[0])))
+    if item.decoded.video is not None:
+        out.extend(("video", h) for h in item.decoded.video.hashes)
+    return out

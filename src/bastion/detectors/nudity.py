@@ -1,0 +1,100 @@
+"""Nudity detector: NudeNet's exposed-body-part regions, scored against the policy's sexual categories.
+
+Which categories NudeNet speaks to is the policy's call (`media.nudity` on a category lists the
+region labels that count), so a team can count exposed buttocks as sexual content or not, and
+"sexual/minors" is never inferred from a body part (NudeNet does not estimate age). A category
+with labels gets the highest confidence among its labels' regions (0 when none is found: a
+considered "no"); every other category gets NaN (no opinion). The regions are the evidence.
+
+NudeNet's confidence is not on the same scale as a category's calibrated probability, and no
+licensed nudity data exists here to calibrate it. So its own decision point (`flag_at`, 0.5)
+is mapped onto the category's flag threshold, piecewise linearly: a region at 0.5 flags
+exactly, one at 0.3 stays below, whatever threshold calibration gave the text model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+
+from bastion.detectors.base import DetectorOutput, Evidence, score_item_images
+from bastion.items import Item
+from bastion.media.nudenet import NudeNet
+from bastion.policy import LoadedPolicy
+
+
+@lru_cache(maxsize=1)
+def load_nudenet() -> NudeNet:
+    """One ONNX session per process (12 MB model, loaded in a fraction of a second)."""
+    return NudeNet()
+
+
+class NudityDetector:
+    name = "nudity"
+    input_type = "image"
+
+    def __init__(
+        self,
+        policy: LoadedPolicy,
+        model: NudeNet | None = None,
+        *,
+        thresholds: np.ndarray | None = None,
+        flag_at: float = 0.5,
+    ) -> None:
+        self.category_ids = list(policy.category_ids)
+        self.labels = [set(c.media.nudity) for c in policy.policy.categories]
+        self.model = model
+        self.thresholds = (
+            np.full(len(self.category_ids), flag_at) if thresholds is None else thresholds
+        )
+        self.flag_at = flag_at
+
+    @property
+    def applies(self) -> bool:
+        """False when the policy maps no category to nudity labels (then nothing is run)."""
+        return any(self.labels)
+
+    def score(self, items: Sequence[Item]) -> DetectorOutput:
+        return score_item_images(self, items)
+
+    def score_images(self, images: Sequence[np.ndarray], sources: Sequence[str]) -> DetectorOutput:
+        n_cat = len(self.category_ids)
+        scores = np.full((len(images), n_cat), np.nan)
+        evidence: list[list[Evidence]] = [[] for _ in images]
+        if not self.applies or not images:
+            return DetectorOutput(scores, evidence)
+        model = self.model or load_nudenet()
+        for r, regions in enumerate(model.detect(images)):
+            for c, labels in enumerate(self.labels):
+                if not labels:
+                    continue
+                hits = [g for g in regions if g.label in labels]
+                raw = max((g.score for g in hits), default=0.0)
+                scores[r, c] = align_threshold(raw, self.flag_at, float(self.thresholds[c]))
+                if hits:
+                    found = ", ".join(f"{g.label} {g.score:.2f}" for g in hits[:5])
+                    evidence[r].append(
+                        Evidence(
+                            self.name,
+                            self.category_ids[c],
+                            round(float(scores[r, c]), 4),
+                            f"NudeNet found {found} in {sources[r]}",
+                            input_type=self.input_type,
+                            source=sources[r],
+                            boxes=tuple(g.box for g in hits),
+                        )
+                    )
+        return DetectorOutput(scores, evidence)
+
+
+def align_threshold(score: float, source: float, target: float) -> float:
+    """Map [0, source] onto [0, target] and [source, 1] onto [target, 1], linearly.
+
+    Keeps the order of scores and makes `score >= source` the same decision as
+    `mapped >= target`: a detector's own decision point lands on the policy's threshold.
+    """
+    if score < source:
+        return score * target / source
+    return target + (score - source) * (1.0 - target) / (1.0 - source)
