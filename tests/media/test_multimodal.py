@@ -152,3 +152,32 @@ def test_same_picture_reencoded_gets_a_near_pdq_hash(
     small = mf.save_image(photo[::2, ::2], tmp_path / "small.jpg", quality=70)
     a, b = moderator.moderate([Item(images=[media["astronaut"]]), Item(images=[small])])
     assert pdq_distance(a.hashes[0].hash, b.hashes[0].hash) <= 31
+
+
+def test_every_kind_of_bad_media_in_one_batch_gets_its_own_error(
+    moderator: Moderator, media: dict[str, Path], tmp_path: Path
+) -> None:
+    bad = {
+        "empty": (Item(images=[mf.zero_byte_file(tmp_path / "e.jpg")]), "empty (0 bytes)"),
+        "truncated": (Item(images=[mf.truncated_jpeg(tmp_path / "t.jpg")]), "truncated"),
+        "bomb": (Item(images=[media["bomb"]]), "max_pixels"),
+        "gif": (
+            Item(images=[mf.animated_gif(tmp_path / "g.gif", 10_000, size=(8, 8))]),
+            "max_image_frames",
+        ),
+        "text": (Item(images=[mf.text_as_jpg(tmp_path / "x.jpg")]), "not an image format"),
+        "no_frames": (
+            Item(video=mf.video_without_frames(tmp_path / "n.mp4")),
+            "no decodable frames",
+        ),
+        "long_audio": (Item(audio=mf.long_silent_wav(tmp_path / "l.wav")), "max_audio_seconds"),
+    }
+    items = [item for item, _ in bad.values()]
+    items.insert(3, Item(text=THREAT))
+    items.append(Item(images=[media["threat_png"]]))
+    verdicts = moderator.moderate(items)
+    good_text, good_image = verdicts.pop(3), verdicts.pop()
+    for (name, (_, message)), v in zip(bad.items(), verdicts, strict=True):
+        assert v.error is not None and message in v.error, (name, v.error)
+        assert not v.category_scores and not v.flagged, name
+    assert flagged_for_threat(good_text) and flagged_for_threat(good_image)

@@ -324,6 +324,7 @@ def test_silence_heuristic_and_decoding_options(unloadable: Transcriber) -> None
     assert fake.kwargs["vad_filter"] is False
     assert fake.kwargs["condition_on_previous_text"] is False
     assert fake.kwargs["beam_size"] == 1
+    assert fake.kwargs["temperature"] == [0.0, 0.5]  # one retry at most, not five
 
 
 # --------------------------------------------------------------------------- real transcription
