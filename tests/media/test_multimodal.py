@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import media_factory as mf
+import numpy as np
 import pytest
 
 from bastion.items import Item
@@ -181,3 +182,43 @@ def test_every_kind_of_bad_media_in_one_batch_gets_its_own_error(
         assert v.error is not None and message in v.error, (name, v.error)
         assert not v.category_scores and not v.flagged, name
     assert flagged_for_threat(good_text) and flagged_for_threat(good_image)
+
+
+def chat_screenshot(lines: list[str]) -> np.ndarray:
+    """A chat screenshot: grey bubbles with black text, blue ones with white text, alternating."""
+    canvas = np.full((90 + 90 * len(lines), 1000, 3), 246, dtype=np.uint8)
+    for k, text in enumerate(lines):
+        mine = k % 2 == 1
+        bubble = mf.render_text(
+            text,
+            size=26,
+            padding=16,
+            background=(0, 122, 255) if mine else (229, 229, 234),
+            foreground="white" if mine else "black",
+        )[:, :760]
+        x = 1000 - bubble.shape[1] - 24 if mine else 24
+        y = 40 + 90 * k
+        canvas[y : y + bubble.shape[0], x : x + bubble.shape[1]] = bubble
+    return canvas
+
+
+def test_one_threat_in_a_chat_screenshot_is_found_in_its_bubble(
+    moderator: Moderator, tmp_path: Path
+) -> None:
+    friendly = [
+        "are we still on for the football match on sunday?",
+        "yes, bring the snacks and the folding chairs please",
+        "great, my brother is coming too, he loves the team",
+    ]
+    threat = "I know where you live and I will hurt you tomorrow"
+    with_threat = [*friendly[:1], threat, *friendly[1:]]  # white text in a blue bubble
+    paths = [
+        mf.save_image(chat_screenshot(lines), tmp_path / f"chat{n}.png")
+        for n, lines in enumerate((with_threat, [*friendly, "see you there then"]))
+    ]
+    bad, fine = moderator.moderate([Item(images=[p]) for p in paths])
+    assert flagged_for_threat(bad), bad.category_scores
+    top = next(c for c in THREAT_CATEGORIES if bad.categories[c])
+    ocr = [e for e in bad.evidence if e.detector == "ocr" and e.category == top]
+    assert ocr and "hurt you" in (ocr[0].text or "") and "football" not in (ocr[0].text or "")
+    assert not fine.flagged, fine.category_scores

@@ -8,8 +8,8 @@ considered "no"); every other category gets NaN (no opinion). The regions are th
 
 NudeNet's confidence is not on the same scale as a category's calibrated probability, and no
 licensed nudity data exists here to calibrate it. So its own decision point (`flag_at`, 0.5)
-is mapped onto the category's flag threshold, piecewise linearly: a region at 0.5 flags
-exactly, one at 0.3 stays below, whatever threshold calibration gave the text model.
+is put on the category's flag threshold (`align_threshold`): a region at 0.5 or more flags,
+one below does not, whatever threshold calibration gave the text model.
 """
 
 from __future__ import annotations
@@ -90,11 +90,13 @@ class NudityDetector:
 
 
 def align_threshold(score: float, source: float, target: float) -> float:
-    """Map [0, source] onto [0, target] and [source, 1] onto [target, 1], linearly.
+    """Put a detector's decision point `source` on the policy's threshold `target`.
 
-    Keeps the order of scores and makes `score >= source` the same decision as
-    `mapped >= target`: a detector's own decision point lands on the policy's threshold.
+    Above `source`, [source, 1] maps linearly onto [target, 1], so `score >= source` is the
+    same decision as `mapped >= target`. Below it the score is kept as it is (scaled down
+    only if `target` is lower than `source`): a weak region on a coffee cup stays a weak 0.3
+    rather than being stretched up towards the review band.
     """
     if score < source:
-        return score * target / source
+        return score * min(1.0, target / source)
     return target + (score - source) * (1.0 - target) / (1.0 - source)

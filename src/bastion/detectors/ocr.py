@@ -13,7 +13,14 @@ from functools import lru_cache
 
 import numpy as np
 
-from bastion.detectors.base import DetectorOutput, Evidence, TextScorer, quote, score_item_images
+from bastion.detectors.base import (
+    DetectorOutput,
+    Evidence,
+    TextScorer,
+    per_item_max,
+    quote,
+    score_item_images,
+)
 from bastion.items import Item
 from bastion.media.ocr import OcrResult, Tesseract
 
@@ -49,33 +56,46 @@ class OcrDetector:
         return self.score_read(results, sources)
 
     def score_read(self, results: Sequence[OcrResult], sources: Sequence[str]) -> DetectorOutput:
-        """Score already-recognised text (the video detector reuses it for frames)."""
-        scores = np.full((len(results), len(self.category_ids)), np.nan)
-        evidence: list[list[Evidence]] = [[] for _ in results]
-        rows = [
-            r
-            for r, res in enumerate(results)
-            if sum(ch.isalnum() for ch in res.text) >= MIN_OCR_CHARS
-        ]
-        if not rows:
-            return DetectorOutput(scores, evidence)
-        texts = [results[r].text for r in rows]
+        """Score already-recognised text (the video detector reuses it for frames).
+
+        Each image's whole text is scored, and each of its blocks alone when there are several:
+        a screenshot of a chat is several messages, and one threat among friendly lines must
+        not be averaged away. The image scores its worst passage; the evidence quotes that
+        passage with the boxes of its lines.
+        """
+        texts: list[str] = []
+        boxes: list[tuple[tuple[int, int, int, int], ...]] = []
+        owner: list[int] = []
+        for r, res in enumerate(results):
+            passages = [res.lines] + (res.blocks() if len(res.blocks()) > 1 else [])
+            for lines in passages:
+                text = "\n".join(line.text for line in lines)
+                if sum(ch.isalnum() for ch in text) < MIN_OCR_CHARS:
+                    continue
+                texts.append(text)
+                boxes.append(tuple(line.box for line in lines))
+                owner.append(r)
+        if not texts:
+            return DetectorOutput(np.full((len(results), len(self.category_ids)), np.nan))
         judged = self.text_scorer(texts)
-        for k, r in enumerate(rows):
-            scores[r] = judged.scores[k]
-            boxes = tuple(line.box for line in results[r].lines)
-            for ev in judged.evidence[k]:
-                evidence[r].append(
-                    Evidence(
-                        self.name,
-                        ev.category,
-                        ev.score,
-                        f"text in {sources[r]}: {quote(texts[k])}; {ev.detector}: {ev.detail}",
-                        ref=ev.ref,
-                        input_type=self.input_type,
-                        source=sources[r],
-                        boxes=boxes,
-                        text=texts[k],
-                    )
+        evidence = [
+            [
+                Evidence(
+                    self.name,
+                    ev.category,
+                    ev.score,
+                    f"text in {sources[owner[k]]}: {quote(text)}; {ev.detector}: {ev.detail}",
+                    ref=ev.ref,
+                    input_type=self.input_type,
+                    source=sources[owner[k]],
+                    boxes=boxes[k],
+                    text=text,
                 )
-        return DetectorOutput(scores, evidence)
+                for ev in judged.evidence[k]
+            ]
+            for k, text in enumerate(texts)
+        ]
+        rows = DetectorOutput(judged.scores, evidence)
+        return per_item_max(
+            rows, np.asarray(owner, dtype=np.int64), len(results), self.category_ids
+        )

@@ -58,6 +58,15 @@ MAX_UPSCALE = 4.0
 MAX_LONG_SIDE = 4000
 #: Gray mean under which the image is also read inverted (light text on a dark background).
 DARK_MEAN = 128
+#: Median window (pixels, before upscaling) that sees past a letter's strokes to its background.
+MEDIAN_WINDOW = 21
+#: How much further (grey levels) the brightest pixels must sit from the background than the
+#: darkest for a region to count as light text.
+LIGHT_TEXT_MARGIN = 24
+#: Share of the image in light-text regions for it to count as mixed (a screenshot), not
+#: wholly one kind or specks of it.
+MIXED_SHARE = (0.02, 0.9)
+MERGED_BLOCK_OFFSET = 10_000
 #: Word confidence counted as "sure" when deciding to skip the remaining passes.
 CONFIDENT = 85.0
 #: Caption mask: a "bright" pixel (white letter fill) and a "dark" one (its outline).
@@ -99,6 +108,7 @@ class OcrLine:
     text: str
     box: tuple[int, int, int, int]
     words: list[OcrWord]
+    block: int = 0  # Tesseract's block: a paragraph, caption or chat bubble
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,13 @@ class OcrResult:
     @property
     def words(self) -> list[OcrWord]:
         return [word for line in self.lines for word in line.words]
+
+    def blocks(self) -> list[list[OcrLine]]:
+        """Lines grouped by Tesseract block (paragraphs, captions, chat bubbles), in order."""
+        grouped: dict[int, list[OcrLine]] = {}
+        for line in self.lines:
+            grouped.setdefault(line.block, []).append(line)
+        return list(grouped.values())
 
 
 class Tesseract:
@@ -214,14 +231,24 @@ class Tesseract:
             if i == 0 or _score(words) > _score(best):
                 best = words
             if _confident(best):
-                return _group(best)
-        # The caption passes, built only when the others were not enough.
-        for caption in _caption_masks(image):
-            words = self._run(_rescale(caption, scale), scale, width, height, deadline)
-            if _score(words) > _score(best):
-                best = words
-            if _confident(best):
                 break
+        else:
+            # The caption passes, built only when the others were not enough.
+            for caption in _caption_masks(image):
+                words = self._run(_rescale(caption, scale), scale, width, height, deadline)
+                if _score(words) > _score(best):
+                    best = words
+                if _confident(best):
+                    break
+        # A screenshot mixes polarities (white text in blue chat bubbles under black text on
+        # white) and one global pass misses one kind: read the regions of the other kind made
+        # dark-on-light, and add the words that the first read did not already cover.
+        regions = _light_text_regions(gray, scale)
+        if regions is not None:
+            flip = regions if float(gray.mean()) >= DARK_MEAN else ~regions
+            mixed = np.where(flip, 255 - gray, gray).astype(np.uint8)
+            extra = self._run(mixed, scale, width, height, deadline)
+            best = _merge(best, extra)
         return _group(best)
 
     def _run(
@@ -289,6 +316,49 @@ def _prepare(image: np.ndarray) -> tuple[np.ndarray, float]:
     gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
     scale = _upscale_factor(*gray.shape)
     return _rescale(gray, scale), scale
+
+
+def _light_text_regions(gray: np.ndarray, scale: float) -> np.ndarray | None:
+    """Where text is lighter than its background, when the image mixes both kinds; else None.
+
+    Within a window wider than a letter's strokes the median is the background (text is the
+    minority of pixels there), and text is whichever extreme sits further from it: the
+    brightest pixels for white text in a chat bubble or a dark title bar, the darkest for ink
+    on paper. The decision is smoothed over the same window so that a region flips as a whole.
+    """
+    window = min(255, round(MEDIAN_WINDOW * max(1.0, scale)) | 1)
+    kernel = np.ones((window, window), np.uint8)
+    background = cv2.medianBlur(gray, window).astype(np.int16)
+    above = cv2.dilate(gray, kernel).astype(np.int16) - background
+    below = background - cv2.erode(gray, kernel).astype(np.int16)
+    light = (above > below + LIGHT_TEXT_MARGIN).astype(np.float32)
+    regions = cv2.blur(light, (window, window)) > 0.5
+    share = float(regions.mean())
+    return regions if MIXED_SHARE[0] <= share <= MIXED_SHARE[1] else None
+
+
+def _merge(
+    first: list[tuple[tuple[int, int, int], OcrWord]],
+    extra: list[tuple[tuple[int, int, int], OcrWord]],
+) -> list[tuple[tuple[int, int, int], OcrWord]]:
+    """`first` plus the sure words of `extra` that overlap none of them (lines kept apart).
+
+    Only confident words with a letter or digit are added: the seams of the region mask give
+    Tesseract stray strokes to misread as "\\" or "|" at low confidence.
+    """
+    taken = np.array([w.box for _, w in first], dtype=np.int64).reshape(-1, 4)
+    out = list(first)
+    for (block, par, line), word in extra:
+        if word.confidence < CONFIDENT or not _ALNUM.search(word.text):
+            continue
+        x, y, w, h = word.box
+        if len(taken):
+            overlap_x = np.minimum(taken[:, 0] + taken[:, 2], x + w) > np.maximum(taken[:, 0], x)
+            overlap_y = np.minimum(taken[:, 1] + taken[:, 3], y + h) > np.maximum(taken[:, 1], y)
+            if (overlap_x & overlap_y).any():
+                continue
+        out.append(((block + MERGED_BLOCK_OFFSET, par, line), word))
+    return out
 
 
 def _rescale(gray: np.ndarray, scale: float) -> np.ndarray:
@@ -395,7 +465,7 @@ def _group(words: list[tuple[tuple[int, int, int], OcrWord]]) -> OcrResult:
     for key, word in words:
         grouped.setdefault(key, []).append(word)
     lines: list[OcrLine] = []
-    for line_words in grouped.values():
+    for (block, _, _), line_words in grouped.items():
         if all(word.text == "|" for word in line_words):
             continue  # a vertical rule or border, not an "I"
         fixed = [
@@ -410,6 +480,7 @@ def _group(words: list[tuple[tuple[int, int, int], OcrWord]]) -> OcrResult:
                 text=" ".join(word.text for word in fixed),
                 box=(int(x0), int(y0), int(x1 - x0), int(y1 - y0)),
                 words=fixed,
+                block=block,
             )
         )
     return OcrResult(text="\n".join(line.text for line in lines), lines=lines)

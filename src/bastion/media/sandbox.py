@@ -1,8 +1,11 @@
 """Decoder processes: untrusted media is decoded outside the serving process, under a time limit.
 
 A codec that loops forever on a crafted file, or crashes on one, must not take the service with
-it. So decoding runs in a small pool of worker processes (started with `spawn`: no inherited
-model weights or threads), each with an address-space limit. A call waits at most the time it
+it. So decoding runs in a small pool of worker processes, each with an address-space limit.
+Workers are fresh interpreters (`python -m bastion.media.sandbox`, talking over a socket pair),
+not forks or `multiprocessing` spawns: they inherit no model weights or threads, and unlike a
+spawn they never re-import the caller's `__main__`, so a plain script without an
+`if __name__ == "__main__"` guard can moderate media. A call waits at most the time it
 is given; past that the worker is killed, a fresh one replaces it, and the caller gets a
 `DecodeTimeoutError`. A worker that dies (a segfault, the memory limit) is replaced the same
 way and the item gets a `CorruptMediaError`. Other calls in flight on other workers go on.
@@ -11,13 +14,16 @@ way and the item gets a `CorruptMediaError`. Other calls in flight on other work
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
+import os
 import queue
+import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from pathlib import Path
 
 from bastion.errors import (
     BastionError,
@@ -85,7 +91,7 @@ def _worker_main(conn: Connection, memory_mb: int | None) -> None:
 
 @dataclass
 class _Worker:
-    process: Any  # multiprocessing.context.SpawnProcess
+    process: subprocess.Popen[bytes]
     conn: Connection
 
 
@@ -150,27 +156,33 @@ class DecoderPool:
         raise cls(message)
 
     def _start(self) -> _Worker:
-        ctx = mp.get_context("spawn")
-        parent, child = ctx.Pipe()
-        process = ctx.Process(
-            target=_worker_main,
-            args=(child, self.limits.worker_memory_mb),
-            name="bastion-decoder",
-            daemon=True,
+        parent, child = socket.socketpair()
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        memory = str(self.limits.worker_memory_mb or 0)
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+            [sys.executable, "-m", "bastion.media.sandbox", str(child.fileno()), memory],
+            pass_fds=[child.fileno()],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            env=env,
         )
-        process.start()
         child.close()
-        if not parent.poll(120) or parent.recv() != ("ready",):
+        conn = Connection(parent.detach())
+        if not conn.poll(120) or conn.recv() != ("ready",):
             process.kill()
+            process.wait()
+            conn.close()
             raise RuntimeError("a media decoder process did not start")
-        worker = _Worker(process, parent)
+        worker = _Worker(process, conn)
         with self._lock:
             self._all.append(worker)
         return worker
 
     def _kill(self, worker: _Worker) -> None:
         worker.process.kill()
-        worker.process.join(5)
+        worker.process.wait(5)
         worker.conn.close()
         with self._lock:
             if worker in self._all:
@@ -184,9 +196,11 @@ class DecoderPool:
         for worker in workers:
             with contextlib.suppress(OSError):
                 worker.conn.send(None)
-            worker.process.join(2)
-            if worker.process.is_alive():
+            try:
+                worker.process.wait(2)
+            except subprocess.TimeoutExpired:
                 worker.process.kill()
+                worker.process.wait()
             worker.conn.close()
 
     def __enter__(self) -> DecoderPool:
@@ -194,3 +208,8 @@ class DecoderPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+if __name__ == "__main__":  # a decoder worker: python -m bastion.media.sandbox FD MEMORY_MB
+    _memory = int(sys.argv[2])
+    _worker_main(Connection(int(sys.argv[1])), _memory or None)
