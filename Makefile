@@ -11,7 +11,7 @@ DEB_PACKAGES := tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-core pkg-
 	libswscale-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: system-deps install run test lint typecheck pytest model bench-zero-shot clean
+.PHONY: system-deps install run test lint typecheck pytest model bench-zero-shot bench-media clean
 
 # Pinned dependencies; torch 2.13.0 resolves to the CPU build this machine's pip finds locally.
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -54,6 +54,9 @@ model: install
 
 bench-zero-shot: install
 	BASTION_DATASETS=$(DATASETS) $(BIN)/python bench/zero_shot.py
+
+bench-media: install
+	$(BIN)/python bench/media.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache reports bench/out
