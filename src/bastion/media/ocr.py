@@ -16,12 +16,16 @@ What the preprocessing is for, each measured on rendered text (see tests/test_oc
   confident: Tesseract 5 does invert light-on-dark lines itself, but less well ("1 will" for
   "I will", a 56 px serif line half lost, 12 px text not found at all).
 * A "caption" pass for meme-style text, white letters with a dark outline over a photo, when
-  the passes above were not confident: Tesseract sees the photo, not the letters, and reads
+  the image has such letters: Tesseract sees the photo, not the letters, and reads
   nothing useful. The caption mask keeps only bright connected regions almost wholly ringed by
   dark pixels, i.e. outlined letters, drawn black on white; it is built only when the image is
   not mostly bright (a white page cannot hold a caption of that kind) and such letter-shaped
   regions exist. Of the passes run, the one whose words score higher is kept.
-* Passes stop at the first confident one, so clean text (light or dark) costs one run.
+* Passes stop at the first confident one, so clean text (light or dark) costs one run; a
+  screenshot mixing light and dark text, or a photo with a caption, costs one or two more.
+* Screenshots mix polarities (white text in blue chat bubbles under black text on grey): the
+  regions of light text (found by which extreme sits further from a local median) are read
+  again made dark-on-light, and the sure words that the first read did not cover are added.
 * A lone "|" is almost always a capital I at the start of a line (it is what Tesseract reads
   "I will..." as), so it is rewritten, as is a line-initial "1" before a lower-case word; a
   line that is nothing but "|" is a rule and dropped.
@@ -232,14 +236,15 @@ class Tesseract:
                 best = words
             if _confident(best):
                 break
-        else:
-            # The caption passes, built only when the others were not enough.
-            for caption in _caption_masks(image):
-                words = self._run(_rescale(caption, scale), scale, width, height, deadline)
-                if _score(words) > _score(best):
-                    best = words
-                if _confident(best):
-                    break
+        # Outlined captions over a photo: read whenever the image has them, because a read of
+        # the photo itself can look confident and still be garbage ("Meet eafte sc oo,la").
+        # A caption read replaces the first only if it reads more, so clean text is unharmed.
+        for caption in _caption_masks(image):
+            words = self._run(_rescale(caption, scale), scale, width, height, deadline)
+            if _score(words) > _score(best):
+                best = words
+            if _confident(words):
+                break
         # A screenshot mixes polarities (white text in blue chat bubbles under black text on
         # white) and one global pass misses one kind: read the regions of the other kind made
         # dark-on-light, and add the words that the first read did not already cover.
