@@ -15,6 +15,7 @@ import pytest
 
 from bastion.items import Item
 from bastion.media.hashing import pdq_distance
+from bastion.media.limits import MediaLimits
 from bastion.moderator import Moderator, Verdict
 
 pytestmark = pytest.mark.slow
@@ -222,3 +223,11 @@ def test_one_threat_in_a_chat_screenshot_is_found_in_its_bubble(
     ocr = [e for e in bad.evidence if e.detector == "ocr" and e.category == top]
     assert ocr and "hurt you" in (ocr[0].text or "") and "football" not in (ocr[0].text or "")
     assert not fine.flagged, fine.category_scores
+
+
+def test_ocr_over_its_time_limit_fails_only_that_item(media: dict[str, Path]) -> None:
+    with Moderator("openai", media_limits=MediaLimits(ocr_timeout_s=0.001)) as strict:
+        image, text = strict.moderate([Item(images=[media["threat_png"]]), Item(text=THREAT)])
+    assert image.error is not None and "images[0]: text could not be read" in image.error
+    assert "took longer" in image.error and not image.category_scores
+    assert text.error is None and flagged_for_threat(text)

@@ -40,12 +40,15 @@ class Evidence:
 class DetectorOutput:
     """Scores `(n_items, n_categories)` in the policy's category order, plus evidence per item.
 
-    `truncated[i]` is True when the detector could not look at all of item i (too long).
+    `truncated[i]` is True when the detector could not look at all of item i (too long);
+    `errors[i]` says why it could not look at item i at all (OCR timed out on one of its
+    images, say), and the Moderator then reports the item as not scored rather than safe.
     """
 
     scores: np.ndarray
     evidence: list[list[Evidence]] = field(default_factory=list)
     truncated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    errors: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.scores.ndim != 2:
@@ -56,6 +59,8 @@ class DetectorOutput:
             self.truncated = np.zeros(self.scores.shape[0], dtype=bool)
         elif len(self.truncated) != self.scores.shape[0]:
             raise ValueError("detector 'truncated' must have one entry per item")
+        if not self.errors:
+            self.errors = [None] * self.scores.shape[0]
 
 
 def quote(text: str, limit: int = 120) -> str:
@@ -87,7 +92,11 @@ def per_item_max(
         evidence[i].extend(e for e in rows.evidence[row] if e.category == category_ids[c])
     for ev in evidence:
         ev.sort(key=lambda e: -e.score)
-    return DetectorOutput(scores, evidence)
+    errors: list[str | None] = [None] * n_items
+    for row, error in enumerate(rows.errors):
+        if error is not None and errors[owner[row]] is None:
+            errors[owner[row]] = error
+    return DetectorOutput(scores, evidence, errors=errors)
 
 
 @runtime_checkable
@@ -103,6 +112,20 @@ class Detector(Protocol):
     category_ids: list[str]
 
     def score(self, items: Sequence[Item]) -> DetectorOutput: ...
+
+
+def worst_of(outputs: Sequence[DetectorOutput]) -> DetectorOutput:
+    """Detectors that look at different things (OCR and NudeNet, frames and soundtrack) combined:
+    per cell the highest score, all their evidence (strongest first), the first error."""
+    from bastion.models.scoring import fuse_max
+
+    n = outputs[0].scores.shape[0]
+    evidence = [
+        sorted((e for o in outputs for e in o.evidence[i]), key=lambda e: -e.score)
+        for i in range(n)
+    ]
+    errors = [next((o.errors[i] for o in outputs if o.errors[i]), None) for i in range(n)]
+    return DetectorOutput(fuse_max([o.scores for o in outputs]), evidence, errors=errors)
 
 
 TextScorer = Callable[[Sequence[str]], DetectorOutput]

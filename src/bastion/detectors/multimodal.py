@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bastion.detectors.base import DetectorOutput, Evidence, TextScorer
+from bastion.detectors.base import DetectorOutput, Evidence, TextScorer, worst_of
 from bastion.detectors.nudity import NudityDetector
 from bastion.detectors.ocr import OcrDetector
 from bastion.detectors.speech import SpeechDetector
@@ -27,8 +27,8 @@ from bastion.items import DecodedMedia, Item
 from bastion.media.decode import DecodedAudio, DecodedImage, DecodedVideo
 from bastion.media.hashing import MediaHash, pdq_hash
 from bastion.media.limits import MediaLimits
+from bastion.media.ocr import Tesseract
 from bastion.media.sandbox import DecoderPool
-from bastion.models.scoring import fuse_max
 from bastion.policy import LoadedPolicy
 
 
@@ -62,7 +62,9 @@ class MediaModerator:
         self.limits = limits or (pool.limits if pool is not None else MediaLimits())
         self.pool = pool or DecoderPool(self.limits)
         self.nudity = nudity or NudityDetector(policy, thresholds=thresholds)
-        self.ocr = ocr or OcrDetector(ids, text_scorer)
+        self.ocr = ocr or OcrDetector(
+            ids, text_scorer, Tesseract(timeout_s=self.limits.ocr_timeout_s)
+        )
         self.speech = speech or SpeechDetector(ids, text_scorer)
         image_detectors = [d for d in (self.nudity, self.ocr) if getattr(d, "applies", True)]
         self.image_detectors = image_detectors
@@ -115,10 +117,7 @@ class MediaModerator:
         if any(it.decoded and it.decoded.images for it in ok):
             image_outputs = [det.score(ok) for det in self.image_detectors]
             if image_outputs:
-                merged = DetectorOutput(
-                    fuse_max([o.scores for o in image_outputs]),
-                    [[e for o in image_outputs for e in o.evidence[i]] for i in range(len(ok))],
-                )
+                merged = worst_of(image_outputs)
                 parts.append(("image", merged))
         if any(it.decoded and it.decoded.video for it in ok):
             parts.append(("video", self.video.score(ok)))
@@ -130,6 +129,8 @@ class MediaModerator:
             by_type[kind] = full
             for k, i in enumerate(index):
                 evidence[i].extend(out.evidence[k])
+                if out.errors[k] is not None and errors[i] is None:
+                    errors[i] = out.errors[k]  # a part not looked at: not scored, not "safe"
         hashes = [
             _hashes(item) if err is None else [] for item, err in zip(items, errors, strict=True)
         ]

@@ -21,6 +21,7 @@ from bastion.detectors.base import (
     quote,
     score_item_images,
 )
+from bastion.errors import BastionError
 from bastion.items import Item
 from bastion.media.ocr import OcrResult, Tesseract
 
@@ -48,12 +49,36 @@ class OcrDetector:
     def score(self, items: Sequence[Item]) -> DetectorOutput:
         return score_item_images(self, items)
 
-    def read(self, images: Sequence[np.ndarray]) -> list[OcrResult]:
-        return (self.ocr or load_tesseract()).read_many(images)
+    def read(self, images: Sequence[np.ndarray]) -> tuple[list[OcrResult], list[str | None]]:
+        """OCR results and, per image, why it could not be read (None when it was).
+
+        The batch is read at once; if that fails (one image over the OCR time limit), each
+        image is read again on its own so only the failing ones are lost.
+        """
+        ocr = self.ocr or load_tesseract()
+        try:
+            return ocr.read_many(images), [None] * len(images)
+        except BastionError:
+            pass
+        results: list[OcrResult] = []
+        errors: list[str | None] = []
+        for image in images:
+            try:
+                results.append(ocr.read(image))
+                errors.append(None)
+            except BastionError as exc:
+                results.append(OcrResult(text="", lines=[]))
+                errors.append(str(exc))
+        return results, errors
 
     def score_images(self, images: Sequence[np.ndarray], sources: Sequence[str]) -> DetectorOutput:
-        results = self.read(images) if images else []
-        return self.score_read(results, sources)
+        results, errors = self.read(images) if images else ([], [])
+        out = self.score_read(results, sources)
+        out.errors = [
+            None if e is None else f"{sources[r]}: text could not be read ({e})"
+            for r, e in enumerate(errors)
+        ]
+        return out
 
     def score_read(self, results: Sequence[OcrResult], sources: Sequence[str]) -> DetectorOutput:
         """Score already-recognised text (the video detector reuses it for frames).

@@ -13,10 +13,15 @@ from dataclasses import replace
 
 import numpy as np
 
-from bastion.detectors.base import DetectorOutput, Evidence, ImageDetector, per_item_max
+from bastion.detectors.base import (
+    DetectorOutput,
+    Evidence,
+    ImageDetector,
+    per_item_max,
+    worst_of,
+)
 from bastion.detectors.speech import SpeechDetector
 from bastion.items import Item
-from bastion.models.scoring import fuse_max
 
 
 class VideoDetector:
@@ -67,11 +72,7 @@ class VideoDetector:
             parts.append(per_item_max(rows, np.asarray(track_owner), n_items, self.category_ids))
         if not parts:
             return DetectorOutput(np.full((n_items, n_cat), np.nan))
-        evidence = [
-            sorted((e for p in parts for e in p.evidence[i]), key=lambda e: -e.score)
-            for i in range(n_items)
-        ]
-        return DetectorOutput(fuse_max([p.scores for p in parts]), evidence)
+        return worst_of(parts)
 
 
 def _at(ev: Evidence, t: float) -> Evidence:

@@ -56,6 +56,9 @@ class MediaLimits(BaseModel):
     decode_timeout_s: float = Field(
         30.0, gt=0, description="wall-clock limit for decoding all of one item's media"
     )
+    ocr_timeout_s: float = Field(
+        10.0, gt=0, description="wall-clock limit for reading the text in one image or frame"
+    )
     worker_memory_mb: int | None = Field(
         4_096, ge=256, description="address-space limit of each decoder process (None: no limit)"
     )
