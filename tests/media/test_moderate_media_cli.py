@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bastion.cli import app
+from bastion.errors import InputError
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -73,3 +74,15 @@ def test_jsonl_lines_may_carry_media_without_text(tmp_path: Path) -> None:
     assert "audio" in rows["speech"]["category_applied_input_types"]["harassment/threatening"]
     assert rows["empty"]["flagged"] is None and "empty (0 bytes)" in rows["empty"]["error"]
     assert rows["text"]["flagged"] is False and rows["text"]["error"] is None
+
+
+def test_media_limits_file_is_applied_and_checked(tmp_path: Path) -> None:
+    path = mf.save_image(mf.sample_photo("coffee"), tmp_path / "coffee.png")
+    limits = tmp_path / "limits.yaml"
+    limits.write_text("max_pixels: 1000\n", encoding="utf-8")
+    result = runner.invoke(app, ["moderate", "--image", str(path), "--media-limits", str(limits)])
+    assert result.exit_code == 1 and "max_pixels=1,000" in result.output
+    limits.write_text("max_pixel: 1000\n", encoding="utf-8")
+    result = runner.invoke(app, ["moderate", "--image", str(path), "--media-limits", str(limits)])
+    assert isinstance(result.exception, InputError)
+    assert "max_pixel: Extra inputs are not permitted" in str(result.exception)

@@ -23,6 +23,7 @@ from bastion.cli.output import (
 )
 from bastion.errors import BastionError, InputError
 from bastion.items import Item
+from bastion.media.limits import load_media_limits
 from bastion.media.sources import MediaSource
 from bastion.moderator import Moderator, Verdict
 from bastion.records import OnError, Record, count_lines, output_line, read_records, stop_error
@@ -67,6 +68,12 @@ def moderate_command(
         OnError, typer.Option(help="A line that cannot be read: record it and go on, or stop.")
     ] = OnError.skip,
     batch_size: Annotated[int, typer.Option(min=1, help="Items scored per batch.")] = 128,
+    media_limits: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML file of media limits (max_pixels, max_video_seconds, decode_timeout_s, ...)."
+        ),
+    ] = None,
 ) -> None:
     """Moderate a text, or a JSONL file of items, against a policy.
 
@@ -91,7 +98,11 @@ def moderate_command(
             "give either a TEXT argument and/or --image/--video/--audio, or --input FILE"
         )
     moderator = Moderator(
-        policy_with_examples(policy, examples), model=model, encoder=encoder, batch_size=batch_size
+        policy_with_examples(policy, examples),
+        model=model,
+        encoder=encoder,
+        batch_size=batch_size,
+        media_limits=load_media_limits(media_limits) if media_limits else None,
     )
     if single:
         item = Item(

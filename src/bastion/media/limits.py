@@ -9,7 +9,12 @@ chat platform; raise them in config for long-form content.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bastion.errors import InputError
 
 
 class MediaLimits(BaseModel):
@@ -62,3 +67,20 @@ class MediaLimits(BaseModel):
     worker_memory_mb: int | None = Field(
         4_096, ge=256, description="address-space limit of each decoder process (None: no limit)"
     )
+
+
+def load_media_limits(path: Path) -> MediaLimits:
+    """Limits from a YAML (or JSON) mapping of field names; unknown names and bad values refused."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{path}: cannot read media limits ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: media limits must be a mapping of limit names to values")
+    try:
+        return MediaLimits(**raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise InputError(f"{path}: {problems}") from None
