@@ -21,13 +21,15 @@ app = typer.Typer(
 
 def _register() -> None:
     from bastion.cli import eval as eval_cmd
-    from bastion.cli import moderate, policy, train
+    from bastion.cli import moderate, policy, serve, train
 
     app.command("moderate")(moderate.moderate_command)
     app.command("eval")(eval_cmd.eval_command)
     app.command("train")(train.train_command)
     app.add_typer(policy.app, name="policy")
     app.add_typer(train.model_app, name="model")
+    app.command("serve")(serve.serve_command)
+    app.add_typer(serve.keys_app, name="keys")
 
 
 _register()

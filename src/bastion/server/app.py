@@ -1,0 +1,426 @@
+"""The HTTP service: OpenAI-compatible `/v1/moderations`, Bastion's `/v1/moderate`, health and metrics.
+
+Every route but the health probes needs an API key with the right scope. Every verdict is
+written to the decision log before the response is sent, so what the service acknowledged is
+on disk (SQLite in WAL with synchronous=FULL, or PostgreSQL) even if the process is killed the
+next instant. A bad request (malformed JSON, wrong types, an oversized body, an image that is
+not an image, bad base64, a decode over its time limit) gets a 4xx JSON error in OpenAI's
+error shape naming the problem; nothing a request sends can take the process down.
+
+(No `from __future__ import annotations` here: FastAPI reads the route signatures' annotations
+at definition time, and the auth dependencies are built inside `create_app`.)
+"""
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bastion import __version__
+from bastion.errors import BastionError, InputError
+from bastion.items import Item, item_from_openai_input
+from bastion.media.limits import MediaLimits
+from bastion.media.sources import MediaSource
+from bastion.moderator import Verdict
+from bastion.server.pool import ModelKey, ModeratorPool
+from bastion.server.schemas import (
+    ErrorResponse,
+    Health,
+    ItemIn,
+    ModerateRequest,
+    ModerateResponse,
+    ModerationRequest,
+    ModerationResponse,
+    ModerationResult,
+    TextPart,
+)
+from bastion.server.security import BodyLimitMiddleware, RateLimiter
+from bastion.store import ApiKey, DecisionRecord, Store
+
+log = logging.getLogger("bastion.server")
+
+
+class ServerSettings(BaseModel):
+    """How the service runs; every field has a safe default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    home: Path = Path("bastion-data")
+    default_policy: str = "openai"
+    default_model: str = "default"
+    require_auth: bool = True
+    max_body_bytes: int = Field(20_000_000, gt=0)
+    rate_limit_per_minute: int | None = Field(6_000, gt=0)
+    cors_origins: list[str] = Field(default_factory=list)
+    log_content: bool = Field(False, description="also store the text of each item in the log")
+    preload: bool = Field(True, description="load the default model at start (readyz waits)")
+    media_limits: MediaLimits = Field(default_factory=MediaLimits)
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "bastion_requests_total", "HTTP requests", ["route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "bastion_request_seconds",
+            "Request latency",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.batch = Histogram(
+            "bastion_batch_items",
+            "Items per moderation request",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        self.flags = Counter(
+            "bastion_flags_total",
+            "Items flagged, by category",
+            ["category"],
+            registry=self.registry,
+        )
+        self.items = Counter("bastion_items_total", "Items moderated", registry=self.registry)
+        self.errors = Counter(
+            "bastion_errors_total", "Errors by type", ["type"], registry=self.registry
+        )
+
+
+def create_app(
+    settings: ServerSettings | None = None,
+    store: Store | None = None,
+    pool: ModeratorPool | None = None,
+) -> FastAPI:
+    settings = settings or ServerSettings()
+    store = store or Store.open(settings.home)
+    pool = pool or ModeratorPool(
+        settings.home,
+        default_policy=settings.default_policy,
+        default_model=settings.default_model,
+        media_limits=settings.media_limits,
+    )
+    metrics = _Metrics()
+    limiter = (
+        RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.preload:
+            from starlette.concurrency import run_in_threadpool
+
+            await run_in_threadpool(pool.get, pool.default)
+        yield
+        pool.close()
+        store.close()
+
+    app = FastAPI(
+        title="Bastion",
+        version=__version__,
+        description="Self-hosted moderation against your own content policy. "
+        "`/v1/moderations` is OpenAI-compatible.",
+        lifespan=lifespan,
+        responses={400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}},
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.pool = pool
+    app.state.metrics = metrics
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+
+    bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+
+    def require(scope: str) -> Callable[..., ApiKey | None]:
+        def check(
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        ) -> ApiKey | None:
+            if not settings.require_auth:
+                return None
+            if credentials is None:
+                raise _HTTPError(
+                    401, "missing API key: send 'Authorization: Bearer KEY'", "invalid_api_key"
+                )
+            key = store.verify_key(credentials.credentials)
+            if key is None:
+                raise _HTTPError(401, "invalid or revoked API key", "invalid_api_key")
+            if not key.allows(scope):
+                raise _HTTPError(
+                    403,
+                    f"this key ({key.role.value}) may not use this route (needs '{scope}')",
+                    "forbidden",
+                )
+            if limiter is not None:
+                wait = limiter.take(key.id)
+                if wait > 0:
+                    raise _HTTPError(
+                        429,
+                        f"rate limit of {limiter.per_minute} requests a minute reached for this key",
+                        "rate_limit_exceeded",
+                        headers={"Retry-After": str(max(1, round(wait)))},
+                    )
+            return key
+
+        return check
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        start = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or f"modr-{uuid.uuid4().hex}"
+        request.state.request_id = request_id
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(path, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - start)
+        response.headers["x-request-id"] = request_id
+        return response
+
+    @app.exception_handler(_HTTPError)
+    async def http_error(request: Request, exc: _HTTPError) -> JSONResponse:
+        metrics.errors.labels(exc.code).inc()
+        return _error(exc.status, str(exc), exc.code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.errors.labels("invalid_request").inc()
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
+            for e in exc.errors()[:10]
+        )
+        return _error(400, f"invalid request: {problems}", "invalid_request")
+
+    @app.exception_handler(BastionError)
+    async def bastion_error(request: Request, exc: BastionError) -> JSONResponse:
+        metrics.errors.labels(type(exc).__name__).inc()
+        return _error(400, str(exc), type(exc).__name__)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def starlette_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), "http_error")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        metrics.errors.labels("internal").inc()
+        log.exception("unhandled error on %s", request.url.path)  # the body is never logged
+        return _error(500, "internal error; the request was not scored", "internal_error")
+
+    # ------------------------------------------------------------------ probes and metrics
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    def healthz() -> Health:
+        return Health(status="ok", models=pool.loaded())
+
+    @app.get("/readyz", response_model=Health, tags=["ops"], responses={503: {"model": Health}})
+    def readyz() -> Response:
+        ready = pool.default.name in pool.loaded()
+        body = Health(status="ok" if ready else "loading", models=pool.loaded())
+        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    def metrics_route() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # ------------------------------------------------------------------ moderation
+
+    def run(
+        request: Request,
+        route: str,
+        key: ModelKey,
+        items: list[Item],
+        api_key: ApiKey | None,
+    ) -> list[Verdict]:
+        loaded = pool.get(key)
+        start = time.perf_counter()
+        with loaded.lock:
+            verdicts = loaded.moderator.moderate(items)
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        metrics.batch.observe(len(items))
+        metrics.items.inc(len(items))
+        for verdict in verdicts:
+            for category, flagged in verdict.categories.items():
+                if flagged:
+                    metrics.flags.labels(category).inc()
+        store.log_decisions(
+            [
+                DecisionRecord(
+                    request_id=request.state.request_id,
+                    item_index=i,
+                    item_id=item.id,
+                    content_hash=content_hash(item),
+                    policy_version=v.policy_version,
+                    model_version=v.model_version,
+                    flagged=None if v.error else v.flagged,
+                    action=None if v.error else v.action.value,
+                    scores=v.category_scores,
+                    categories=[c for c, f in v.categories.items() if f],
+                    error=v.error,
+                    key_id=api_key.id if api_key else None,
+                    project=api_key.project if api_key else None,
+                    route=route,
+                    latency_ms=elapsed_ms,
+                    content=item.text if settings.log_content else None,
+                )
+                for i, (item, v) in enumerate(zip(items, verdicts, strict=True))
+            ]
+        )
+        return verdicts
+
+    @app.post(
+        "/v1/moderations",
+        response_model=ModerationResponse,
+        tags=["moderation"],
+        summary="OpenAI-compatible moderation",
+    )
+    def moderations(
+        body: ModerationRequest,
+        request: Request,
+        api_key: Annotated[ApiKey | None, Depends(require("moderate"))],
+    ) -> ModerationResponse:
+        key = pool.resolve(body.model)
+        items = _openai_items(body)
+        verdicts = run(request, "/v1/moderations", key, items, api_key)
+        failed = [(i, v.error) for i, v in enumerate(verdicts) if v.error]
+        if failed:
+            i, error = failed[0]
+            raise InputError(f"input {i}: {error}" if len(items) > 1 else str(error))
+        return ModerationResponse(
+            id=request.state.request_id,
+            model=body.model or key.name,
+            results=[
+                ModerationResult(
+                    flagged=v.flagged,
+                    categories=v.categories,
+                    category_scores=v.category_scores,
+                    category_applied_input_types={
+                        c: kinds for c, kinds in v.category_applied_input_types.items()
+                    },
+                )
+                for v in verdicts
+            ],
+        )
+
+    @app.post(
+        "/v1/moderate",
+        response_model=ModerateResponse,
+        tags=["moderation"],
+        summary="Bastion verdicts: actions, evidence, per-item errors",
+    )
+    def moderate(
+        body: ModerateRequest,
+        request: Request,
+        api_key: Annotated[ApiKey | None, Depends(require("moderate"))],
+    ) -> ModerateResponse:
+        key = pool.resolve(body.model, body.policy)
+        moderator = pool.get(key).moderator
+        built: list[Item | str] = [_item(it, n) for n, it in enumerate(body.items)]
+        items = [b for b in built if isinstance(b, Item)]
+        scored = iter(run(request, "/v1/moderate", key, items, api_key) if items else [])
+        verdicts = [
+            next(scored)
+            if isinstance(b, Item)
+            else Verdict(
+                id=body.items[n].id,
+                policy_version=moderator.policy.version,
+                model_version=moderator.model_version,
+                error=b,
+            )
+            for n, b in enumerate(built)
+        ]
+        return ModerateResponse(
+            id=request.state.request_id,
+            policy_version=moderator.policy.version,
+            model_version=moderator.model_version,
+            verdicts=verdicts,
+        )
+
+    return app
+
+
+class _HTTPError(Exception):
+    def __init__(
+        self, status: int, message: str, code: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.headers = headers
+
+
+def _error(
+    status: int, message: str, code: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    if status in (401, 403):
+        kind = "authentication_error" if status == 401 else "permission_error"
+    body = {"error": {"message": message, "type": kind, "code": code, "param": None}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _openai_items(body: ModerationRequest) -> list[Item]:
+    if isinstance(body.input, str):
+        return [Item(text=body.input)]
+    if body.input and not isinstance(body.input[0], str):
+        parts = [
+            {"type": "text", "text": p.text}
+            if isinstance(p, TextPart)
+            else {"type": "image_url", "image_url": {"url": p.image_url.url}}
+            for p in body.input
+            if not isinstance(p, str)
+        ]
+        return [item_from_openai_input(parts)]
+    return [Item(text=t) for t in body.input if isinstance(t, str)]
+
+
+def _item(it: ItemIn, n: int) -> Item | str:
+    """The Item, or why it could not be built (a bad data URI): that item's error, not the batch's."""
+    try:
+        return Item(
+            text=it.text,
+            id=it.id,
+            metadata=it.metadata,
+            images=[MediaSource.of(u, "image") for u in it.images],
+            video=MediaSource.of(it.video, "video") if it.video else None,
+            audio=MediaSource.of(it.audio, "audio") if it.audio else None,
+        )
+    except BastionError as exc:
+        return f"items[{n}]: {exc}"
+
+
+def content_hash(item: Item) -> str:
+    """sha256 over the text and each media's bytes (or path): what the decision was about."""
+    digest = hashlib.sha256(item.text.encode("utf-8", errors="replace"))
+    for source in item.media:
+        digest.update(b"\x00" + source.kind.encode())
+        if source.data is not None:
+            digest.update(hashlib.sha256(source.data).digest())
+        else:
+            digest.update(str(source.path).encode())
+    return digest.hexdigest()

@@ -1,0 +1,132 @@
+"""The service's loaded moderators: which policy and model a request's names resolve to, loaded once.
+
+Names are resolved only against what the operator installed: the built-in policy packs, policy
+files in `BASTION_HOME/policies/NAME.yaml`, and models in `BASTION_HOME/models/NAME/` (or
+"default" and "zero-shot"). A request can never make the service open an arbitrary path.
+OpenAI's model names ("omni-moderation-latest", ...) mean the default policy and model, so
+existing clients work unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from bastion.errors import InputError
+from bastion.media.limits import MediaLimits
+from bastion.moderator import DEFAULT_MODEL, ZERO_SHOT, Moderator
+from bastion.policy import BUILTIN_PACKS, load_policy
+
+OPENAI_MODEL_NAMES = frozenset(
+    {
+        "omni-moderation-latest",
+        "omni-moderation-2024-09-26",
+        "text-moderation-latest",
+        "text-moderation-stable",
+        "text-moderation-007",
+    }
+)
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-.]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    policy: str
+    model: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.policy}:{self.model}"
+
+
+@dataclass
+class Loaded:
+    """A Moderator and the lock that serialises its use (one batch at a time per model)."""
+
+    moderator: Moderator
+    lock: threading.Lock
+
+
+class ModeratorPool:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        default_policy: str = "openai",
+        default_model: str = DEFAULT_MODEL,
+        media_limits: MediaLimits | None = None,
+    ) -> None:
+        self.home = home
+        self.default = ModelKey(default_policy, default_model)
+        self.media_limits = media_limits or MediaLimits()
+        self._loaded: dict[ModelKey, Loaded] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, model: str | None = None, policy: str | None = None) -> ModelKey:
+        """`model` as OpenAI's field ("POLICY" or "POLICY:MODEL"), or separate names."""
+        if model in OPENAI_MODEL_NAMES:
+            model = None
+        if policy is None and model is not None and (":" in model or model in self.policies()):
+            policy, _, model = model.partition(":")
+            model = model or None
+        if policy is None and model is not None and model not in self.models():
+            raise InputError(
+                f"unknown model '{model}': name a policy ({', '.join(self.policies())}), "
+                f"POLICY:MODEL with a model ({', '.join(self.models())}), or an OpenAI "
+                "moderation model name for the default"
+            )
+        key = ModelKey(policy or self.default.policy, model or self.default.model)
+        if key.policy not in self.policies():
+            raise InputError(
+                f"unknown policy '{key.policy}'; this server has: {', '.join(self.policies())}"
+            )
+        if key.model not in self.models():
+            raise InputError(
+                f"unknown model '{key.model}'; this server has: {', '.join(self.models())}"
+            )
+        return key
+
+    def policies(self) -> list[str]:
+        local = sorted(
+            p.stem for p in (self.home / "policies").glob("*.yaml") if _NAME.match(p.stem)
+        )
+        return sorted({*BUILTIN_PACKS, *local})
+
+    def models(self) -> list[str]:
+        local = sorted(
+            p.name
+            for p in (self.home / "models").glob("*")
+            if p.is_dir() and _NAME.match(p.name) and (p / "manifest.json").exists()
+        )
+        return [
+            DEFAULT_MODEL,
+            ZERO_SHOT,
+            *[m for m in local if m not in (DEFAULT_MODEL, ZERO_SHOT)],
+        ]
+
+    def get(self, key: ModelKey) -> Loaded:
+        with self._lock:
+            loaded = self._loaded.get(key)
+            if loaded is None:
+                loaded = Loaded(self._build(key), threading.Lock())
+                self._loaded[key] = loaded
+            return loaded
+
+    def _build(self, key: ModelKey) -> Moderator:
+        local_policy = self.home / "policies" / f"{key.policy}.yaml"
+        policy = load_policy(local_policy if local_policy.exists() else key.policy)
+        local_model = self.home / "models" / key.model
+        model: str | Path = local_model if local_model.is_dir() else key.model
+        return Moderator(policy, model=model, media_limits=self.media_limits)
+
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return sorted(k.name for k in self._loaded)
+
+    def close(self) -> None:
+        with self._lock:
+            for loaded in self._loaded.values():
+                loaded.moderator.close()
+            self._loaded.clear()

@@ -1,0 +1,107 @@
+"""The store's tables as typed SQLAlchemy ORM classes (the migrations create them; these read and write them).
+
+Only portable types are used, so one schema serves SQLite and PostgreSQL: JSON through
+`sqlalchemy.JSON`, timestamps through `UTCDateTime`, text as unbounded `String`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Integer, MetaData, String
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Every constraint gets a predictable name, which batch migrations on SQLite need to alter them."""
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL keeps the instant (timestamptz) and hands it back in the session's zone; SQLite
+    has no datetime type and SQLAlchemy stores a naive ISO string. So values are converted to
+    UTC going in (naive ones are refused rather than guessed), stored naive on SQLite (the
+    fixed-width strings then sort and compare in time order), and come back tagged UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the store only takes timezone-aware times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {value!r}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY (the rowid); PostgreSQL gets a 64-bit serial.
+DecisionId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ApiKeyRow(Base):
+    """One API key: the secret's prefix and SHA-256, never the secret."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String())
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(32))
+    project: Mapped[str] = mapped_column(String())
+    scopes: Mapped[list[str]] = mapped_column(JSON(none_as_null=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class DecisionRow(Base):
+    """One logged decision. Append-only: rows are inserted, read, never updated.
+
+    `key_id` is deliberately not a foreign key: the log is an audit trail and must take the
+    record it is given, whatever later happens to the key table.
+    """
+
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(DecisionId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(), index=True)
+    item_index: Mapped[int] = mapped_column(Integer())
+    item_id: Mapped[str | None] = mapped_column(String(), nullable=True)
+    content_hash: Mapped[str] = mapped_column(String())
+    policy_version: Mapped[str] = mapped_column(String())
+    model_version: Mapped[str] = mapped_column(String())
+    flagged: Mapped[bool | None] = mapped_column(Boolean(), nullable=True)
+    action: Mapped[str | None] = mapped_column(String(), nullable=True)
+    scores: Mapped[dict[str, float]] = mapped_column(JSON(none_as_null=True))
+    categories: Mapped[list[str]] = mapped_column(JSON(none_as_null=True))
+    error: Mapped[str | None] = mapped_column(String(), nullable=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    project: Mapped[str | None] = mapped_column(String(), nullable=True, index=True)
+    route: Mapped[str] = mapped_column(String())
+    latency_ms: Mapped[float | None] = mapped_column(Float(), nullable=True)
+    content: Mapped[str | None] = mapped_column(String(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -1,0 +1,163 @@
+"""The store's schema and lifecycle: packaged migrations, idempotent and concurrent migrate, SQLite settings."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+from bastion.errors import BastionError
+from bastion.store import Store, StoreError, bastion_home, default_database_url
+from bastion.store.models import Base
+from bastion.store.store import MIGRATIONS_DIR
+
+TABLES = {"alembic_version", "api_keys", "decisions"}
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(store: Store) -> str | None:
+    with store.engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def test_home_defaults_to_bastion_data_and_follows_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BASTION_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert bastion_home() == tmp_path / "bastion-data"
+    assert not (tmp_path / "bastion-data").exists()  # not created by asking
+    monkeypatch.setenv("BASTION_HOME", str(tmp_path / "elsewhere"))
+    assert bastion_home() == tmp_path / "elsewhere"
+    assert default_database_url(tmp_path) == f"sqlite:///{tmp_path}/bastion.db"
+
+
+def test_the_constructor_does_not_migrate(tmp_path: Path) -> None:
+    store = Store(default_database_url(tmp_path))
+    try:
+        assert current_revision(store) is None
+        assert "decisions" not in inspect(store.engine).get_table_names()
+    finally:
+        store.close()
+
+
+def test_open_creates_a_private_home_and_database_at_head(home: Path) -> None:
+    with Store.open(home) as store:
+        assert set(inspect(store.engine).get_table_names()) == TABLES
+        assert current_revision(store) == head_revision() == "0001"
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((home / "bastion.db").stat().st_mode) == 0o600
+
+
+def test_migrate_twice_is_a_no_op_and_keeps_data(store: Store) -> None:
+    key, _ = store.create_key("survivor")
+    store.migrate()
+    store.migrate()
+    assert set(inspect(store.engine).get_table_names()) == TABLES
+    assert current_revision(store) == head_revision()
+    assert [k.id for k in store.list_keys()] == [key.id]
+    reopened = Store.open(Path(store.engine.url.database or "").parent)
+    try:
+        assert reopened.count_keys() == 1
+    finally:
+        reopened.close()
+
+
+def test_the_migrations_build_exactly_what_the_models_describe(store: Store) -> None:
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_the_migrations_downgrade_to_nothing_and_back(store: Store) -> None:
+    config = alembic_config()
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+    assert set(inspect(store.engine).get_table_names()) == {"alembic_version"}
+    store.migrate()
+    assert current_revision(store) == head_revision()
+    assert store.count_decisions() == 0
+
+
+def test_sqlite_runs_in_wal_with_full_sync_and_foreign_keys(store: Store) -> None:
+    with store.engine.connect() as connection:
+        pragma = connection.exec_driver_sql
+        assert pragma("PRAGMA journal_mode").scalar() == "wal"
+        assert pragma("PRAGMA synchronous").scalar() == 2  # FULL
+        assert pragma("PRAGMA foreign_keys").scalar() == 1
+        busy_timeout_ms = pragma("PRAGMA busy_timeout").scalar()
+        assert busy_timeout_ms is not None and busy_timeout_ms >= 1000
+
+
+def test_sqlite_ddl_is_transactional(store: Store) -> None:
+    """The BEGIN the store emits covers DDL, which is what makes a failed migration roll back."""
+    with pytest.raises(RuntimeError), store.engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE scratch (x INTEGER)")
+        raise RuntimeError("roll it back")
+    assert "scratch" not in inspect(store.engine).get_table_names()
+
+
+STARTER = """
+import sys, time
+from pathlib import Path
+from bastion.store import Store
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+store = Store.open(Path(sys.argv[1]))
+store.create_key("started")
+store.close()
+"""
+
+
+def test_processes_starting_at_once_on_a_fresh_database_all_succeed(home: Path) -> None:
+    start_at = time.time() + 1.5  # after every interpreter has imported the store
+    starters = [
+        subprocess.Popen(
+            [sys.executable, "-c", STARTER, str(home), repr(start_at)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    for starter in starters:
+        _, err = starter.communicate(timeout=60)
+        assert starter.returncode == 0, err
+    with Store.open(home) as store:
+        assert current_revision(store) == head_revision()
+        assert store.count_keys() == 4
+
+
+def test_bad_urls_are_store_errors(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot use database URL"):
+        Store("not a url")
+    with pytest.raises(StoreError) as caught:
+        Store("nosuchdialect://user:hunter2@host/db")
+    assert "hunter2" not in str(caught.value)
+    assert issubclass(StoreError, BastionError)
+
+
+def test_an_unwritable_database_is_a_store_error(tmp_path: Path) -> None:
+    missing_dir = tmp_path / "no" / "such" / "dir" / "x.db"
+    with pytest.raises(StoreError, match="could not migrate"):
+        Store(f"sqlite:///{missing_dir}").migrate()
+    assert not os.path.exists(missing_dir.parent)
