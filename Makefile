@@ -11,7 +11,7 @@ DEB_PACKAGES := tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-core pkg-
 	libswscale-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: system-deps install run test lint typecheck pytest model bench-zero-shot bench-media clean
+.PHONY: system-deps install run demo test lint typecheck pytest model bench-zero-shot bench-media clean
 
 # Pinned dependencies; torch 2.13.0 resolves to the CPU build this machine's pip finds locally.
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -31,8 +31,12 @@ system-deps:
 		$(SUDO) apt-get install -y --no-install-recommends $(DEB_PACKAGES) || \
 		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $(DEB_PACKAGES); }; }
 
-## Moderate the shipped sample file with the built-in OpenAI-categories policy, zero-shot.
+## Serve the moderation API on http://127.0.0.1:8000 (default model, SQLite under ./bastion-data;
+## the first start prints an admin API key). `make demo` moderates the bundled sample file instead.
 run: install
+	$(BIN)/bastion serve --host 127.0.0.1 --port 8000
+
+demo: install
 	$(BIN)/bastion moderate --input src/bastion/data/sample.jsonl
 
 ## Lint, type-check and run the whole test suite (what CI runs).
