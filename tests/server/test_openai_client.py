@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
+from serving import free_port, start_server
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -30,29 +20,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
     """`bastion serve` as a user starts it; yields (base URL, admin key, home)."""
     home = tmp_path_factory.mktemp("serve-home")
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bastion.cli", "serve", "--port", str(port), "--home", str(home)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stdout is not None
-    key = None
-    deadline = time.monotonic() + 120
-    while key is None and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        match = re.fullmatch(r"admin API key: (bst_\S+)\n", line)
-        key = match.group(1) if match else None
+    proc, key = start_server(home, port)
     assert key, "the server did not print its admin key"
     base = f"http://127.0.0.1:{port}"
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
     yield base, key, home
     proc.terminate()
     proc.wait(30)
