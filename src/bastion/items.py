@@ -165,7 +165,7 @@ def item_from_openai_input(value: str | list[Any], item_id: str | None = None) -
     """An Item from the OpenAI moderation API's `input` element: a string, or a list of parts.
 
     Parts are `{"type": "text", "text": ...}` and `{"type": "image_url", "image_url": {"url":
-    ...}}` (a base64 data URI; remote URLs are refused). Several text parts are joined by
+    ...}}` (a base64 data URI; remote URLs and file paths are refused: this is request input). Several text parts are joined by
     newlines. Raises InputError naming the part that is malformed.
     """
     from bastion.errors import InputError
@@ -185,7 +185,7 @@ def item_from_openai_input(value: str | list[Any], item_id: str | None = None) -
             url = image.get("url") if isinstance(image, dict) else image
             if not isinstance(url, str):
                 raise InputError(f"input part {n}: image_url needs a 'url' string")
-            images.append(MediaSource.of(url, "image"))
+            images.append(MediaSource.from_request(url, "image"))
         else:
             raise InputError(
                 f"input part {n}: expected {{'type': 'text', 'text': ...}} or "

@@ -266,3 +266,20 @@ def test_decode_over_its_time_limit_is_a_4xx(home: Path, keys: dict[str, str]) -
         )
         assert r.status_code == 400 and "decode_timeout_s" in r.json()["error"]["message"]
         assert c.post("/v1/moderations", json={"input": "hello"}).status_code == 200
+
+
+def test_requests_cannot_make_the_server_read_its_own_files(client: TestClient) -> None:
+    parts = [{"type": "image_url", "image_url": {"url": "/etc/passwd"}}]
+    r = client.post("/v1/moderations", json={"input": parts})
+    assert r.status_code == 400
+    message = r.json()["error"]["message"]
+    assert "file paths are not read from requests" in message and "root" not in message
+    r = client.post("/v1/moderate", json={"items": [{"images": ["/etc/passwd"]}, {"text": "ok"}]})
+    bad, ok = r.json()["verdicts"]
+    assert "file paths are not read" in bad["error"] and ok["error"] is None
+
+
+def test_blank_input_is_answered_like_openai_not_flagged(client: TestClient) -> None:
+    r = client.post("/v1/moderations", json={"input": ["", "   "]})
+    assert r.status_code == 200
+    assert [x["flagged"] for x in r.json()["results"]] == [False, False]

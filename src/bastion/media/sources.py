@@ -58,6 +58,23 @@ class MediaSource:
         )
 
     @classmethod
+    def from_request(cls, value: str, kind: MediaKind) -> MediaSource:
+        """Media sent over the API: a base64 data URI and nothing else.
+
+        A path would let a caller make the service read its own files (and echo their first
+        bytes in an error message), a URL would make it fetch from the network: both refused.
+        """
+        if not isinstance(value, str) or not value.startswith("data:"):
+            scheme = value.split(":", 1)[0].lower() if isinstance(value, str) else ""
+            if scheme in ("http", "https", "ftp"):
+                return cls.of(value, kind)  # raises the remote-URL error
+            raise InputError(
+                f"{kind} must be sent as a base64 data URI (data:<type>;base64,...); "
+                "file paths are not read from requests"
+            )
+        return cls.from_data_uri(value, kind)
+
+    @classmethod
     def from_data_uri(cls, uri: str, kind: MediaKind, max_bytes: int = 700_000_000) -> MediaSource:
         """`data:[mime][;base64],payload`; only base64 payloads (media is binary)."""
         head, sep, payload = uri.partition(",")

@@ -113,16 +113,18 @@ def create_app(
     pool: ModeratorPool | None = None,
 ) -> FastAPI:
     settings = settings or ServerSettings()
+    metrics = _Metrics()
+    limiter = (
+        RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
+    )
+
+    owns_store, owns_pool = store is None, pool is None
     store = store or Store.open(settings.home)
     pool = pool or ModeratorPool(
         settings.home,
         default_policy=settings.default_policy,
         default_model=settings.default_model,
         media_limits=settings.media_limits,
-    )
-    metrics = _Metrics()
-    limiter = (
-        RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
     )
 
     @asynccontextmanager
@@ -132,8 +134,10 @@ def create_app(
 
             await run_in_threadpool(pool.get, pool.default)
         yield
-        pool.close()
-        store.close()
+        if owns_pool:  # what the caller passed in, the caller closes
+            pool.close()
+        if owns_store:
+            store.close()
 
     app = FastAPI(
         title="Bastion",
@@ -141,7 +145,7 @@ def create_app(
         description="Self-hosted moderation against your own content policy. "
         "`/v1/moderations` is OpenAI-compatible.",
         lifespan=lifespan,
-        responses={400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}},
+        responses={status: {"model": ErrorResponse} for status in (400, 401, 403, 413, 429, 500)},
     )
     app.state.settings = settings
     app.state.store = store
@@ -224,7 +228,9 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def starlette_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), "http_error")
+        # Keep the exception's headers: a 405 must say which methods are allowed (RFC 9110).
+        headers = dict(exc.headers) if exc.headers else None
+        return _error(exc.status_code, str(exc.detail), "http_error", headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -307,7 +313,11 @@ def create_app(
         key = pool.resolve(body.model)
         items = _openai_items(body)
         verdicts = run(request, "/v1/moderations", key, items, api_key)
-        failed = [(i, v.error) for i, v in enumerate(verdicts) if v.error]
+        failed = [
+            (i, v.error)
+            for i, (it, v) in enumerate(zip(items, verdicts, strict=True))
+            if v.error and not it.is_blank
+        ]
         if failed:
             i, error = failed[0]
             raise InputError(f"input {i}: {error}" if len(items) > 1 else str(error))
@@ -315,15 +325,7 @@ def create_app(
             id=request.state.request_id,
             model=body.model or key.name,
             results=[
-                ModerationResult(
-                    flagged=v.flagged,
-                    categories=v.categories,
-                    category_scores=v.category_scores,
-                    category_applied_input_types={
-                        c: kinds for c, kinds in v.category_applied_input_types.items()
-                    },
-                )
-                for v in verdicts
+                _openai_result(v, pool.get(key).moderator.policy.category_ids) for v in verdicts
             ],
         )
 
@@ -384,6 +386,23 @@ def _error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _openai_result(verdict: Verdict, category_ids: list[str]) -> ModerationResult:
+    """OpenAI's result for a verdict; blank input is answered as OpenAI does: nothing flagged."""
+    if verdict.error:
+        return ModerationResult(
+            flagged=False,
+            categories=dict.fromkeys(category_ids, False),
+            category_scores=dict.fromkeys(category_ids, 0.0),
+            category_applied_input_types={c: [] for c in category_ids},
+        )
+    return ModerationResult(
+        flagged=verdict.flagged,
+        categories=verdict.categories,
+        category_scores=verdict.category_scores,
+        category_applied_input_types=verdict.category_applied_input_types,
+    )
+
+
 def _openai_items(body: ModerationRequest) -> list[Item]:
     if isinstance(body.input, str):
         return [Item(text=body.input)]
@@ -406,9 +425,9 @@ def _item(it: ItemIn, n: int) -> Item | str:
             text=it.text,
             id=it.id,
             metadata=it.metadata,
-            images=[MediaSource.of(u, "image") for u in it.images],
-            video=MediaSource.of(it.video, "video") if it.video else None,
-            audio=MediaSource.of(it.audio, "audio") if it.audio else None,
+            images=[MediaSource.from_request(u, "image") for u in it.images],
+            video=MediaSource.from_request(it.video, "video") if it.video else None,
+            audio=MediaSource.from_request(it.audio, "audio") if it.audio else None,
         )
     except BastionError as exc:
         return f"items[{n}]: {exc}"

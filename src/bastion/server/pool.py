@@ -66,8 +66,9 @@ class ModeratorPool:
 
     def resolve(self, model: str | None = None, policy: str | None = None) -> ModelKey:
         """`model` as OpenAI's field ("POLICY" or "POLICY:MODEL"), or separate names."""
-        if model in OPENAI_MODEL_NAMES:
+        if not model or model in OPENAI_MODEL_NAMES:
             model = None
+        policy = policy or None
         if policy is None and model is not None and (":" in model or model in self.policies()):
             policy, _, model = model.partition(":")
             model = model or None
