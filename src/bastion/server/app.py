@@ -54,7 +54,7 @@ from bastion.server.schemas import (
     TextPart,
 )
 from bastion.server.security import BodyLimitMiddleware, RateLimiter
-from bastion.store import ApiKey, DecisionRecord, Store
+from bastion.store import ApiKey, DecisionRecord, Store, bastion_home
 
 log = logging.getLogger("bastion.server")
 
@@ -64,7 +64,7 @@ class ServerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    home: Path = Path("bastion-data")
+    home: Path = Field(default_factory=bastion_home, description="$BASTION_HOME or ./bastion-data")
     default_policy: str = "openai"
     default_model: str = "default"
     require_auth: bool = True
