@@ -213,31 +213,53 @@ def _check_seconds(source: MediaSource, seconds: float | None, limit: float) -> 
         )
 
 
+class _AudioCollector:
+    """Resamples decoded audio frames to 16 kHz mono float32 and counts against the cap."""
+
+    def __init__(self, limits: MediaLimits) -> None:
+        import av
+
+        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        self.cap = int(limits.max_audio_seconds * SAMPLE_RATE)
+        self.chunks: list[np.ndarray] = []
+        self.total = 0
+
+    def add(self, frame: Any) -> None:
+        """`None` flushes what the resampler still holds."""
+        for out in self.resampler.resample(frame):
+            chunk = out.to_ndarray().reshape(-1)
+            self.chunks.append(chunk)
+            self.total += chunk.size
+
+    @property
+    def full(self) -> bool:
+        return self.total >= self.cap
+
+    def result(self) -> DecodedAudio:
+        """The samples so far, cut to the cap."""
+        if not self.chunks:
+            return DecodedAudio(np.zeros(0, np.float32), 0.0)
+        samples = np.concatenate(self.chunks)[: self.cap].astype(np.float32)
+        return DecodedAudio(samples, samples.size / SAMPLE_RATE)
+
+
 def _decode_audio_stream(
     source: MediaSource, container: Any, stream: Any, limits: MediaLimits
 ) -> DecodedAudio:
     import av
 
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-    cap = int(limits.max_audio_seconds * SAMPLE_RATE)
-    chunks: list[np.ndarray] = []
-    total = 0
+    audio = _AudioCollector(limits)
     try:
         for frame in container.decode(stream):
-            for out in resampler.resample(frame):
-                chunk = out.to_ndarray().reshape(-1)
-                chunks.append(chunk)
-                total += chunk.size
-            if total > cap:
-                _refuse_long(source, total / SAMPLE_RATE, limits.max_audio_seconds, "audio")
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
+            audio.add(frame)
+            if audio.total > audio.cap:
+                _refuse_long(source, audio.total / SAMPLE_RATE, limits.max_audio_seconds, "audio")
+        audio.add(None)
     except av.error.FFmpegError as exc:
         raise CorruptMediaError(
             f"{source.name}: broken audio data ({exc.strerror or exc})"
         ) from exc
-    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    return DecodedAudio(samples, samples.size / SAMPLE_RATE)
+    return audio.result()
 
 
 def _refuse_long(source: MediaSource, seconds: float, limit: float, what: str) -> None:
@@ -263,10 +285,7 @@ def decode_video(source: MediaSource, limits: MediaLimits) -> DecodedVideo:
             _check_pixels(source, width, height, limits)
         audio_stream = container.streams.audio[0] if container.streams.audio else None
         sampler = _SceneSampler(limits)
-        audio_chunks: list[np.ndarray] = []
-        audio_total = 0
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-        audio_cap = int(limits.max_audio_seconds * SAMPLE_RATE)
+        soundtrack = _AudioCollector(limits)
         streams = [s for s in (stream, audio_stream) if s is not None]
         decoded = 0
         try:
@@ -284,11 +303,8 @@ def decode_video(source: MediaSource, limits: MediaLimits) -> DecodedVideo:
                         if t > limits.max_video_seconds:
                             _refuse_long(source, t, limits.max_video_seconds, "video")
                         sampler.offer(frame, t)
-                    elif audio_total < audio_cap:  # a long soundtrack is cut, the video is kept
-                        for out in resampler.resample(frame):
-                            chunk = out.to_ndarray().reshape(-1)
-                            audio_chunks.append(chunk)
-                            audio_total += chunk.size
+                    elif not soundtrack.full:  # a long soundtrack is cut, the video is kept
+                        soundtrack.add(frame)
         except av.error.FFmpegError as exc:
             if not sampler.frames:
                 raise CorruptMediaError(
@@ -298,10 +314,7 @@ def decode_video(source: MediaSource, limits: MediaLimits) -> DecodedVideo:
             raise CorruptMediaError(f"{source.name}: the video has no decodable frames")
         frames = sampler.result()
         duration = _declared_seconds(container, stream) or sampler.last_t
-    audio = None
-    if audio_chunks:
-        samples = np.concatenate(audio_chunks)[:audio_cap].astype(np.float32)
-        audio = DecodedAudio(samples, samples.size / SAMPLE_RATE)
+    audio = soundtrack.result() if soundtrack.chunks else None
     hashes = _vpdq(source, limits)
     return DecodedVideo(frames, float(duration), width, height, audio, hashes)
 

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from bastion.errors import InputError, ModelError
+from bastion.media.decode import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 """Whisper's input rate; `Transcriber` takes float32 mono samples at exactly this rate."""
 
 MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"

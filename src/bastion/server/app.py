@@ -51,7 +51,6 @@ from bastion.server.schemas import (
     ModerationRequest,
     ModerationResponse,
     ModerationResult,
-    TextPart,
 )
 from bastion.server.security import BodyLimitMiddleware, RateLimiter
 from bastion.store import ApiKey, DecisionRecord, Store, bastion_home
@@ -321,12 +320,11 @@ def create_app(
         if failed:
             i, error = failed[0]
             raise InputError(f"input {i}: {error}" if len(items) > 1 else str(error))
+        category_ids = pool.get(key).moderator.policy.category_ids
         return ModerationResponse(
             id=request.state.request_id,
             model=body.model or key.name,
-            results=[
-                _openai_result(v, pool.get(key).moderator.policy.category_ids) for v in verdicts
-            ],
+            results=[_openai_result(v, category_ids) for v in verdicts],
         )
 
     @app.post(
@@ -406,16 +404,11 @@ def _openai_result(verdict: Verdict, category_ids: list[str]) -> ModerationResul
 def _openai_items(body: ModerationRequest) -> list[Item]:
     if isinstance(body.input, str):
         return [Item(text=body.input)]
-    if body.input and not isinstance(body.input[0], str):
-        parts = [
-            {"type": "text", "text": p.text}
-            if isinstance(p, TextPart)
-            else {"type": "image_url", "image_url": {"url": p.image_url.url}}
-            for p in body.input
-            if not isinstance(p, str)
-        ]
-        return [item_from_openai_input(parts)]
-    return [Item(text=t) for t in body.input if isinstance(t, str)]
+    texts = [p for p in body.input if isinstance(p, str)]
+    if texts:
+        return [Item(text=t) for t in texts]
+    # Parts of one item: validated by pydantic already, parsed by the shared OpenAI-form reader.
+    return [item_from_openai_input([p.model_dump() for p in body.input if not isinstance(p, str)])]
 
 
 def _item(it: ItemIn, n: int) -> Item | str:
