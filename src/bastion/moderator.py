@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from bastion.detectors.base import Detector, DetectorOutput
 from bastion.detectors.base import Evidence as DetectorEvidence
 from bastion.detectors.zero_shot import ZeroShotDetector
-from bastion.errors import InputError
+from bastion.errors import InputError, ModelError
 from bastion.items import Item, as_item
 from bastion.media.limits import MediaLimits
 from bastion.models.scoring import fuse, fuse_max
@@ -100,21 +100,27 @@ class Moderator:
         encoder: str | None = None,
         batch_size: int = 256,
         media_limits: MediaLimits | None = None,
+        runtime: str | None = None,
     ) -> None:
         """`model` is "default" (the model shipped in the package, where it was trained for this
         policy version and encoder; zero-shot otherwise), "zero-shot" (or None), or a trained
         model directory (refused when trained for another policy version). A trained model's
         calibrated thresholds are used unless `thresholds` are given. `media_limits` bound the
         decoding of images, video and audio (decoder processes start at the first item with
-        media; `close()` stops them)."""
+        media; `close()` stops them). `runtime` runs the encoder and head with "onnx" (int8,
+        no PyTorch), "torch", or "auto" (the default, or $BASTION_RUNTIME): ONNX where an export
+        exists and, for a trained model, its manifest's check found it within tolerance."""
         self.policy = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
         if detectors is None:
             chosen = _pick_model(model, self.policy, encoder)
-            zero_shot = _zero_shot(self.policy, encoder, chosen)
+            onnx_dir = _pick_runtime(runtime, chosen, encoder)
+            zero_shot = _zero_shot(self.policy, encoder, chosen, onnx_dir)
             if chosen is not None:
                 from bastion.detectors.trained import TrainedDetector
 
-                trained = TrainedDetector.load(chosen, self.policy, zero_shot)
+                trained = TrainedDetector.load(
+                    chosen, self.policy, zero_shot, onnx=onnx_dir is not None
+                )
                 detectors = [trained]
                 if thresholds is None:
                     thresholds = trained.artifact.manifest.thresholds
@@ -320,26 +326,82 @@ def _pick_model(model: str | Path | None, policy: LoadedPolicy, encoder: str | N
     return directory if manifest.policy_version == policy.version else None
 
 
-_ZERO_SHOT_CACHE: dict[tuple[str, str | None], ZeroShotDetector] = {}
+RUNTIMES = ("auto", "onnx", "torch")
+
+
+def _pick_runtime(runtime: str | None, model: Path | None, encoder: str | None) -> Path | None:
+    """The int8 ONNX encoder directory to serve with, or None for PyTorch.
+
+    A trained model runs on ONNX under "auto" only when its manifest's runtime check passed on
+    the very export found (same file hash); zero-shot detection runs on the shipped export of
+    the default encoder, whose embedding check is in its export.json.
+    """
+    import os
+
+    from bastion.models.artifact import ONNX_ENCODER_DIR, read_manifest
+    from bastion.models.encoder import DEFAULT_ENCODER, SHIPPED_ONNX_ENCODER
+    from bastion.models.onnx_runtime import EncoderExport
+
+    wanted = runtime or os.environ.get("BASTION_RUNTIME") or "auto"
+    if wanted not in RUNTIMES:
+        raise ModelError(f"runtime '{wanted}' is not one of {', '.join(RUNTIMES)}")
+    if wanted == "torch":
+        return None
+    manifest = read_manifest(model) if model is not None else None
+    if model is not None and (model / ONNX_ENCODER_DIR).is_dir():
+        found: Path | None = model / ONNX_ENCODER_DIR
+    elif (manifest.encoder if manifest else encoder or DEFAULT_ENCODER) == DEFAULT_ENCODER:
+        found = SHIPPED_ONNX_ENCODER if SHIPPED_ONNX_ENCODER.is_dir() else None
+    else:
+        found = None
+    if found is None:
+        if wanted == "onnx":
+            raise ModelError(
+                f"no int8 ONNX export for {'model ' + str(model) if model else 'this encoder'}; "
+                "export one with `bastion model export-encoder`, or use runtime 'torch'"
+            )
+        return None
+    if wanted == "auto" and manifest is not None:
+        check = manifest.runtime_check
+        if check is None or not check.within_tolerance:
+            return None
+        if check.encoder_sha256 != EncoderExport.read(found).sha256:
+            return None
+    return found
+
+
+_ZERO_SHOT_CACHE: dict[tuple[str, str | None, str | None], ZeroShotDetector] = {}
 
 
 def _zero_shot(
-    policy: LoadedPolicy, encoder: str | None, model: Path | None = None
+    policy: LoadedPolicy,
+    encoder: str | None,
+    model: Path | None = None,
+    onnx_dir: Path | None = None,
 ) -> ZeroShotDetector:
-    """Fitted zero-shot detector, memoised by policy version (which includes its content hash).
+    """Fitted zero-shot detector, memoised by policy version (which includes its content hash)
+    and runtime.
 
     A model with a fine-tuned encoder brings its own: the zero-shot detector it blends with
-    must embed with the same weights.
+    must embed with the same weights. The encoder keeps an LRU of embeddings by text hash.
     """
-    from bastion.models.encoder import TextEncoder, load_encoder
+    from bastion.models.encoder import Encoder, TextEncoder, load_encoder
+    from bastion.models.onnx_runtime import LruEmbeddings, OnnxTextEncoder
     from bastion.models.training import FINETUNED_ENCODER
 
     tuned = model if model is not None and (model / FINETUNED_ENCODER).is_dir() else None
-    key = (policy.version, str(tuned.resolve()) if tuned is not None else encoder)
+    key = (
+        policy.version,
+        str(tuned.resolve()) if tuned is not None else encoder,
+        str(onnx_dir) if onnx_dir is not None else None,
+    )
     if key not in _ZERO_SHOT_CACHE:
         if len(_ZERO_SHOT_CACHE) >= 8:
             _ZERO_SHOT_CACHE.pop(next(iter(_ZERO_SHOT_CACHE)))
-        if tuned is not None:
+        enc: Encoder
+        if onnx_dir is not None:
+            enc = OnnxTextEncoder(onnx_dir)
+        elif tuned is not None:
             from bastion.models.artifact import read_manifest
             from bastion.models.finetune import load_fine_tuned
 
@@ -347,13 +409,15 @@ def _zero_shot(
             enc = TextEncoder.from_model(weights, read_manifest(tuned).encoder)
         else:
             enc = load_encoder(encoder)
-        _ZERO_SHOT_CACHE[key] = ZeroShotDetector(enc).fit(policy)
+        _ZERO_SHOT_CACHE[key] = ZeroShotDetector(LruEmbeddings(enc)).fit(policy)
     return _ZERO_SHOT_CACHE[key]
 
 
 def _model_version(detector: Detector) -> str:
     encoder = getattr(detector, "encoder", None)
     suffix = f"/{encoder.name}" if encoder is not None else ""
+    if getattr(encoder, "runtime", "torch") != "torch":
+        suffix += f"@{encoder.runtime}"  # type: ignore[union-attr]
     model = getattr(detector, "model_name", None)
     return f"{detector.name}{':' + model if model else ''}{suffix}"
 

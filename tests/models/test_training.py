@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,12 @@ def test_train_from_policy_examples_then_moderate(tmp_path: Path) -> None:
         > python.category_scores["harassment/threatening"] + 0.3
     )
     assert threat.model_version.startswith("trained:tiny")
+    # The int8 ONNX path was checked on the held-out rows, and is used only if it passed.
+    check = m.runtime_check
+    assert check is not None and (tmp_path / "m" / "head.onnx").exists()
+    assert check.rows == int(m.metrics["val_rows"] or 0)  # no held-out rows here: not verified
+    assert 0.0 <= check.max_abs_diff < 0.5 and 0.5 < check.flag_agreement <= 1.0
+    assert threat.model_version.endswith("@onnx-int8") == check.within_tolerance
     shown = CliRunner().invoke(app, ["model", "show", str(tmp_path / "m")])
     assert shown.exit_code == 0 and "policy:openai" in shown.stdout
 
@@ -242,6 +249,11 @@ def test_a_recipe_can_fine_tune_the_encoder(tmp_path: Path) -> None:
     tuned = det.encoder.encode(text)  # type: ignore[attr-defined]
     base = load_encoder(None).encode(text)
     assert float(tuned[0] @ base[0]) < 0.99999
+    # Its own int8 export, made from the tuned weights, was checked against them.
+    export = json.loads((tmp_path / "m" / "encoder-int8" / "export.json").read_text())
+    assert export["encoder"] == art.manifest.encoder and export["check"]["min_cosine"] > 0.9
+    assert art.manifest.runtime_check is not None
     plain = "name: tuned\npolicy: openai\nsources: [{policy_examples: true}]\nhead: {epochs: 5}\n"
     train(Recipe.from_file(_recipe(tmp_path, plain)), tmp_path / "m", cache_path=tmp_path / "c")
     assert not (tmp_path / "m" / "encoder").exists()
+    assert not (tmp_path / "m" / "encoder-int8").exists()

@@ -511,3 +511,15 @@ def test_arbitrary_text_is_loaded_or_rejected_with_policy_error(text: str) -> No
         parse_policy(text)
     except PolicyError as exc:
         assert exc.problems
+
+
+def test_a_loaded_policy_survives_pickling() -> None:
+    """Ray and process pools ship policies to workers by pickling them."""
+    import pickle
+
+    from bastion.policy import load_policy
+
+    policy = load_policy("openai")
+    copy = pickle.loads(pickle.dumps(policy))
+    assert copy.version == policy.version and copy.category_ids == policy.category_ids
+    assert copy.policy.categories[0].definition == policy.policy.categories[0].definition

@@ -1,4 +1,9 @@
-"""The store's schema and lifecycle: packaged migrations, idempotent and concurrent migrate, SQLite settings."""
+"""The store's schema and lifecycle: packaged migrations, idempotent and concurrent migrate, SQLite settings.
+
+Tests taking `store` or `database_url` run on SQLite and on PostgreSQL (see conftest.py). The
+ones about SQLite's pragmas pin `backend` to "sqlite"; the ones about its files open the default
+SQLite database in `home` directly.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from bastion.store.models import Base
 from bastion.store.store import MIGRATIONS_DIR
 
 TABLES = {"alembic_version", "api_keys", "decisions"}
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
 
 
 def alembic_config() -> Config:
@@ -52,8 +58,9 @@ def test_home_defaults_to_bastion_data_and_follows_the_environment(
     assert default_database_url(tmp_path) == f"sqlite:///{tmp_path}/bastion.db"
 
 
-def test_the_constructor_does_not_migrate(tmp_path: Path) -> None:
-    store = Store(default_database_url(tmp_path))
+def test_the_constructor_does_not_migrate(home: Path, database_url: str) -> None:
+    home.mkdir()  # Store.open would make it; the bare constructor does not
+    store = Store(database_url)
     try:
         assert current_revision(store) is None
         assert "decisions" not in inspect(store.engine).get_table_names()
@@ -61,22 +68,28 @@ def test_the_constructor_does_not_migrate(tmp_path: Path) -> None:
         store.close()
 
 
-def test_open_creates_a_private_home_and_database_at_head(home: Path) -> None:
-    with Store.open(home) as store:
+def test_open_creates_a_private_home_and_database_at_head(home: Path, database_url: str) -> None:
+    with Store.open(home, database_url) as store:
         assert set(inspect(store.engine).get_table_names()) == TABLES
         assert current_revision(store) == head_revision() == "0001"
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+def test_the_default_sqlite_file_is_private(home: Path) -> None:
+    Store.open(home).close()
     assert stat.S_IMODE((home / "bastion.db").stat().st_mode) == 0o600
 
 
-def test_migrate_twice_is_a_no_op_and_keeps_data(store: Store) -> None:
+def test_migrate_twice_is_a_no_op_and_keeps_data(
+    store: Store, home: Path, database_url: str
+) -> None:
     key, _ = store.create_key("survivor")
     store.migrate()
     store.migrate()
     assert set(inspect(store.engine).get_table_names()) == TABLES
     assert current_revision(store) == head_revision()
     assert [k.id for k in store.list_keys()] == [key.id]
-    reopened = Store.open(Path(store.engine.url.database or "").parent)
+    reopened = Store.open(home, database_url)
     try:
         assert reopened.count_keys() == 1
     finally:
@@ -100,6 +113,7 @@ def test_the_migrations_downgrade_to_nothing_and_back(store: Store) -> None:
     assert store.count_decisions() == 0
 
 
+@SQLITE_ONLY
 def test_sqlite_runs_in_wal_with_full_sync_and_foreign_keys(store: Store) -> None:
     with store.engine.connect() as connection:
         pragma = connection.exec_driver_sql
@@ -110,8 +124,12 @@ def test_sqlite_runs_in_wal_with_full_sync_and_foreign_keys(store: Store) -> Non
         assert busy_timeout_ms is not None and busy_timeout_ms >= 1000
 
 
-def test_sqlite_ddl_is_transactional(store: Store) -> None:
-    """The BEGIN the store emits covers DDL, which is what makes a failed migration roll back."""
+def test_ddl_is_transactional(store: Store) -> None:
+    """DDL rolls back with its transaction, which is what makes a failed migration roll back.
+
+    PostgreSQL does this natively; on SQLite it holds because the store emits BEGIN itself
+    (pysqlite would not begin a transaction before DDL).
+    """
     with pytest.raises(RuntimeError), store.engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE scratch (x INTEGER)")
         raise RuntimeError("roll it back")
@@ -119,30 +137,34 @@ def test_sqlite_ddl_is_transactional(store: Store) -> None:
 
 
 STARTER = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 from bastion.store import Store
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
-store = Store.open(Path(sys.argv[1]))
+store = Store.open(Path(sys.argv[1]), os.environ["STARTER_DATABASE_URL"])
 store.create_key("started")
 store.close()
 """
 
 
-def test_processes_starting_at_once_on_a_fresh_database_all_succeed(home: Path) -> None:
+def test_processes_starting_at_once_on_a_fresh_database_all_succeed(
+    home: Path, database_url: str
+) -> None:
+    """The migration lock at work: SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock."""
     start_at = time.time() + 1.5  # after every interpreter has imported the store
     starters = [
         subprocess.Popen(
             [sys.executable, "-c", STARTER, str(home), repr(start_at)],
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, "STARTER_DATABASE_URL": database_url},  # not argv: a password
         )
         for _ in range(4)
     ]
     for starter in starters:
         _, err = starter.communicate(timeout=60)
         assert starter.returncode == 0, err
-    with Store.open(home) as store:
+    with Store.open(home, database_url) as store:
         assert current_revision(store) == head_revision()
         assert store.count_keys() == 4
 
@@ -154,6 +176,19 @@ def test_bad_urls_are_store_errors(tmp_path: Path) -> None:
         Store("nosuchdialect://user:hunter2@host/db")
     assert "hunter2" not in str(caught.value)
     assert issubclass(StoreError, BastionError)
+
+
+def test_an_unreachable_postgres_is_a_store_error_without_the_password() -> None:
+    """Needs only the driver (psycopg), not a server: nothing listens on port 1."""
+    url = "postgresql+psycopg://bastion:hunter2@127.0.0.1:1/bastion?connect_timeout=5"
+    store = Store(url)
+    try:
+        with pytest.raises(StoreError, match="could not migrate the database at") as caught:
+            store.migrate()
+    finally:
+        store.close()
+    assert "127.0.0.1:1" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
 
 
 def test_an_unwritable_database_is_a_store_error(tmp_path: Path) -> None:

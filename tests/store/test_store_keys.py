@@ -1,4 +1,7 @@
-"""API keys in the store: issue, verify, list, revoke; scopes by role; secrets never stored."""
+"""API keys in the store: issue, verify, list, revoke; scopes by role; secrets never stored.
+
+Tests taking `store` run on SQLite and on PostgreSQL (see conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -120,8 +123,7 @@ def test_names_projects_and_roles_are_checked(store: Store) -> None:
     assert store.count_keys() == 1
 
 
-def test_secrets_are_never_written_to_disk(home: Path) -> None:
-    store = Store.open(home)
+def test_secrets_are_never_stored(store: Store) -> None:
     secrets = [store.create_key(f"k{i}", role=role)[1] for i, role in enumerate(Role)]
     with store.engine.connect() as connection:
         rows = connection.execute(text("SELECT * FROM api_keys")).all()
@@ -130,6 +132,11 @@ def test_secrets_are_never_written_to_disk(home: Path) -> None:
         digest = hashlib.sha256(secret.encode()).hexdigest()
         assert digest in cells  # the hash is what identifies it
         assert not any(secret[12:] in cell for cell in cells)
+
+
+def test_secrets_are_never_written_to_the_sqlite_files(home: Path) -> None:
+    store = Store.open(home)
+    secrets = [store.create_key(f"k{i}", role=role)[1] for i, role in enumerate(Role)]
     files = [p for p in home.iterdir() if p.is_file()]  # the database, its -wal and -shm
     raw_open = b"".join(p.read_bytes() for p in files)
     store.close()  # checkpoints the WAL into the main file

@@ -21,9 +21,10 @@ app = typer.Typer(
 
 def _register() -> None:
     from bastion.cli import eval as eval_cmd
-    from bastion.cli import moderate, policy, serve, train
+    from bastion.cli import moderate, policy, score, serve, train
 
     app.command("moderate")(moderate.moderate_command)
+    app.command("score")(score.score_command)
     app.command("eval")(eval_cmd.eval_command)
     app.command("train")(train.train_command)
     app.add_typer(policy.app, name="policy")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,12 @@ from bastion.cli.output import console
 from bastion.errors import InputError
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+
+DRAIN_TIMEOUT_S = 30
+"""How long a stop signal waits for requests in flight to finish before cancelling them."""
+
+STARTUP_FAILURE = 3
+"""Exit status, as uvicorn's, when the server could not start (port taken, model not loading)."""
 
 HomeOption = Annotated[
     Path | None,
@@ -36,6 +43,17 @@ def serve_command(
     log_content: Annotated[
         bool, typer.Option(help="Store each item's text in the decision log.")
     ] = False,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            help="Encoder runtime: auto (int8 ONNX where the model's check passed), onnx, torch "
+            "(default $BASTION_RUNTIME or auto)."
+        ),
+    ] = None,
+    batch_wait_ms: Annotated[
+        float,
+        typer.Option(min=0, help="How long a lone request waits to share a model call."),
+    ] = 2.0,
 ) -> None:
     """Serve the moderation API: POST /v1/moderations (OpenAI-compatible) and /v1/moderate.
 
@@ -45,6 +63,9 @@ def serve_command(
 
     Example: curl -H "Authorization: Bearer $KEY" -d '{"input": "some text"}'
     -H 'Content-Type: application/json' http://127.0.0.1:8000/v1/moderations
+
+    SIGTERM or Ctrl-C stops it gracefully: new connections are refused at once, requests in
+    flight finish and are logged (for up to 30 s), then it exits with status 0.
     """
     import uvicorn
 
@@ -64,10 +85,30 @@ def serve_command(
         require_auth=not no_auth,
         cors_origins=list(cors_origin or []),
         log_content=log_content,
+        runtime=runtime,
+        batch_wait_ms=batch_wait_ms,
     )
     app = create_app(settings, store)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=DRAIN_TIMEOUT_S
+    )
+    server = uvicorn.Server(config)
+    # After draining, uvicorn re-raises the stop signal under the handler it found installed,
+    # so with the default one the process would die of the SIGTERM it already handled (status
+    # -15 / 143) however cleanly it drained. Installing uvicorn's own handler first makes that
+    # second delivery a no-op: `serve` returns, closes the store, and exits 0. (It also covers a
+    # SIGTERM that lands before uvicorn takes the signals: the server then stops right away.)
+    previous = signal.signal(signal.SIGTERM, server.handle_exit)
     typer.echo(f"Bastion serving on http://{host}:{port} (data in {root})")
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+    try:
+        server.run()
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn re-raises SIGINT once it has drained
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        store.close()
+    if not server.started:  # e.g. the port is taken; uvicorn has logged why
+        raise typer.Exit(STARTUP_FAILURE)
 
 
 @keys_app.command("create")

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from bastion.cli.output import console, err_console
 
-model_app = typer.Typer(help="Inspect trained models.", no_args_is_help=True)
+model_app = typer.Typer(help="Inspect trained models and export encoders.", no_args_is_help=True)
 
 
 def train_command(
@@ -100,5 +100,43 @@ def _show(m: object) -> None:
     console.print(
         f"thresholds chosen for {target}; validation binary AUPRC "
         f"{'–' if binary is None else f'{binary:.3f}'}",
+        highlight=False,
+    )
+    check = m.runtime_check
+    if check is None:
+        console.print("int8 ONNX path: not checked (served with PyTorch)", highlight=False)
+    else:
+        verdict = "used" if check.within_tolerance else "NOT used (outside tolerance)"
+        console.print(
+            f"int8 ONNX path {verdict}: binary AUPRC {check.binary_auprc_onnx or 0:.4f} vs "
+            f"PyTorch {check.binary_auprc_torch or 0:.4f} (tolerance {check.tolerance}), "
+            f"max score difference {check.max_abs_diff:.4f}, flags agree on "
+            f"{check.flag_agreement:.1%} of {check.rows} held-out rows",
+            highlight=False,
+        )
+
+
+@model_app.command("export-encoder")
+def export_encoder_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the export to.")],
+    encoder: Annotated[
+        str | None,
+        typer.Option(help="A sentence-transformers model directory (default all-MiniLM-L6-v2)."),
+    ] = None,
+) -> None:
+    """Export a text encoder to int8 ONNX and report how far it is from PyTorch.
+
+    Example: bastion model export-encoder --out src/bastion/data/encoders/all-MiniLM-L6-v2
+    """
+    from bastion.models.encoder import load_encoder
+    from bastion.models.onnx_export import export_encoder
+
+    with err_console.status("exporting and quantising..."):
+        export = export_encoder(load_encoder(encoder), out)
+    c = export.check
+    console.print(
+        f"wrote {out} (sha256 {export.sha256[:12]}…): on {c['texts']:.0f} texts, embeddings "
+        f"differ by at most {c['max_abs_diff']:.4f}, cosine to PyTorch ≥ {c['min_cosine']:.4f} "
+        f"(mean {c['mean_cosine']:.4f})",
         highlight=False,
     )

@@ -52,9 +52,14 @@ class TrainedDetector:
 
     @classmethod
     def load(
-        cls, directory: Path | str, policy: LoadedPolicy, zero_shot: ZeroShotDetector
+        cls,
+        directory: Path | str,
+        policy: LoadedPolicy,
+        zero_shot: ZeroShotDetector,
+        *,
+        onnx: bool = False,
     ) -> TrainedDetector:
-        return cls(ModelArtifact.load(directory, policy.version), zero_shot, policy)
+        return cls(ModelArtifact.load(directory, policy.version, onnx=onnx), zero_shot, policy)
 
     def score(
         self, items: Sequence[Item], progress: Callable[[int], None] | None = None

@@ -25,7 +25,7 @@ import numpy as np
 
 from bastion.detectors.base import DetectorOutput, Evidence, quote
 from bastion.items import Item
-from bastion.models.encoder import TextEncoder
+from bastion.models.encoder import Encoder
 from bastion.models.scoring import (
     FEATURE_SIGNS,
     contrastive_features,
@@ -70,7 +70,7 @@ class ZeroShotDetector:
 
     def __init__(
         self,
-        encoder: TextEncoder,
+        encoder: Encoder,
         *,
         k: int = 3,
         chunk_words: int = 40,

@@ -19,9 +19,13 @@ from pydantic import BaseModel, Field, ValidationError
 from bastion.errors import ModelError
 from bastion.models.calibration import CategoryCalibrator
 from bastion.models.heads import MultiLabelHead
+from bastion.models.onnx_runtime import OnnxHead
 
 MANIFEST = "manifest.json"
 WEIGHTS = "head.safetensors"
+HEAD_ONNX = "head.onnx"
+ONNX_ENCODER_DIR = "encoder-int8"
+AUPRC_TOLERANCE = 0.005
 FORMAT_VERSION = 1
 
 
@@ -56,6 +60,27 @@ class CalibrationParams(BaseModel):
     isotonic: list[tuple[list[float], list[float]] | None]
 
 
+class RuntimeCheck(BaseModel):
+    """The int8 ONNX path measured against the PyTorch path on the held-out calibration rows."""
+
+    runtime: str = "onnx-int8"
+    encoder_sha256: str = Field(description="the exported encoder file the check ran on")
+    rows: int
+    max_abs_diff: float = Field(description="largest difference of any calibrated score")
+    flag_agreement: float = Field(
+        description="share of rows flagged (any category) by both or neither"
+    )
+    binary_auprc_torch: float | None
+    binary_auprc_onnx: float | None
+    tolerance: float = AUPRC_TOLERANCE
+
+    @property
+    def within_tolerance(self) -> bool:
+        if self.binary_auprc_torch is None or self.binary_auprc_onnx is None:
+            return False
+        return self.binary_auprc_torch - self.binary_auprc_onnx <= self.tolerance
+
+
 class Manifest(BaseModel):
     format_version: int = FORMAT_VERSION
     created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
@@ -78,12 +103,17 @@ class Manifest(BaseModel):
     sources: list[TrainingSource]
     metrics: dict[str, float | None] = Field(default_factory=dict)
     recipe: dict[str, object] = Field(default_factory=dict)
+    runtime_check: RuntimeCheck | None = Field(
+        None, description="the int8 ONNX path against PyTorch; loading uses ONNX only if it passed"
+    )
 
 
 class ModelArtifact:
     """A trained head, its calibration and its manifest, as saved in one directory."""
 
-    def __init__(self, manifest: Manifest, head: MultiLabelHead, calibrator: CategoryCalibrator):
+    def __init__(
+        self, manifest: Manifest, head: MultiLabelHead | OnnxHead, calibrator: CategoryCalibrator
+    ):
         self.manifest = manifest
         self.head = head
         self.calibrator = calibrator
@@ -110,20 +140,29 @@ class ModelArtifact:
         return self.calibrator.transform(probs)
 
     def save(self, directory: Path | str) -> Path:
+        """Write the manifest, the head's weights and its ONNX export."""
         from safetensors.numpy import save_file
 
+        from bastion.models.onnx_export import export_head
+
+        if not isinstance(self.head, MultiLabelHead):
+            raise ModelError("a model loaded for ONNX serving has no trainable weights to save")
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         weights = {
             k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.head.state_dict().items()
         }
         save_file(weights, str(out / WEIGHTS))
-        (out / MANIFEST).write_text(self.manifest.model_dump_json(indent=2), encoding="utf-8")
+        export_head(self.head, out / HEAD_ONNX, self.manifest.encoder_dim)
+        write_manifest(self.manifest, out)
         return out
 
     @classmethod
-    def load(cls, directory: Path | str, policy_version: str | None = None) -> ModelArtifact:
-        """Load a model; refuse it when it was trained for another policy version."""
+    def load(
+        cls, directory: Path | str, policy_version: str | None = None, *, onnx: bool = False
+    ) -> ModelArtifact:
+        """Load a model; refuse it when it was trained for another policy version. With `onnx`,
+        the head runs from its ONNX export (no PyTorch), where the directory has one."""
         from safetensors.numpy import load_file
 
         path = Path(directory)
@@ -134,12 +173,20 @@ class ModelArtifact:
                 f"{policy_version}. Its categories or rules may mean something else now: retrain "
                 "with `bastion train`, or moderate with the policy version it was trained for."
             )
+        if onnx and (path / HEAD_ONNX).exists():
+            return cls(
+                manifest, OnnxHead(path / HEAD_ONNX), calibrator_from_params(manifest.calibration)
+            )
         if not (path / WEIGHTS).exists():
             raise ModelError(f"{path}: weights file {WEIGHTS} is missing")
         head = MultiLabelHead.from_state_dict(
             load_file(str(path / WEIGHTS)), len(manifest.categories), manifest.hidden
         )
         return cls(manifest, head, calibrator_from_params(manifest.calibration))
+
+
+def write_manifest(manifest: Manifest, directory: Path | str) -> None:
+    (Path(directory) / MANIFEST).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
 
 
 def read_manifest(directory: Path | str) -> Manifest:

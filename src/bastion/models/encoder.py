@@ -11,13 +11,29 @@ import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from bastion.errors import ModelError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+# The default encoder exported to int8 ONNX (`bastion model export-encoder`), shipped in the package.
+SHIPPED_ONNX_ENCODER = (
+    Path(__file__).resolve().parent.parent / "data" / "encoders" / DEFAULT_ENCODER
+)
+
+
+class Encoder(Protocol):
+    """What detectors need from an encoder, whichever runtime runs it."""
+
+    name: str
+    dim: int
+    max_length: int
+
+    def encode(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray: ...
 
 
 def default_encoder_path() -> Path:

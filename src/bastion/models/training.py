@@ -9,6 +9,7 @@ recipe's target there, and save everything with a manifest that names every sour
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,15 +19,19 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bastion.errors import BastionError
+from bastion.errors import BastionError, ModelError
 from bastion.eval.labels import LabelMap, binary_from_categories, category_labels
 from bastion.eval.metrics import binary_metrics
 from bastion.models.artifact import (
+    HEAD_ONNX,
+    ONNX_ENCODER_DIR,
     Manifest,
     ModelArtifact,
+    RuntimeCheck,
     ThresholdTarget,
     TrainingSource,
     calibration_params,
+    write_manifest,
 )
 from bastion.models.calibration import (
     CategoryCalibrator,
@@ -40,7 +45,7 @@ from bastion.models.scoring import any_category, blend_with_zero_shot
 from bastion.policy import LoadedPolicy, load_policy
 
 if TYPE_CHECKING:
-    from bastion.models.encoder import TextEncoder
+    from bastion.models.encoder import Encoder, TextEncoder
 
 
 FINETUNED_ENCODER = "encoder"  # sub-directory of a model with a fine-tuned encoder
@@ -282,6 +287,18 @@ def split(data: TrainingData, fractions: tuple[float, float], seed: int) -> tupl
     return tuple(np.sort(np.concatenate(p)) for p in parts)
 
 
+def training_split(
+    recipe: Recipe, policy: LoadedPolicy, data: TrainingData
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices to train the head on, to stop early on, and to calibrate and check on."""
+    tr, stop, cal = split(data, recipe.split, recipe.seed)
+    # The policy's own examples are the zero-shot detector's prototypes: it has seen them, so
+    # they would flatter it in calibration. They train the head only.
+    own = np.array([s.name == f"policy:{policy.policy.id}" for s in data.sources])
+    cal = cal[~own[data.source[cal]]] if len(own) else cal
+    return tr, stop, cal
+
+
 def source_weights(source: np.ndarray) -> np.ndarray:
     """Each source carries the same total weight, so one large set cannot drown the others."""
     counts = np.bincount(source)
@@ -315,8 +332,6 @@ def train(
         encoder = _fine_tuned_encoder(recipe, data, encoder.name, Path(out_dir), progress)
         X = encoder.encode(data.texts, progress=step)  # new weights: nothing cached applies
     else:
-        import shutil
-
         # A fine-tuned encoder left from an earlier run in this directory would be loaded with
         # a head that was not trained on it.
         shutil.rmtree(Path(out_dir) / FINETUNED_ENCODER, ignore_errors=True)
@@ -328,7 +343,78 @@ def train(
     if progress is not None:
         progress("training", 1, 1)
     artifact.save(out_dir)
+    onnx_dir = _onnx_encoder(recipe, encoder, Path(out_dir), progress)
+    if onnx_dir is not None:
+        if progress is not None:
+            progress("checking the int8 ONNX path", 0, 1)
+        _, _, cal = training_split(recipe, policy, data)
+        artifact.manifest.runtime_check = runtime_check(
+            artifact, policy, data, cal, artifact.predict_proba(X[cal], zero_shot[cal]), onnx_dir,
+            Path(out_dir) / HEAD_ONNX,
+        )  # fmt: skip
+        write_manifest(artifact.manifest, out_dir)
     return artifact
+
+
+def _onnx_encoder(
+    recipe: Recipe,
+    encoder: TextEncoder,
+    out_dir: Path,
+    progress: Callable[[str, int, int], None] | None,
+) -> Path | None:
+    """The int8 ONNX export of the encoder the model was trained on: the shipped one for the
+    default encoder, a fresh export into the model directory for a fine-tuned one; None for a
+    custom encoder that cannot be exported (it is then served with PyTorch)."""
+    from bastion.models.encoder import DEFAULT_ENCODER, SHIPPED_ONNX_ENCODER
+    from bastion.models.onnx_export import export_encoder
+
+    target = out_dir / ONNX_ENCODER_DIR
+    if recipe.encoder_finetune is None:
+        shutil.rmtree(target, ignore_errors=True)
+        if recipe.encoder in (None, DEFAULT_ENCODER) and SHIPPED_ONNX_ENCODER.is_dir():
+            return SHIPPED_ONNX_ENCODER
+        return None
+    if progress is not None:
+        progress("exporting the encoder to ONNX", 0, 1)
+    try:
+        export_encoder(encoder, target)
+    except ModelError:
+        return None
+    return target
+
+
+def runtime_check(
+    artifact: ModelArtifact,
+    policy: LoadedPolicy,
+    data: TrainingData,
+    rows: np.ndarray,
+    torch_scores: np.ndarray,
+    onnx_dir: Path,
+    head_onnx: Path,
+) -> RuntimeCheck:
+    """Score `rows` again through the int8 ONNX encoder and the ONNX head; compare with the
+    PyTorch path's calibrated scores on the same rows."""
+    from bastion.models.onnx_runtime import OnnxHead, OnnxTextEncoder
+
+    onnx_encoder = OnnxTextEncoder(onnx_dir)
+    texts = [data.texts[i] for i in rows]
+    X = onnx_encoder.encode(texts)
+    zero_shot = zero_shot_probs(policy, onnx_encoder, X) if artifact.zero_shot_share.any() else None
+    onnx_scores = ModelArtifact(
+        artifact.manifest, OnnxHead(head_onnx), artifact.calibrator
+    ).predict_proba(X, zero_shot)
+    binary = data.binary()[rows]
+    thresholds = np.array([artifact.manifest.thresholds[c] for c in artifact.manifest.categories])
+    flags_torch = (torch_scores >= thresholds).any(axis=1)
+    flags_onnx = (onnx_scores >= thresholds).any(axis=1)
+    return RuntimeCheck(
+        encoder_sha256=onnx_encoder.export.sha256,
+        rows=len(rows),
+        max_abs_diff=float(np.abs(torch_scores - onnx_scores).max()) if len(rows) else 0.0,
+        flag_agreement=float(np.mean(flags_torch == flags_onnx)) if len(rows) else 1.0,
+        binary_auprc_torch=binary_metrics(binary, any_category(torch_scores), 0.5).auprc,
+        binary_auprc_onnx=binary_metrics(binary, any_category(onnx_scores), 0.5).auprc,
+    )
 
 
 def _fine_tuned_encoder(
@@ -357,7 +443,7 @@ def _fine_tuned_encoder(
     return TextEncoder.from_model(model, f"{base_name}+finetuned:{recipe.name}")
 
 
-def zero_shot_probs(policy: LoadedPolicy, encoder: TextEncoder, X: np.ndarray) -> np.ndarray:
+def zero_shot_probs(policy: LoadedPolicy, encoder: Encoder, X: np.ndarray) -> np.ndarray:
     """The zero-shot detector's probabilities for embedded rows (what the model blends with)."""
     from bastion.detectors.zero_shot import ZeroShotDetector
 
@@ -376,11 +462,7 @@ def fit_model(
 ) -> ModelArtifact:
     """Head, calibration and thresholds from labelled rows, their embeddings and their zero-shot
     probabilities (`zero_shot_probs`); the artifact is not saved."""
-    tr, stop, cal = split(data, recipe.split, recipe.seed)
-    # The policy's own examples are the zero-shot detector's prototypes: it has seen them, so
-    # they would flatter it in calibration. They train the head only.
-    own = np.array([s.name == f"policy:{policy.policy.id}" for s in data.sources])
-    cal = cal[~own[data.source[cal]]] if len(own) else cal
+    tr, stop, cal = training_split(recipe, policy, data)
     Y = data.labels
     w = source_weights(data.source)
     h = recipe.head

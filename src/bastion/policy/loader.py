@@ -32,6 +32,8 @@ class LoadedPolicy:
         return f"{self.policy.id}@{self.policy.version}+{self.content_hash}"
 
     def __getattr__(self, name: str) -> Any:
+        if name == "policy":  # not set yet (unpickling): no recursion through self.policy
+            raise AttributeError(name)
         return getattr(self.policy, name)
 
     def __repr__(self) -> str:

@@ -7,6 +7,9 @@ next instant. A bad request (malformed JSON, wrong types, an oversized body, an 
 not an image, bad base64, a decode over its time limit) gets a 4xx JSON error in OpenAI's
 error shape naming the problem; nothing a request sends can take the process down.
 
+`GET /v1/decisions` reads that log back ('decisions:read'), fenced to the key's project; see
+`_readable_project` for who may read which project.
+
 (No `from __future__ import annotations` here: FastAPI reads the route signatures' annotations
 at definition time, and the auth dependencies are built inside `create_app`.)
 """
@@ -17,10 +20,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -43,6 +47,7 @@ from bastion.media.sources import MediaSource
 from bastion.moderator import Verdict
 from bastion.server.pool import ModelKey, ModeratorPool
 from bastion.server.schemas import (
+    DecisionList,
     ErrorResponse,
     Health,
     ItemIn,
@@ -54,6 +59,7 @@ from bastion.server.schemas import (
 )
 from bastion.server.security import BodyLimitMiddleware, RateLimiter
 from bastion.store import ApiKey, DecisionRecord, Store, bastion_home
+from bastion.store.keys import SCOPE_DECISIONS_READ, SCOPE_KEYS_ADMIN
 
 log = logging.getLogger("bastion.server")
 
@@ -73,6 +79,13 @@ class ServerSettings(BaseModel):
     log_content: bool = Field(False, description="also store the text of each item in the log")
     preload: bool = Field(True, description="load the default model at start (readyz waits)")
     media_limits: MediaLimits = Field(default_factory=MediaLimits)
+    runtime: str | None = Field(
+        None, description="auto (int8 ONNX where checked), onnx or torch; None: $BASTION_RUNTIME"
+    )
+    batch_wait_ms: float = Field(
+        2.0, ge=0, description="how long a lone request waits for others to share its batch"
+    )
+    batch_max_items: int = Field(128, gt=0, description="most items in one model call")
 
 
 class _Metrics:
@@ -90,6 +103,12 @@ class _Metrics:
         )
         self.batch = Histogram(
             "bastion_batch_items",
+            "Items per model call (micro-batches of concurrent requests)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        self.request_items = Histogram(
+            "bastion_request_items",
             "Items per moderation request",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=self.registry,
@@ -124,7 +143,12 @@ def create_app(
         default_policy=settings.default_policy,
         default_model=settings.default_model,
         media_limits=settings.media_limits,
+        runtime=settings.runtime,
+        batch_wait_ms=settings.batch_wait_ms,
+        batch_max_items=settings.batch_max_items,
     )
+    if pool.on_batch is None:
+        pool.on_batch = metrics.batch.observe
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -264,10 +288,9 @@ def create_app(
     ) -> list[Verdict]:
         loaded = pool.get(key)
         start = time.perf_counter()
-        with loaded.lock:
-            verdicts = loaded.moderator.moderate(items)
+        verdicts = loaded.moderate(items)
         elapsed_ms = (time.perf_counter() - start) * 1000
-        metrics.batch.observe(len(items))
+        metrics.request_items.observe(len(items))
         metrics.items.inc(len(items))
         for verdict in verdicts:
             for category, flagged in verdict.categories.items():
@@ -361,6 +384,40 @@ def create_app(
             verdicts=verdicts,
         )
 
+    # ------------------------------------------------------------------ decision log
+
+    @app.get(
+        "/v1/decisions",
+        response_model=DecisionList,
+        tags=["decisions"],
+        summary="Read the decision log of the key's project, newest first",
+    )
+    def decisions(
+        api_key: Annotated[ApiKey | None, Depends(require(SCOPE_DECISIONS_READ))],
+        request_id: Annotated[
+            str | None, Query(min_length=1, description="only this request's decisions")
+        ] = None,
+        since: Annotated[
+            datetime | None,
+            Query(
+                description="decisions logged at or after this ISO 8601 time, which must have a "
+                "zone: 2025-01-31T12:00:00Z, or 2025-01-31T13:00:00%2B01:00 URL-encoded"
+            ),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000, description="at most this many")] = 100,
+        project: Annotated[
+            str | None,
+            Query(min_length=1, description="another project's log (keys with 'keys:admin')"),
+        ] = None,
+    ) -> DecisionList:
+        records = store.decisions(
+            request_id=request_id,
+            project=_readable_project(api_key, project),
+            since=_utc_since(since),
+            limit=limit,
+        )
+        return DecisionList(data=records)
+
     return app
 
 
@@ -382,6 +439,46 @@ def _error(
         kind = "authentication_error" if status == 401 else "permission_error"
     body = {"error": {"message": message, "type": kind, "code": code, "param": None}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _utc_since(since: datetime | None) -> datetime | None:
+    """`since` as UTC, or a 400 naming it: a time without a zone is ambiguous (the log is in
+    UTC, the caller's clock may not be), and one that leaves the calendar in UTC is unusable."""
+    if since is None:
+        return None
+    if since.utcoffset() is None:
+        problem = "has no time zone; give one, e.g. 2025-01-31T12:00:00Z"
+    else:
+        try:
+            return since.astimezone(UTC)
+        except OverflowError:
+            problem = "is out of range once converted to UTC"
+    raise _HTTPError(
+        400, f"invalid request: query.since: {since.isoformat()} {problem}", "invalid_request"
+    )
+
+
+def _readable_project(key: ApiKey | None, requested: str | None) -> str | None:
+    """Whose decisions a key may read: its own project's, unless it may administer keys.
+
+    A key reads its own project's log, and naming that project changes nothing; naming another
+    is a 403. A key with 'keys:admin' also reads its own project by default, and any project it
+    names: it could mint a reader key for that project anyway, so this grants it nothing new,
+    while an admin-role key whose scopes were cut down to 'decisions:read' stays in its project.
+    With auth off (local experiments) there is no key and no fence: `requested` or every project.
+    """
+    if key is None:
+        return requested
+    if requested is None or requested == key.project:
+        return key.project
+    if key.allows(SCOPE_KEYS_ADMIN):
+        return requested
+    raise _HTTPError(
+        403,
+        f"this key reads only its own project's decisions ('{key.project}'); reading "
+        f"'{requested}' needs a key with '{SCOPE_KEYS_ADMIN}'",
+        "forbidden",
+    )
 
 
 def _openai_result(verdict: Verdict, category_ids: list[str]) -> ModerationResult:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bastion.errors import InputError
+from bastion.items import Item
 from bastion.media.limits import MediaLimits
-from bastion.moderator import DEFAULT_MODEL, ZERO_SHOT, Moderator
+from bastion.moderator import DEFAULT_MODEL, ZERO_SHOT, Moderator, Verdict
 from bastion.policy import BUILTIN_PACKS, load_policy
+from bastion.server.batching import MicroBatcher
 
 OPENAI_MODEL_NAMES = frozenset(
     {
@@ -43,10 +46,21 @@ class ModelKey:
 
 @dataclass
 class Loaded:
-    """A Moderator and the lock that serialises its use (one batch at a time per model)."""
+    """A Moderator, the micro-batcher its text requests share, and a lock for media requests.
+
+    Media requests (seconds of decoding, OCR, speech) run one at a time in their own handler
+    thread beside the text batches, so a video never holds up the texts queued behind it.
+    """
 
     moderator: Moderator
-    lock: threading.Lock
+    batcher: MicroBatcher
+    media_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def moderate(self, items: Sequence[Item]) -> list[Verdict]:
+        if any(item.has_media for item in items):
+            with self.media_lock:
+                return self.moderator.moderate(items)
+        return self.batcher.moderate(items)
 
 
 class ModeratorPool:
@@ -57,10 +71,18 @@ class ModeratorPool:
         default_policy: str = "openai",
         default_model: str = DEFAULT_MODEL,
         media_limits: MediaLimits | None = None,
+        runtime: str | None = None,
+        batch_wait_ms: float = 2.0,
+        batch_max_items: int = 128,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.home = home
         self.default = ModelKey(default_policy, default_model)
         self.media_limits = media_limits or MediaLimits()
+        self.runtime = runtime
+        self.batch_wait_ms = batch_wait_ms
+        self.batch_max_items = batch_max_items
+        self.on_batch = on_batch
         self._loaded: dict[ModelKey, Loaded] = {}
         self._lock = threading.Lock()
 
@@ -111,7 +133,15 @@ class ModeratorPool:
         with self._lock:
             loaded = self._loaded.get(key)
             if loaded is None:
-                loaded = Loaded(self._build(key), threading.Lock())
+                moderator = self._build(key)
+                batcher = MicroBatcher(
+                    moderator,
+                    max_wait_ms=self.batch_wait_ms,
+                    max_items=self.batch_max_items,
+                    on_batch=self.on_batch,
+                    name=key.name,
+                )
+                loaded = Loaded(moderator, batcher)
                 self._loaded[key] = loaded
             return loaded
 
@@ -120,7 +150,7 @@ class ModeratorPool:
         policy = load_policy(local_policy if local_policy.exists() else key.policy)
         local_model = self.home / "models" / key.model
         model: str | Path = local_model if local_model.is_dir() else key.model
-        return Moderator(policy, model=model, media_limits=self.media_limits)
+        return Moderator(policy, model=model, media_limits=self.media_limits, runtime=self.runtime)
 
     def loaded(self) -> list[str]:
         with self._lock:
@@ -129,5 +159,6 @@ class ModeratorPool:
     def close(self) -> None:
         with self._lock:
             for loaded in self._loaded.values():
+                loaded.batcher.close()
                 loaded.moderator.close()
             self._loaded.clear()

@@ -3,7 +3,7 @@
 One pydantic definition per body gives the validation, the error messages and the OpenAPI
 document (which the schemathesis fuzz run reads) from the same source. `/v1/moderations`
 mirrors OpenAI's request and response exactly, so an OpenAI client works by changing its base
-URL; `/v1/moderate` returns Bastion's full Verdicts.
+URL; `/v1/moderate` returns Bastion's full Verdicts; `GET /v1/decisions` reads the decision log back.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.moderator import Verdict
+from bastion.store.records import DecisionRecord
 
 MAX_ITEMS = 256
 """Items per request; bigger backlogs go through `bastion score` (batch), not the online API."""
@@ -114,3 +115,10 @@ class ErrorResponse(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "loading"]
     models: list[str] = Field(default_factory=list)
+
+
+class DecisionList(BaseModel):
+    """`GET /v1/decisions`: logged decisions, newest first, in OpenAI's list shape."""
+
+    object: Literal["list"] = "list"
+    data: list[DecisionRecord]

@@ -1,11 +1,13 @@
 """The store's tables as typed SQLAlchemy ORM classes (the migrations create them; these read and write them).
 
 Only portable types are used, so one schema serves SQLite and PostgreSQL: JSON through
-`sqlalchemy.JSON`, timestamps through `UTCDateTime`, text as unbounded `String`.
+`StrictJSON` (over `sqlalchemy.JSON`), timestamps through `UTCDateTime`, text as unbounded
+`String`.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +56,28 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+class StrictJSON(TypeDecorator[Any]):
+    """A JSON column that takes only what standard JSON can say, refused the same way on every backend.
+
+    The value is encoded once as a check before the driver sees it, for two reasons that
+    PostgreSQL exposed. Where the encoding happens differs: SQLite's dialect encodes inside
+    SQLAlchemy, so a value `json` cannot encode (a set, an object) is a SQLAlchemy error, while
+    psycopg encodes inside its own execute, where the bare TypeError escapes every handler that
+    expects a database error. And `json.dumps` writes NaN and infinities as bare `NaN` /
+    `Infinity`, which SQLite keeps but PostgreSQL's json type rejects, so a log written on one
+    backend would not load into the other. Checking here makes both a `StatementError` (hence
+    the store's `StoreError`) on both backends, before anything is sent.
+    """
+
+    impl = JSON(none_as_null=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is not None:
+            json.dumps(value, allow_nan=False)  # raises TypeError / ValueError; result unused
+        return value
+
+
 # SQLite only autoincrements an INTEGER PRIMARY KEY (the rowid); PostgreSQL gets a 64-bit serial.
 DecisionId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -73,7 +97,7 @@ class ApiKeyRow(Base):
     secret_hash: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(32))
     project: Mapped[str] = mapped_column(String())
-    scopes: Mapped[list[str]] = mapped_column(JSON(none_as_null=True))
+    scopes: Mapped[list[str]] = mapped_column(StrictJSON())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
@@ -96,8 +120,8 @@ class DecisionRow(Base):
     model_version: Mapped[str] = mapped_column(String())
     flagged: Mapped[bool | None] = mapped_column(Boolean(), nullable=True)
     action: Mapped[str | None] = mapped_column(String(), nullable=True)
-    scores: Mapped[dict[str, float]] = mapped_column(JSON(none_as_null=True))
-    categories: Mapped[list[str]] = mapped_column(JSON(none_as_null=True))
+    scores: Mapped[dict[str, float]] = mapped_column(StrictJSON())
+    categories: Mapped[list[str]] = mapped_column(StrictJSON())
     error: Mapped[str | None] = mapped_column(String(), nullable=True)
     key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     project: Mapped[str | None] = mapped_column(String(), nullable=True, index=True)

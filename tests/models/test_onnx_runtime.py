@@ -1,0 +1,191 @@
+"""The int8 ONNX serving path: the shipped encoder export, ONNX heads, the embedding LRU, and how
+the Moderator chooses between ONNX and PyTorch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bastion.errors import ModelError
+from bastion.models.artifact import HEAD_ONNX, ModelArtifact
+from bastion.models.encoder import SHIPPED_ONNX_ENCODER, load_encoder
+from bastion.models.onnx_export import file_sha256
+from bastion.models.onnx_runtime import LruEmbeddings, OnnxHead, OnnxTextEncoder
+from bastion.moderator import Moderator, shipped_model_dir
+
+TEXTS = [
+    "I will find you after school and you will regret it",
+    "lovely sunset over the harbour tonight",
+    "ok",
+    "Here is a much longer post about the city council meeting, the new bus routes, the "
+    "parking changes near the market and what neighbours said about all of it afterwards.",
+    "you people are vermin and should be driven out of this country",
+]
+
+
+@pytest.fixture(scope="module")
+def onnx_encoder() -> OnnxTextEncoder:
+    return OnnxTextEncoder(SHIPPED_ONNX_ENCODER)
+
+
+def test_shipped_export_is_intact_and_close_to_pytorch(onnx_encoder: OnnxTextEncoder) -> None:
+    export = onnx_encoder.export
+    assert export.sha256 == file_sha256(SHIPPED_ONNX_ENCODER / "model.int8.onnx")
+    assert export.encoder == "all-MiniLM-L6-v2" and export.dim == 384
+    assert export.check["min_cosine"] > 0.97 and export.check["texts"] >= 500
+    fast = onnx_encoder.encode(TEXTS)
+    slow = load_encoder(None).encode(TEXTS)
+    assert fast.shape == (len(TEXTS), 384) and fast.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-4)
+    cosine = fast @ slow.T
+    # Each row is its own text's embedding: closest to the same row of PyTorch's, and close.
+    assert list(cosine.argmax(axis=1)) == list(range(len(TEXTS)))
+    # A two-letter text sharing a call with long ones is the worst case (0.95 when measured).
+    assert cosine.diagonal().min() > 0.94 and cosine.diagonal().mean() > 0.97
+
+
+def test_rows_keep_input_order_whatever_the_token_lengths(onnx_encoder: OnnxTextEncoder) -> None:
+    onnx_encoder.batch_size = 2  # several length-sorted sub-batches
+    try:
+        forward = onnx_encoder.encode(TEXTS)
+        backward = onnx_encoder.encode(TEXTS[::-1])[::-1]
+    finally:
+        onnx_encoder.batch_size = 64
+    # Activations are quantised per call, so neighbours move a row a little, never to another text.
+    assert np.min(np.sum(forward * backward, axis=1)) > 0.99
+    assert onnx_encoder.encode([]).shape == (0, 384)
+
+
+def test_onnx_head_matches_the_torch_head() -> None:
+    torch_model = ModelArtifact.load(shipped_model_dir())
+    onnx_model = ModelArtifact.load(shipped_model_dir(), onnx=True)
+    assert isinstance(onnx_model.head, OnnxHead)
+    X = np.random.default_rng(0).normal(size=(7, 384)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    np.testing.assert_allclose(
+        onnx_model.head.predict_proba(X), torch_model.head.predict_proba(X), atol=1e-5
+    )
+    with pytest.raises(ModelError, match="no trainable weights"):
+        onnx_model.save(Path("/nonexistent"))
+
+
+class CountingEncoder:
+    """The real ONNX encoder, counting the texts it is asked to embed."""
+
+    def __init__(self, inner: OnnxTextEncoder) -> None:
+        self.inner = inner
+        self.name, self.dim, self.max_length = inner.name, inner.dim, inner.max_length
+        self.calls: list[list[str]] = []
+
+    def encode(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        self.calls.append(list(texts))
+        return self.inner.encode(texts, progress)
+
+
+def test_lru_encodes_each_distinct_text_once(onnx_encoder: OnnxTextEncoder) -> None:
+    counting = CountingEncoder(onnx_encoder)
+    lru = LruEmbeddings(counting, capacity=100)
+    done: list[int] = []
+    first = lru.encode(["a", "b", "a"], progress=done.append)
+    assert counting.calls == [["a", "b"]] and sum(done) == 3
+    np.testing.assert_array_equal(first[0], first[2])
+    second = lru.encode(["b", "a", "c"])
+    assert counting.calls[-1] == ["c"] and (lru.hits, lru.misses) == (3, 3)
+    np.testing.assert_array_equal(second[0], first[1])
+    np.testing.assert_array_equal(second[1], first[0])
+
+
+def test_lru_evicts_the_least_recently_used(onnx_encoder: OnnxTextEncoder) -> None:
+    counting = CountingEncoder(onnx_encoder)
+    lru = LruEmbeddings(counting, capacity=2)
+    lru.encode(["a"])
+    lru.encode(["b"])
+    lru.encode(["a"])  # a is now the most recent
+    lru.encode(["c"])  # evicts b
+    assert len(lru) == 2
+    lru.encode(["a"])
+    assert counting.calls == [["a"], ["b"], ["c"]]
+    lru.encode(["b"])
+    assert counting.calls[-1] == ["b"]
+    with pytest.raises(ValueError, match="at least one"):
+        LruEmbeddings(counting, capacity=0)
+
+
+def test_default_moderator_serves_int8_without_importing_torch() -> None:
+    code = (
+        "import sys\n"
+        "from bastion import Moderator\n"
+        "m = Moderator('openai')\n"
+        "v = m.moderate(['I am going to hurt you badly', 'nice photo!'])\n"
+        "print(m.model_version, v[0].flagged, v[1].flagged, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    ).stdout.split()
+    assert out == ["trained:default/all-MiniLM-L6-v2@onnx-int8", "True", "False", "False"]
+
+
+def _copy_default(tmp_path: Path, **check: object) -> Path:
+    model = tmp_path / "model"
+    shutil.copytree(shipped_model_dir(), model)
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["runtime_check"].update(check)
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    return model
+
+
+def test_auto_falls_back_to_torch_when_the_check_failed(tmp_path: Path) -> None:
+    model = _copy_default(tmp_path, binary_auprc_torch=0.80, binary_auprc_onnx=0.70)
+    assert not Moderator("openai", model=model).model_version.endswith("@onnx-int8")
+    # Asked for explicitly, ONNX is used anyway.
+    assert Moderator("openai", model=model, runtime="onnx").model_version.endswith("@onnx-int8")
+
+
+def test_auto_falls_back_when_the_export_is_not_the_one_checked(tmp_path: Path) -> None:
+    model = _copy_default(tmp_path, encoder_sha256="0" * 64)
+    assert "@" not in Moderator("openai", model=model).model_version
+
+
+def test_runtime_choice_by_argument_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "@" not in Moderator("openai", runtime="torch").model_version
+    monkeypatch.setenv("BASTION_RUNTIME", "torch")
+    assert "@" not in Moderator("openai").model_version
+    monkeypatch.setenv("BASTION_RUNTIME", "fast")
+    with pytest.raises(ModelError, match="runtime 'fast'"):
+        Moderator("openai")
+    monkeypatch.delenv("BASTION_RUNTIME")
+    # Zero-shot (a policy the shipped model was not trained for) runs on the shipped export.
+    assert Moderator("mlcommons").model_version.endswith("@onnx-int8")
+
+
+def test_scores_agree_between_runtimes_on_the_sample() -> None:
+    sample = Path(shipped_model_dir()).parent.parent / "sample.jsonl"
+    texts = [json.loads(line)["text"] for line in sample.read_text().splitlines() if line]
+    fast = Moderator("openai").moderate(texts)
+    slow = Moderator("openai", runtime="torch").moderate(texts)
+    diffs = [
+        abs(a.category_scores[c] - b.category_scores[c])
+        for a, b in zip(fast, slow, strict=True)
+        for c in a.category_scores
+    ]
+    assert max(diffs) < 0.15 and float(np.mean(diffs)) < 0.01
+    agree = np.mean([a.flagged == b.flagged for a, b in zip(fast, slow, strict=True)])
+    assert agree >= 0.9
+
+
+def test_head_onnx_is_written_with_the_model(tmp_path: Path) -> None:
+    art = ModelArtifact.load(shipped_model_dir())
+    art.save(tmp_path / "m")
+    assert (tmp_path / "m" / HEAD_ONNX).exists()
+    reloaded = ModelArtifact.load(tmp_path / "m", onnx=True)
+    X = np.eye(384, dtype=np.float32)[:3]
+    np.testing.assert_allclose(reloaded.head.predict_proba(X), art.head.predict_proba(X), atol=1e-5)
