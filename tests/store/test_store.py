@@ -23,7 +23,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from bastion.errors import BastionError
-from bastion.store import Store, StoreError, bastion_home, default_database_url
+from bastion.store import Role, Store, StoreError, bastion_home, default_database_url
 from bastion.store.models import Base
 from bastion.store.store import MIGRATIONS_DIR
 
@@ -196,3 +196,22 @@ def test_an_unwritable_database_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="could not migrate"):
         Store(f"sqlite:///{missing_dir}").migrate()
     assert not os.path.exists(missing_dir.parent)
+
+
+def test_the_database_url_can_come_from_the_environment(
+    home: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bastion serve` and `bastion keys` open the store with no URL: $BASTION_DATABASE_URL
+    points them at PostgreSQL (or any database) instead of the SQLite file in the home."""
+    monkeypatch.setenv("BASTION_DATABASE_URL", database_url)
+    store = Store.open(home / "elsewhere")
+    try:
+        _, secret = store.create_key("env", Role.admin)
+    finally:
+        store.close()
+    again = Store.open(home, database_url)
+    try:
+        assert again.verify_key(secret) is not None
+    finally:
+        again.close()
+    assert not (home / "elsewhere" / "bastion.db").exists()

@@ -54,6 +54,9 @@ _PG_MIGRATION_LOCK: Final = 0x62617374  # "bast": an arbitrary, fixed advisory-l
 """PostgreSQL advisory lock taken for the length of a migration, so concurrent starts queue up."""
 
 
+DATABASE_URL_ENV = "BASTION_DATABASE_URL"
+
+
 class Store:
     """API keys and the decision log over one database URL.
 
@@ -83,15 +86,18 @@ class Store:
     def open(cls, home: Path | None = None, url: str | None = None) -> Store:
         """Create the home directory (mode 0o700), open the database and bring its schema to head.
 
-        `url` defaults to the SQLite file in `home`, which is created owner-only (0o600) before
-        SQLite first touches it; SQLite gives its -wal and -shm files the same mode.
+        `url` defaults to $BASTION_DATABASE_URL (for example
+        `postgresql+psycopg://bastion@db/bastion`), else to the SQLite file in `home`, which is
+        created owner-only (0o600) before SQLite first touches it; SQLite gives its -wal and
+        -shm files the same mode.
         """
         home = bastion_home() if home is None else home
         try:
             home.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the Bastion home directory {home}: {exc}") from exc
-        url = default_database_url(home) if url is None else url
+        if url is None:
+            url = os.environ.get(DATABASE_URL_ENV) or default_database_url(home)
         db_file = _sqlite_file(url)
         if db_file is not None and not db_file.exists():
             try:
