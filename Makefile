@@ -11,7 +11,7 @@ DEB_PACKAGES := tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-core pkg-
 	libswscale-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: system-deps install run demo test lint typecheck pytest model bench-zero-shot bench-media bench-serve clean
+.PHONY: system-deps install run demo test lint typecheck pytest model bench-zero-shot bench-media bench-throughput bench-serve clean
 
 # Pinned dependencies; torch 2.13.0 resolves to the CPU build this machine's pip finds locally.
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -61,6 +61,10 @@ bench-zero-shot: install
 
 bench-media: install
 	$(BIN)/python bench/media.py
+
+## Text throughput on 2 cores: plain sentence-transformers vs the default (ONNX int8) and torch paths.
+bench-throughput: install
+	BASTION_DATASETS=$(DATASETS) $(BIN)/python bench/throughput.py $(BENCH_ARGS)
 
 ## Service under load from locust: 50/100/200 requests/s; the full soak is BENCH_ARGS="--soak 600".
 bench-serve: install

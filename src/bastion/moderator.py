@@ -98,7 +98,7 @@ class Moderator:
         weights: Sequence[float] | None = None,
         thresholds: Mapping[str, float] | None = None,
         encoder: str | None = None,
-        batch_size: int = 256,
+        batch_size: int = 1024,
         media_limits: MediaLimits | None = None,
         runtime: str | None = None,
     ) -> None:

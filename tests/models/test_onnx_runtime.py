@@ -52,12 +52,13 @@ def test_shipped_export_is_intact_and_close_to_pytorch(onnx_encoder: OnnxTextEnc
 
 
 def test_rows_keep_input_order_whatever_the_token_lengths(onnx_encoder: OnnxTextEncoder) -> None:
+    default = onnx_encoder.batch_size
     onnx_encoder.batch_size = 2  # several length-sorted sub-batches
     try:
         forward = onnx_encoder.encode(TEXTS)
         backward = onnx_encoder.encode(TEXTS[::-1])[::-1]
     finally:
-        onnx_encoder.batch_size = 64
+        onnx_encoder.batch_size = default
     # Activations are quantised per call, so neighbours move a row a little, never to another text.
     assert np.min(np.sum(forward * backward, axis=1)) > 0.99
     assert onnx_encoder.encode([]).shape == (0, 384)
