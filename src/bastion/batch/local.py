@@ -33,7 +33,7 @@ def score_local(
     output: Path | str,
     moderator: Moderator,
     *,
-    batch_size: int = 128,
+    batch_size: int = 1024,
     progress: ProgressCallback | None = None,
 ) -> ScoreSummary:
     """Score every input row with `moderator` and write one output row each, in input order.

@@ -25,7 +25,7 @@ class ModeratorSpec:
     policy_yaml: str | None = None
     model: str = DEFAULT_MODEL
     encoder: str | None = None
-    batch_size: int = 128
+    batch_size: int = 1024
 
     @classmethod
     def of(
@@ -34,7 +34,7 @@ class ModeratorSpec:
         model: str | Path = DEFAULT_MODEL,
         *,
         encoder: str | None = None,
-        batch_size: int = 128,
+        batch_size: int = 1024,
     ) -> ModeratorSpec:
         """The spec for a policy (pack name or YAML path) and model; the policy is validated here."""
         name = str(policy)

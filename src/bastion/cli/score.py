@@ -46,7 +46,13 @@ def score_command(
     engine: Annotated[
         Engine, typer.Option(help="local: in this process; ray: a Ray Data pipeline of actors.")
     ] = Engine.local,
-    batch_size: Annotated[int, typer.Option(min=1, help="Rows scored per batch.")] = 128,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Rows per model call; larger calls let the encoder sort more texts by length, so they pad less.",
+        ),
+    ] = 1024,
     actors: Annotated[
         int | None,
         typer.Option(
