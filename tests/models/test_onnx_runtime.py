@@ -16,8 +16,7 @@ import pytest
 from bastion.errors import ModelError
 from bastion.models.artifact import HEAD_ONNX, ModelArtifact
 from bastion.models.encoder import SHIPPED_ONNX_ENCODER, load_encoder
-from bastion.models.onnx_export import file_sha256
-from bastion.models.onnx_runtime import LruEmbeddings, OnnxHead, OnnxTextEncoder
+from bastion.models.onnx_runtime import LruEmbeddings, OnnxHead, OnnxTextEncoder, file_sha256
 from bastion.moderator import Moderator, shipped_model_dir
 
 TEXTS = [
@@ -37,7 +36,7 @@ def onnx_encoder() -> OnnxTextEncoder:
 
 def test_shipped_export_is_intact_and_close_to_pytorch(onnx_encoder: OnnxTextEncoder) -> None:
     export = onnx_encoder.export
-    assert export.sha256 == file_sha256(SHIPPED_ONNX_ENCODER / "model.int8.onnx")
+    assert export.sha256 == file_sha256(onnx_encoder.model_file)
     assert export.encoder == "all-MiniLM-L6-v2" and export.dim == 384
     assert export.check["min_cosine"] > 0.97 and export.check["texts"] >= 500
     fast = onnx_encoder.encode(TEXTS)
@@ -190,3 +189,22 @@ def test_head_onnx_is_written_with_the_model(tmp_path: Path) -> None:
     reloaded = ModelArtifact.load(tmp_path / "m", onnx=True)
     X = np.eye(384, dtype=np.float32)[:3]
     np.testing.assert_allclose(reloaded.head.predict_proba(X), art.head.predict_proba(X), atol=1e-5)
+
+
+def test_the_shipped_archive_unpacks_once_and_only_if_its_hash_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BASTION_CACHE", str(tmp_path / "cache"))
+    copy = tmp_path / "encoder"
+    shutil.copytree(SHIPPED_ONNX_ENCODER, copy)
+    assert not (copy / "model.int8.onnx").exists()
+    unpacked = OnnxTextEncoder(copy).model_file
+    assert unpacked.is_relative_to(tmp_path / "cache") and unpacked.stat().st_size > 20e6
+    before = unpacked.stat().st_mtime_ns
+    assert OnnxTextEncoder(copy).model_file == unpacked and unpacked.stat().st_mtime_ns == before
+    export = json.loads((copy / "export.json").read_text())
+    export["sha256"] = "f" * 64
+    (copy / "export.json").write_text(json.dumps(export))
+    with pytest.raises(ModelError, match="does not unpack"):
+        OnnxTextEncoder(copy)
+    assert not list((tmp_path / "cache" / "encoders" / ("f" * 16)).iterdir())

@@ -123,16 +123,19 @@ def export_encoder_command(
         str | None,
         typer.Option(help="A sentence-transformers model directory (default all-MiniLM-L6-v2)."),
     ] = None,
+    compress: Annotated[
+        bool, typer.Option(help="Store the graph xz-compressed, as the package ships it.")
+    ] = False,
 ) -> None:
     """Export a text encoder to int8 ONNX and report how far it is from PyTorch.
 
-    Example: bastion model export-encoder --out src/bastion/data/encoders/all-MiniLM-L6-v2
+    Example: bastion model export-encoder --compress --out src/bastion/data/encoders/all-MiniLM-L6-v2
     """
     from bastion.models.encoder import load_encoder
     from bastion.models.onnx_export import export_encoder
 
     with err_console.status("exporting and quantising..."):
-        export = export_encoder(load_encoder(encoder), out)
+        export = export_encoder(load_encoder(encoder), out, compress=compress)
     c = export.check
     console.print(
         f"wrote {out} (sha256 {export.sha256[:12]}…): on {c['texts']:.0f} texts, embeddings "

@@ -29,6 +29,7 @@ import numpy as np
 
 from bastion.errors import InputError, ModelError
 from bastion.media.decode import SAMPLE_RATE
+from bastion.paths import cache_root
 
 """Whisper's input rate; `Transcriber` takes float32 mono samples at exactly this rate."""
 
@@ -96,9 +97,7 @@ def _package_data_dir(package: str) -> Path:
 
 def default_cache_dir() -> Path:
     """`$BASTION_CACHE/whisper-base`, else `~/.cache/bastion/whisper-base` (read at call time)."""
-    root = os.environ.get("BASTION_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "bastion"
-    return base / "whisper-base"
+    return cache_root() / "whisper-base"
 
 
 def whisper_model_dir(

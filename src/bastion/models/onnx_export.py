@@ -16,7 +16,6 @@ binary AUPRC, and the manifest keeps the result so loading can decide.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -35,6 +34,7 @@ from bastion.models.onnx_runtime import (
     TOKENIZER_FILE,
     EncoderExport,
     OnnxTextEncoder,
+    file_sha256,
 )
 
 OPSET = 17
@@ -57,10 +57,15 @@ def check_texts(limit: int = 600) -> list[str]:
 
 
 def export_encoder(
-    encoder: TextEncoder, out_dir: Path | str, *, texts: Sequence[str] | None = None
+    encoder: TextEncoder,
+    out_dir: Path | str,
+    *,
+    texts: Sequence[str] | None = None,
+    compress: bool = False,
 ) -> EncoderExport:
     """Write `encoder` as an int8 ONNX encoder directory (replacing what is there) and check it
-    against the PyTorch encoder on `texts` (default `check_texts()`)."""
+    against the PyTorch encoder on `texts` (default `check_texts()`). With `compress` the graph
+    is stored xz-compressed (for shipping in a package); loading unpacks it into the cache."""
     import warnings
 
     import torch
@@ -118,6 +123,13 @@ def export_encoder(
         sample_texts = list(texts) if texts is not None else check_texts()
         info["check"] = embedding_check(encoder, OnnxTextEncoder(staging), sample_texts)
         (staging / EXPORT_FILE).write_text(json.dumps(info, indent=2), "utf-8")
+        if compress:
+            import lzma
+
+            graph = staging / ENCODER_FILE
+            with graph.open("rb") as source, lzma.open(f"{graph}.xz", "wb", preset=9) as packed:
+                shutil.copyfileobj(source, packed, 1 << 20)
+            graph.unlink()
         staging.chmod(0o755)
         if out.exists():
             shutil.rmtree(out)
@@ -162,14 +174,6 @@ def export_head(head: Any, path: Path | str, dim: int) -> Path:
             dynamo=False,
         )
     return target
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _pipeline(model: Any) -> tuple[Any, str]:

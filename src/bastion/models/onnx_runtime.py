@@ -12,6 +12,7 @@ of the cost of a text verdict.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -26,6 +27,7 @@ import numpy as np
 from bastion.errors import ModelError
 from bastion.models.embedding_cache import text_key
 from bastion.models.encoder import Encoder
+from bastion.paths import cache_root
 
 ENCODER_FILE = "model.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -61,6 +63,43 @@ class EncoderExport:
             raise ModelError(f"{path}: not a readable encoder export ({exc})") from None
 
 
+def encoder_file(directory: Path, sha256: str) -> Path:
+    """The int8 graph of an exported encoder: `model.int8.onnx` in the directory, or its xz
+    archive unpacked once into the cache (the package ships the archive: 18 MB, not 23) and
+    checked against the sha256 in export.json before it is used."""
+    plain = directory / ENCODER_FILE
+    if plain.is_file():
+        return plain
+    packed = directory / (ENCODER_FILE + ".xz")
+    if not packed.is_file():
+        raise ModelError(f"{directory}: not an exported encoder ({ENCODER_FILE} is missing)")
+    target = cache_root() / "encoders" / sha256[:16] / ENCODER_FILE
+    if target.is_file():
+        return target  # only ever renamed into place after its hash matched
+    import lzma
+    import shutil
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as out:
+        staging = Path(out.name)
+        with lzma.open(packed) as source:
+            shutil.copyfileobj(source, out, 1 << 20)
+    if file_sha256(staging) != sha256:
+        staging.unlink()
+        raise ModelError(f"{packed} does not unpack to the graph export.json names (sha256)")
+    staging.replace(target)
+    return target
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def session_options(threads: int | None = None) -> Any:
     import onnxruntime as ort
 
@@ -91,10 +130,11 @@ class OnnxTextEncoder:
         from tokenizers import Tokenizer
 
         self.path = Path(directory)
-        for needed in (ENCODER_FILE, TOKENIZER_FILE, EXPORT_FILE):
+        for needed in (TOKENIZER_FILE, EXPORT_FILE):
             if not (self.path / needed).is_file():
                 raise ModelError(f"{self.path}: not an exported encoder ({needed} is missing)")
         self.export = EncoderExport.read(self.path)
+        self.model_file = encoder_file(self.path, self.export.sha256)
         self.name = self.export.encoder
         self.dim = self.export.dim
         self.max_length = self.export.max_length
@@ -103,7 +143,7 @@ class OnnxTextEncoder:
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(self.max_length)
         self._session = ort.InferenceSession(
-            str(self.path / ENCODER_FILE),
+            str(self.model_file),
             session_options(threads),
             providers=["CPUExecutionProvider"],
         )
