@@ -3,6 +3,7 @@ the Moderator chooses between ONNX and PyTorch."""
 
 from __future__ import annotations
 
+import collections
 import json
 import shutil
 import subprocess
@@ -48,6 +49,21 @@ def test_shipped_export_is_intact_and_close_to_pytorch(onnx_encoder: OnnxTextEnc
     assert list(cosine.argmax(axis=1)) == list(range(len(TEXTS)))
     # A two-letter text sharing a call with long ones is the worst case (0.95 when measured).
     assert cosine.diagonal().min() > 0.94 and cosine.diagonal().mean() > 0.97
+
+
+def test_shipped_graph_is_fused_and_quantised(onnx_encoder: OnnxTextEncoder) -> None:
+    import onnx
+
+    ops = collections.Counter(
+        node.op_type for node in onnx.load(str(onnx_encoder.model_file)).graph.node
+    )
+    # One int8 attention node per layer: the eager-attention trace was fused, then quantised.
+    assert ops["QAttention"] == 6 and ops["Softmax"] == 0
+    assert ops["SkipLayerNormalization"] == 12 and ops["BiasGelu"] == 6
+    assert ops["DynamicQuantizeMatMul"] + ops["MatMulInteger"] >= 12
+    assert onnx_encoder.export.fused == {
+        "EmbedLayerNormalization": 1, "Attention": 6, "BiasGelu": 6, "SkipLayerNormalization": 12
+    }  # fmt: skip
 
 
 def test_rows_keep_input_order_whatever_the_token_lengths(onnx_encoder: OnnxTextEncoder) -> None:

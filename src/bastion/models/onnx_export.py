@@ -8,6 +8,13 @@ feed-forward weights have outlier columns that leave the rest with a handful of 
 int8 moved some embeddings to cosine 0.80 from the fp32 ones, per channel kept them above 0.96 at
 the same speed on this hardware.
 
+Before quantisation ONNX Runtime's transformer optimiser fuses the graph: one Attention node per
+layer (QAttention once quantised), SkipLayerNormalization, BiasGelu and the embedding layer norm.
+It only recognises attention traced from the eager implementation, so the export switches the
+model to eager attention for the trace (the numbers are the same as sdpa's). On 2 cores the fused
+int8 graph embeds one short post in 2.1 ms instead of 3.5 and 4,000 posts about 10 % faster, with
+the same embeddings (mean cosine to fp32 0.990 both).
+
 Nothing here decides whether the int8 path is good enough; the checks only measure. The embedding
 check (every export) compares the two runtimes on bundled texts; the score check (`score_check`,
 run by training on the held-out calibration rows) compares a model's category scores and its
@@ -16,10 +23,11 @@ binary AUPRC, and the manifest keeps the result so loading can decide.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +85,11 @@ def export_encoder(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        graph = _pooled_encoder_class()(transformer.auto_model).eval()
+        auto_model = transformer.auto_model
+        graph = _pooled_encoder_class()(auto_model).eval()
         sample = torch.ones((2, 8), dtype=torch.long)
         fp32 = staging / "model.fp32.onnx"
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), _eager_attention(auto_model):
             # The tracer's notes on Python control flow, and the legacy exporter's deprecation
             # notice: the dynamo exporter writes external-data files and did not fold this graph.
             warnings.simplefilter("ignore")
@@ -98,6 +107,7 @@ def export_encoder(
                 opset_version=OPSET,
                 dynamo=False,
             )
+        fused = _fuse(fp32, auto_model.config)
         quantize_dynamic(
             fp32,
             staging / ENCODER_FILE,
@@ -116,6 +126,7 @@ def export_encoder(
             "quantization": QUANTIZATION,
             "runtime": RUNTIME,
             "opset": OPSET,
+            "fused": fused,
             "versions": _versions(),
             "check": {},
         }
@@ -192,6 +203,43 @@ def _pipeline(model: Any) -> tuple[Any, str]:
             "Serve it with the PyTorch runtime (runtime='torch')."
         )
     return transformer, "mean"
+
+
+@contextlib.contextmanager
+def _eager_attention(model: Any) -> Iterator[None]:
+    """Trace with eager attention (what the fusion recognises), then put back what was set."""
+    before = getattr(model.config, "_attn_implementation", None)
+    if before in (None, "eager"):
+        yield
+        return
+    model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(before)
+
+
+def _fuse(path: Path, config: Any) -> dict[str, int]:
+    """Fuse `path` in place with ONNX Runtime's BERT optimiser; returns the fused node counts
+    (all zero when the graph's patterns were not recognised: it is then left as traced)."""
+    import logging
+
+    from onnxruntime.transformers import optimizer
+
+    heads = int(getattr(config, "num_attention_heads", 0))
+    hidden = int(getattr(config, "hidden_size", 0))
+    quiet = logging.getLogger("onnxruntime.transformers")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        model = optimizer.optimize_model(
+            str(path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=1
+        )
+    finally:
+        quiet.setLevel(level)
+    counts = {k: int(v) for k, v in model.get_fused_operator_statistics().items() if v}
+    model.save_model_to_file(str(path))
+    return counts
 
 
 def _versions() -> dict[str, str]:

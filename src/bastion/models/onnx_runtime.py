@@ -45,6 +45,7 @@ class EncoderExport:
     sha256: str
     quantization: str
     check: dict[str, float]
+    fused: dict[str, int]  # fused node counts by type; empty for an unfused graph
 
     @classmethod
     def read(cls, directory: Path) -> EncoderExport:
@@ -58,6 +59,7 @@ class EncoderExport:
                 sha256=str(raw["sha256"]),
                 quantization=str(raw["quantization"]),
                 check={k: float(v) for k, v in raw.get("check", {}).items()},
+                fused={k: int(v) for k, v in raw.get("fused", {}).items()},
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{path}: not a readable encoder export ({exc})") from None
