@@ -3,11 +3,12 @@ request's failure stays its own."""
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from serving import at_once
 
 from bastion.detectors.base import DetectorOutput
 from bastion.items import Item
@@ -44,24 +45,10 @@ class LengthDetector:
 
 
 def _burst(batcher: MicroBatcher, requests: list[list[str]]) -> list[list[Verdict] | Exception]:
-    results: list[list[Verdict] | Exception] = [[] for _ in requests]
-    start = threading.Barrier(len(requests))
+    def send(i: int) -> list[Verdict]:
+        return batcher.moderate([Item(t, id=f"{i}-{n}") for n, t in enumerate(requests[i])])
 
-    def send(i: int) -> None:
-        start.wait()
-        try:
-            results[i] = batcher.moderate(
-                [Item(t, id=f"{i}-{n}") for n, t in enumerate(requests[i])]
-            )
-        except Exception as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
+    return at_once([functools.partial(send, i) for i in range(len(requests))])
 
 
 def test_concurrent_requests_share_a_call_and_get_their_own_verdicts() -> None:

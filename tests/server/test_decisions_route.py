@@ -174,6 +174,8 @@ def test_content_is_returned_only_where_it_was_logged(
         "2025-01-31T12:00:00",  # no zone: whose noon?
         "2025-01-31T12:00:00 01:00",  # "+01:00" sent unencoded arrives as a space
         "0001-01-01T00:00:00+14:00",  # before year 1 in UTC
+        "0.5",  # numbers are not read as Unix times (schemathesis found pydantic did)
+        "1700000000",
     ],
 )
 def test_a_bad_since_is_a_400_naming_the_parameter(
@@ -182,6 +184,13 @@ def test_a_bad_since_is_a_400_naming_the_parameter(
     status, body = error(client, keys["reader-a"], since=since)
     assert status == 400 and body["type"] == "invalid_request_error"
     assert "since" in body["message"]
+
+
+def test_an_unknown_query_parameter_is_a_400_naming_it(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    status, body = error(client, keys["reader-a"], projet="b")
+    assert status == 400 and "'projet'" in body["message"]
 
 
 def test_limit_is_bounded_and_defaults_to_100(

@@ -124,6 +124,17 @@ def test_a_failing_batch_writes_nothing_and_raises(store: Store, make_record: Ma
     assert store.count_decisions() == 2
 
 
+@pytest.mark.parametrize("field", ["item_id", "content", "request_id", "error"])
+def test_a_nul_character_is_refused_alike_on_every_backend(
+    store: Store, make_record: MakeRecord, field: str
+) -> None:
+    # SQLite would keep it and PostgreSQL refuse it; the store refuses it first, naming the field.
+    batch = [make_record(0), make_record(1, **{field: "a\x00b"})]
+    with pytest.raises(InputError, match=f"decision 1: {field} contains a NUL character"):
+        store.log_decisions(batch)
+    assert store.count_decisions() == 0
+
+
 def test_an_empty_batch_is_a_no_op(store: Store) -> None:
     store.log_decisions([])
     assert store.count_decisions() == 0

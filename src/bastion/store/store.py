@@ -254,11 +254,21 @@ class Store:
         The batch is one transaction, committed before returning, so a verdict may be
         acknowledged to the client once this call is back. On SQLite the commit is in the WAL
         and (synchronous=FULL) fsynced, so it survives the process being killed and the machine
-        losing power. On failure nothing of the batch is written and StoreError is raised.
+        losing power. On failure nothing of the batch is written and StoreError is raised;
+        InputError (nothing written either) when a text field holds a NUL character, on every
+        backend alike.
         Every record is stamped with the same `created_at` (now, UTC); a caller's value is ignored.
         """
         if not records:
             return
+        for n, record in enumerate(records):
+            for name in _DECISION_FIELDS:
+                value = getattr(record, name)
+                if isinstance(value, str) and "\x00" in value:
+                    raise InputError(
+                        f"decision {n}: {name} contains a NUL character, which the decision "
+                        "log does not store (PostgreSQL cannot); none of this batch was written"
+                    )
         stamp = _now()
         rows = [_row_values(record, stamp) for record in records]
         noun = "decision" if len(rows) == 1 else "decisions"
