@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from bastion.store.keys import ApiKey, hash_secret
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -116,3 +118,46 @@ class RateLimiter:
                 return 0.0
             self._buckets[key] = bucket
             return (1.0 - bucket.tokens) / self.rate
+
+
+class VerifiedKeys:
+    """Key checks with a short memory: a key found live is trusted for `ttl_s` seconds.
+
+    Checking a key is a database read per request, which at a hundred requests a second on two
+    cores cost more CPU than scoring the text. The cache is keyed by the secret's hash (the same
+    hash the store keeps, never the secret) and holds only keys found live, so an unknown key
+    is looked up every time. The price: a key revoked by another process (`bastion keys
+    revoke`) keeps working here for up to `ttl_s` seconds (5 by default; 0 turns the cache off).
+    """
+
+    def __init__(self, verify: Callable[[str], ApiKey | None], ttl_s: float = 5.0) -> None:
+        self.verify = verify
+        self.ttl_s = ttl_s
+        self._live: dict[str, tuple[float, ApiKey]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, secret: str) -> ApiKey | None:
+        if self.ttl_s <= 0:
+            return self.verify(secret)
+        digest = hash_secret(secret)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._live.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        key = self.verify(secret)
+        with self._lock:
+            if key is None:
+                self._live.pop(digest, None)
+            else:
+                if len(self._live) >= 10_000:  # bounded: drop the expired, else start over
+                    self._live = {d: c for d, c in self._live.items() if c[0] > now}
+                    if len(self._live) >= 10_000:
+                        self._live.clear()
+                self._live[digest] = (now + self.ttl_s, key)
+        return key
+
+    def forget(self) -> None:
+        """Drop every remembered key (after a revocation in this process)."""
+        with self._lock:
+            self._live.clear()
