@@ -110,6 +110,11 @@ def session_options(threads: int | None = None) -> Any:
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    # ONNX Runtime's worker threads spin for a while after each op waiting for the next one. On
+    # two cores that spinning takes the CPU the service's own threads (HTTP, batching, logging)
+    # need between small model calls: with it off, the service used 11-16 ms of CPU per request
+    # at 40 requests/s instead of 26, and its median latency fell from 56 ms to 16-25 ms.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
