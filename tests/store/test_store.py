@@ -27,7 +27,7 @@ from bastion.store import Role, Store, StoreError, bastion_home, default_databas
 from bastion.store.models import Base
 from bastion.store.store import MIGRATIONS_DIR
 
-TABLES = {"alembic_version", "api_keys", "decisions"}
+TABLES = {"alembic_version", "api_keys", "decisions", "review_items", "review_decisions"}
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
 
 
@@ -71,7 +71,7 @@ def test_the_constructor_does_not_migrate(home: Path, database_url: str) -> None
 def test_open_creates_a_private_home_and_database_at_head(home: Path, database_url: str) -> None:
     with Store.open(home, database_url) as store:
         assert set(inspect(store.engine).get_table_names()) == TABLES
-        assert current_revision(store) == head_revision() == "0001"
+        assert current_revision(store) == head_revision() == "0002"
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
 
 

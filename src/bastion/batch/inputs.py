@@ -16,7 +16,7 @@ it would fail the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -84,12 +84,19 @@ class BatchInput(Protocol):
 
 
 def open_input(
-    path: Path | str, *, text_column: str | None = None, id_column: str | None = None
+    path: Path | str,
+    *,
+    text_column: str | None = None,
+    id_column: str | None = None,
+    metadata_columns: Sequence[str] = (),
 ) -> BatchInput:
     """The input reader for a file, chosen by its suffix; refuses what cannot be read before any scoring.
 
     `text_column` and `id_column` choose Parquet columns; a JSONL line always has `text` and `id`
     (the `bastion moderate` file contract), so naming columns for JSONL is refused.
+    `metadata_columns` are Parquet columns read into each Item's metadata (author, reach,
+    reports... for triage); JSONL lines carry every other field as metadata already. A named
+    column the file lacks is refused up front.
     """
     name = str(path)
     path = Path(path)
@@ -106,7 +113,7 @@ def open_input(
             )
         return JsonlInput(path.resolve(), name)
     if suffix in PARQUET_SUFFIXES:
-        return ParquetInput(path.resolve(), name, text_column, id_column)
+        return ParquetInput(path.resolve(), name, text_column, id_column, metadata_columns)
     known = ", ".join((*JSONL_SUFFIXES, *PARQUET_SUFFIXES))
     raise InputError(
         f"{name}: unknown input format '{path.suffix or '(no suffix)'}'; name the file with one "
@@ -172,7 +179,12 @@ class ParquetInput:
     """A Parquet file: text and id from named columns, read a row group's batches at a time."""
 
     def __init__(
-        self, path: Path, name: str, text_column: str | None, id_column: str | None
+        self,
+        path: Path,
+        name: str,
+        text_column: str | None,
+        id_column: str | None,
+        metadata_columns: Sequence[str] = (),
     ) -> None:
         self.path = path
         self.name = name
@@ -202,6 +214,14 @@ class ParquetInput:
                     "name the id column with --id-column"
                 )
             self.id_column = None  # no ids: rows are known by position
+        missing = [c for c in metadata_columns if c not in schema.names]
+        if missing:
+            raise InputError(f"{name} has no column '{missing[0]}' (its columns: {columns})")
+        self.metadata_columns = [
+            c
+            for c in dict.fromkeys(metadata_columns)
+            if c not in (self.text_column, self.id_column)
+        ]
         metadata = parquet.metadata
         self.group_rows = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
 
@@ -219,7 +239,11 @@ class ParquetInput:
 
     def read(self, chunk: Chunk, batch_size: int) -> Iterator[list[InputRow]]:
         parquet = pq.ParquetFile(self.path)
-        columns = [self.text_column] + ([self.id_column] if self.id_column else [])
+        columns = (
+            [self.text_column]
+            + ([self.id_column] if self.id_column else [])
+            + self.metadata_columns
+        )
         row, end = chunk.start_row, chunk.start_row + chunk.rows
         batch: list[InputRow] = []
         group_start = 0
@@ -243,8 +267,13 @@ class ParquetInput:
                         if self.id_column
                         else [None] * (hi - lo)
                     )
-                    for text, raw_id in zip(texts, ids, strict=True):
-                        batch.append(InputRow(row, self._record(row, text, raw_id)))
+                    extra = {
+                        c: part.column(c).slice(lo, hi - lo).to_pylist()
+                        for c in self.metadata_columns
+                    }
+                    for k, (text, raw_id) in enumerate(zip(texts, ids, strict=True)):
+                        meta = {c: values[k] for c, values in extra.items()}
+                        batch.append(InputRow(row, self._record(row, text, raw_id, meta)))
                         row += 1
                         if len(batch) >= batch_size:
                             yield batch
@@ -257,7 +286,9 @@ class ParquetInput:
             yield batch
         _check_complete(self.name, chunk, row)
 
-    def _record(self, row: int, text: Any, raw_id: Any) -> Record:
+    def _record(
+        self, row: int, text: Any, raw_id: Any, metadata: dict[str, Any] | None = None
+    ) -> Record:
         """A row as a Record; `line` is the row's number counted from 1, as in error messages."""
         line = row + 1
         where = f"{self.name}:{line}"
@@ -274,7 +305,7 @@ class ParquetInput:
                 )
         if text is None:
             return Record(line, None, item_id, f"{where}: '{self.text_column}' is null")
-        return Record(line, Item(text=text, id=item_id), item_id)
+        return Record(line, Item(text=text, id=item_id, metadata=metadata or {}), item_id)
 
 
 def _holds_text(kind: Any) -> bool:

@@ -11,7 +11,19 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Integer, MetaData, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -129,3 +141,57 @@ class DecisionRow(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float(), nullable=True)
     content: Mapped[str | None] = mapped_column(String(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class ReviewItemRow(Base):
+    """One item in a named review queue, with what the ranker knew when it queued it.
+
+    `state` is what was last written (pending, claimed, decided); a claim whose
+    `claim_expires_at` has passed is treated as pending by every reader, without a sweeper
+    rewriting it, so `claimed_by` keeps naming the last holder until someone else claims it.
+    `(queue, item_id)` is unique: re-queuing updates the row instead of adding one.
+    """
+
+    __tablename__ = "review_items"
+    __table_args__ = (
+        UniqueConstraint("queue", "item_id", name="uq_review_items_queue_item_id"),
+        Index("ix_review_items_queue_state_priority", "queue", "state", "priority"),
+    )
+
+    id: Mapped[int] = mapped_column(DecisionId, primary_key=True, autoincrement=True)
+    queue: Mapped[str] = mapped_column(String())
+    item_id: Mapped[str] = mapped_column(String())
+    state: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[float] = mapped_column(Float())
+    expected_harm: Mapped[float | None] = mapped_column(Float(), nullable=True)
+    text: Mapped[str | None] = mapped_column(String(), nullable=True)
+    media: Mapped[list[str]] = mapped_column(StrictJSON())
+    item_metadata: Mapped[dict[str, Any]] = mapped_column(StrictJSON())
+    channels: Mapped[list[str]] = mapped_column(StrictJSON())
+    features: Mapped[dict[str, float | None]] = mapped_column(StrictJSON())
+    claimed_by: Mapped[str | None] = mapped_column(String(), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    claim_count: Mapped[int] = mapped_column(Integer())
+    enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ReviewDecisionRow(Base):
+    """A reviewer's decision on one queued item: at most one per item (the unique key says so).
+
+    The item's features, channels and priority are not copied here: a decided item's row is
+    never updated again, so joining to it gives exactly what the ranker saw.
+    """
+
+    __tablename__ = "review_decisions"
+
+    id: Mapped[int] = mapped_column(DecisionId, primary_key=True, autoincrement=True)
+    review_item_id: Mapped[int] = mapped_column(
+        DecisionId, ForeignKey("review_items.id"), unique=True
+    )
+    label: Mapped[str] = mapped_column(String(32))
+    categories: Mapped[list[str]] = mapped_column(StrictJSON())
+    note: Mapped[str] = mapped_column(String())
+    reviewer: Mapped[str] = mapped_column(String())
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

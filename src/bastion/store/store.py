@@ -194,7 +194,7 @@ class Store:
             created_at=_now(),
             revoked_at=None,
         )
-        with self._transaction(f"create the API key {name!r}") as session:
+        with self.transaction(f"create the API key {name!r}") as session:
             session.add(row)
         return _key_from_row(row), secret
 
@@ -207,7 +207,7 @@ class Store:
         if not isinstance(secret, str) or not is_well_formed(secret):
             return None
         digest = hash_secret(secret)
-        with self._transaction("verify an API key") as session:
+        with self.transaction("verify an API key") as session:
             rows = session.scalars(
                 select(ApiKeyRow).where(ApiKeyRow.prefix == secret_prefix(secret))
             ).all()
@@ -224,7 +224,7 @@ class Store:
         query = select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id)
         if not include_revoked:
             query = query.where(ApiKeyRow.revoked_at.is_(None))
-        with self._transaction("list API keys") as session:
+        with self.transaction("list API keys") as session:
             return [_key_from_row(row) for row in session.scalars(query)]
 
     def revoke_key(self, key_id: str) -> bool:
@@ -235,7 +235,7 @@ class Store:
             .where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None))
             .values(revoked_at=_now())
         )
-        with self._transaction(f"revoke the API key {key_id!r}") as session:
+        with self.transaction(f"revoke the API key {key_id!r}") as session:
             result = session.execute(query, execution_options={"synchronize_session": False})
             changed: int = getattr(result, "rowcount", 0)
         return changed == 1
@@ -243,7 +243,7 @@ class Store:
     def count_keys(self) -> int:
         """How many keys are live (not revoked): zero means the service has no way in yet."""
         query = select(func.count()).select_from(ApiKeyRow).where(ApiKeyRow.revoked_at.is_(None))
-        with self._transaction("count API keys") as session:
+        with self.transaction("count API keys") as session:
             return int(session.scalar(query) or 0)
 
     # -- decision log -----------------------------------------------------------------------
@@ -273,7 +273,7 @@ class Store:
         rows = [_row_values(record, stamp) for record in records]
         noun = "decision" if len(rows) == 1 else "decisions"
         what = f"log {len(rows)} {noun} (none of this batch was written)"
-        with self._transaction(what) as session:
+        with self.transaction(what) as session:
             session.execute(insert(DecisionRow), rows)
 
     def decisions(
@@ -297,21 +297,30 @@ class Store:
                 raise InputError(f"since must be timezone-aware, got {since.isoformat()}")
             query = query.where(DecisionRow.created_at >= since)
         query = query.order_by(DecisionRow.created_at.desc(), DecisionRow.id.desc()).limit(limit)
-        with self._transaction("read the decision log") as session:
+        with self.transaction("read the decision log") as session:
             return [_record_from_row(row) for row in session.scalars(query)]
 
     def count_decisions(self) -> int:
         """How many decisions the log holds."""
-        with self._transaction("count logged decisions") as session:
+        with self.transaction("count logged decisions") as session:
             return int(session.scalar(select(func.count()).select_from(DecisionRow)) or 0)
 
     # -- plumbing ---------------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self, what: str) -> Iterator[Session]:
-        """A session in one transaction, committed on leaving; database failures become StoreError."""
+    def transaction(self, what: str, *, write: bool = False) -> Iterator[Session]:
+        """A session in one transaction, committed on leaving; database failures become
+        StoreError ("could not {what}: ...").
+
+        `write=True` on SQLite begins IMMEDIATE: the transaction takes the write lock before
+        its first read, so a read-then-write (a queue claim) can neither interleave with another
+        writer nor fail half-way when SQLite cannot upgrade a reader whose snapshot went stale.
+        It waits for the lock up to the busy timeout.
+        """
         try:
             with self._sessions.begin() as session:
+                if write and self.dialect == "sqlite":
+                    session.connection(execution_options={_SQLITE_BEGIN: "IMMEDIATE"})
                 yield session
         except SQLAlchemyError as exc:
             raise StoreError(f"could not {what}: {_describe(exc)}") from exc
