@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock 
 DATASETS ?= ../shared/datasets
 # Debian packages: OCR, speech synthesis for the tests, a font for rendered test images, and
 # FFmpeg's headers that the vpdq wheel is built against.
-DEB_PACKAGES := tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-core pkg-config cmake g++ \
+DEB_PACKAGES := libgomp1 tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-core pkg-config cmake g++ \
 	libavcodec-dev libavformat-dev libavdevice-dev libavfilter-dev libavutil-dev libswresample-dev \
 	libswscale-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
