@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -175,3 +176,28 @@ def test_training_needs_both_kinds_of_decision_and_matching_features(tmp_path: P
 def test_a_candidate_listed_twice_is_refused() -> None:
     with pytest.raises(InputError, match="'a' appears more than once"):
         rank([Candidate("a"), Candidate("b"), Candidate("a")])
+
+
+def test_candidates_round_trip_through_json_and_bad_lines_are_named() -> None:
+    c = Candidate(
+        "x",
+        text="t",
+        media=["a.jpg"],
+        channels={"hash": 1.0},
+        distances={"hash": 3.0},
+        scores={"hate": 0.25},
+        severity={"hate": 3},
+        reach=12.0,
+        reports=1.0,
+        author="u",
+        author_violations=2,
+        created_at=NOW,
+        metadata={"k": [1, 2]},
+    )
+    assert Candidate.from_json(json.loads(json.dumps(c.to_json()))) == c
+    with pytest.raises(InputError, match="non-empty string 'id'"):
+        Candidate.from_json({"text": "no id"})
+    with pytest.raises(InputError, match=r"candidate 'y'.*no time zone"):
+        Candidate.from_json({"id": "y", "created_at": "2025-01-01T00:00:00"})
+    with pytest.raises(InputError, match=r"candidate 'z'.*expected a number"):
+        Candidate.from_json({"id": "z", "reach": True})

@@ -84,6 +84,62 @@ class Candidate:
     def top_category(self) -> str | None:
         return max(self.scores, key=lambda c: self.scores[c]) if self.scores else None
 
+    def to_json(self) -> dict[str, Any]:
+        """One line of a candidates file (`bastion recall` writes them, `bastion rank` reads)."""
+        return {
+            "id": self.item_id,
+            "text": self.text,
+            "media": self.media,
+            "channels": self.channels,
+            "distances": self.distances,
+            "scores": self.scores,
+            "severity": self.severity,
+            "reach": self.reach,
+            "reports": self.reports,
+            "author": self.author,
+            "author_violations": self.author_violations,
+            "created_at": None if self.created_at is None else self.created_at.isoformat(),
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def from_json(cls, row: Mapping[str, Any]) -> Candidate:
+        """The inverse of `to_json`; InputError naming the field that is wrong."""
+        if not isinstance(row, Mapping) or not isinstance(row.get("id"), str) or not row["id"]:
+            raise InputError("a candidate needs a non-empty string 'id'")
+        try:
+            created = row.get("created_at")
+            created_at = None if created in (None, "") else datetime.fromisoformat(str(created))
+            if created_at is not None and created_at.tzinfo is None:
+                raise ValueError(f"created_at {created!r} has no time zone")
+            return cls(
+                item_id=row["id"],
+                text=None if row.get("text") is None else str(row["text"]),
+                media=[str(m) for m in row.get("media") or []],
+                channels={str(k): float(v) for k, v in (row.get("channels") or {}).items()},
+                distances={str(k): float(v) for k, v in (row.get("distances") or {}).items()},
+                scores={str(k): float(v) for k, v in (row.get("scores") or {}).items()},
+                severity={str(k): int(v) for k, v in (row.get("severity") or {}).items()},
+                reach=_optional_float(row.get("reach")),
+                reports=_optional_float(row.get("reports")),
+                author=None if row.get("author") is None else str(row["author"]),
+                author_violations=None
+                if row.get("author_violations") is None
+                else int(row["author_violations"]),
+                created_at=created_at,
+                metadata=dict(row.get("metadata") or {}),
+            )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"candidate {row['id']!r}: {exc}") from None
+
+
+def _optional_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    return float(value)
+
 
 def expected_harm(p_violation: np.ndarray, severity: np.ndarray, reach: np.ndarray) -> np.ndarray:
     """P(violation) × severity × reach, elementwise; an unknown reach counts as 1 (one viewer).
