@@ -224,3 +224,14 @@ def test_the_shipped_archive_unpacks_once_and_only_if_its_hash_matches(
     with pytest.raises(ModelError, match="does not unpack"):
         OnnxTextEncoder(copy)
     assert not list((tmp_path / "cache" / "encoders" / ("f" * 16)).iterdir())
+
+
+def test_threads_spin_unless_bastion_ort_spinning_is_0(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bastion.models.onnx_runtime import SPINNING_ENV, session_options
+
+    key = "session.intra_op.allow_spinning"
+    monkeypatch.delenv(SPINNING_ENV, raising=False)
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # spins: the default
+        session_options().get_session_config_entry(key)
+    monkeypatch.setenv(SPINNING_ENV, "0")
+    assert session_options().get_session_config_entry(key) == "0"

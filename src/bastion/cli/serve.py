@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -69,9 +70,14 @@ def serve_command(
     """
     import uvicorn
 
+    from bastion.models.onnx_runtime import SPINNING_ENV
     from bastion.server.app import ServerSettings, create_app
     from bastion.store import Role, Store, bastion_home
 
+    # A service answers small requests between which ONNX Runtime's threads would spin idle on
+    # cores the HTTP and batching threads need (see `session_options`); $BASTION_ORT_SPINNING=1
+    # turns spinning back on.
+    os.environ.setdefault(SPINNING_ENV, "0")
     root = home or bastion_home()
     store = Store.open(root)
     if not no_auth and store.count_keys() == 0:
