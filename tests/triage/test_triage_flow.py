@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from test_recall import BENIGN, LOOKALIKES, PARAPHRASES, SCAM
 
 from bastion.banks.embeddings import EmbeddingBank
 from bastion.banks.entries import Entry, Label
@@ -17,6 +16,7 @@ from bastion.triage import QueueItem, ReviewLabel, ReviewQueue
 from bastion.triage.feedback import add_confirmed_to_bank
 from bastion.triage.rank import rank
 from bastion.triage.recall import recall
+from scam_texts import BENIGN, LOOKALIKES, PARAPHRASES, SCAM
 
 SEVERITY = {"fraud": 3}
 

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -169,7 +169,7 @@ class EmbeddingBank:
     """One version of an embedding bank (see the module's docstring). `add` and `remove` commit
     a new version and return the bank opened at it; this object keeps answering from its own."""
 
-    kind: str = KIND
+    kind: ClassVar[str] = KIND
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from bastion.banks.files import BankError, BankManifest
 
@@ -112,7 +112,7 @@ class Bank(Protocol):
     a new version on disk and return the bank opened at it; the object they were called on
     keeps answering from its own version."""
 
-    kind: str
+    kind: ClassVar[str]
 
     @property
     def manifest(self) -> BankManifest: ...

@@ -20,8 +20,8 @@ app = typer.Typer(
 
 
 def _register() -> None:
+    from bastion.cli import bank, moderate, policy, score, serve, train, triage
     from bastion.cli import eval as eval_cmd
-    from bastion.cli import moderate, policy, score, serve, train
 
     app.command("moderate")(moderate.moderate_command)
     app.command("score")(score.score_command)
@@ -31,6 +31,10 @@ def _register() -> None:
     app.add_typer(train.model_app, name="model")
     app.command("serve")(serve.serve_command)
     app.add_typer(serve.keys_app, name="keys")
+    app.command("recall")(triage.recall_command)
+    app.command("rank")(triage.rank_command)
+    app.add_typer(triage.queue_app, name="queue")
+    app.add_typer(bank.bank_app, name="bank")
 
 
 _register()

@@ -17,6 +17,7 @@ channels whose scores are on different scales (Cormack, Clarke and Büttcher, SI
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from bastion.banks.scoring import source_aggregate
 from bastion.batch.inputs import BatchInput
 from bastion.errors import InputError
 from bastion.items import Item
+from bastion.media.hashing import MediaHash
 from bastion.moderator import Moderator, Verdict
 from bastion.triage.rank import CHANNELS, Candidate
 
@@ -66,7 +68,9 @@ class RecallSettings:
 
 
 class HashMatcher(Protocol):
-    def match_media_hashes(self, hashes: Sequence[Sequence[Any]]) -> list[list[Match]]: ...
+    def match_media_hashes(
+        self, items: Sequence[Sequence[MediaHash]], md5s: Sequence[Sequence[str]] | None = None
+    ) -> list[list[Match]]: ...
 
 
 class TextMatcher(Protocol):
@@ -204,9 +208,18 @@ def _score_batch(
         if v.error is None and v.category_scores:
             scores[i, col["classifier"]] = max(v.category_scores.values())
     if hash_banks:
-        hashes = [[(h.kind, h.hash) for h in v.hashes] for v in verdicts]
+        hashes = [
+            [MediaHash(h.kind, h.hash, h.quality, h.timestamp_s) for h in v.hashes]
+            for v in verdicts
+        ]
+        md5s = [_md5s(item) for item in items]
         _best_matches(
-            hash_banks, lambda b: b.match_media_hashes(hashes), scores, distances, "hash", 256.0
+            hash_banks,
+            lambda b: b.match_media_hashes(hashes, md5s),
+            scores,
+            distances,
+            "hash",
+            256.0,
         )
     texts = [item.scoring_text for item in items]
     if text_banks:
@@ -234,6 +247,23 @@ def _score_batch(
                         if math.isfinite(nearest[local]):
                             distances[at]["embedding"] = max(0.0, 1.0 - float(nearest[local]))
     return scores, distances, verdicts
+
+
+def _md5s(item: Item) -> list[str]:
+    """MD5 of each media file of the item that can be read (exact-file matches in hash banks);
+    one that cannot is left out here: the Moderator already reported it on the verdict."""
+    out = []
+    for source in item.media:
+        data = source.data
+        if data is None and source.path is not None:
+            try:
+                data = source.path.read_bytes()
+            except OSError:
+                continue
+        if data is None:
+            continue
+        out.append(hashlib.md5(data, usedforsecurity=False).hexdigest())
+    return out
 
 
 def _best_matches(

@@ -1,0 +1,1040 @@
+"""Hash banks: known images and videos by PDQ, vPDQ and MD5, matched by Hamming distance or exactly.
+
+A hash bank holds `Entry` rows whose signal is one of ThreatExchange's:
+
+- `pdq`: an image's PDQ hash, 64 lowercase hex characters (256 bits). A query matches an entry
+  when at most `pdq_threshold` bits differ (31 by default: ThreatExchange's
+  PDQ_CONFIDENT_MATCH_THRESHOLD, the distance Meta's Hasher-Matcher-Actioner matches at).
+- `vpdq`: a video, as ThreatExchange's vPDQ signal string: a JSON list of "hex,quality,timestamp"
+  strings, one per sampled frame (`VPDQSignal`; `vpdq_value` makes one from the `MediaHash`es
+  that `bastion.media` produces). A query video matches an entry video as
+  `threatexchange.extensions.vpdq` decides: frames under quality 50 are dropped and repeated
+  frame hashes counted once on both sides; a frame matches when some frame of the other video is
+  within 31 bits; the query matches when at least 80% of its frames match (query match percent)
+  and at least 0% of the entry's frames do (compared match percent). All four numbers are
+  settings with ThreatExchange's defaults.
+- `md5`: the MD5 of a file's bytes (32 hex characters), for exact copies of any file.
+
+Allow-lists: an entry with `negative=True` is known *not* to violate (a news photo that is often
+re-uploaded). When an item matches a negative entry, the bank reports none of its positive
+matches: `match_*` return an empty list for that item, the same answer `EmbeddingBank.match`
+gives, so a caller that treats any match as a hit cannot action allow-listed content. With
+`include_negative=True` they return the negative matches instead (flagged `negative=True`), for
+a reviewer who needs to see which allow-list entry suppressed what. Why a negative match wins
+regardless of distance: within the threshold both hashes are the same picture, and an entry
+someone marked as fine is the more specific statement (as `scoring.suppressed` for embeddings).
+
+Indexes. PDQ hashes (and the frames of vPDQ entries) are searched with FAISS binary indexes, kept
+in the bank's version directory (`pdq.faiss`; `vpdq.faiss` with `vpdq_frames.npy`, the entry of
+each frame) and checksummed by the manifest like every other file. An `add` copies the previous
+version's index and adds the new hashes; a `remove` rebuilds it from the hashes that remain.
+
+- `IndexBinaryFlat`: a brute-force popcount scan of 32 bytes per hash, exact by construction.
+- `IndexBinaryMultiHash` (multi-index hashing), nhash=16 tables each keyed by one 16-bit chunk
+  of the hash, probing every key within `nflip` bits of the query's chunk. Why it finds every
+  match: split 256 bits into 16 chunks of 16; if two hashes differ in d bits, the chunks share
+  those d bits out, so some chunk holds at most floor(d / 16) of them (pigeonhole). With
+  d <= 31 some chunk differs in at most 1 bit, and probing each chunk's key with up to
+  nflip = 1 bit flipped (17 keys a table) reaches that entry. In general nflip =
+  threshold // 16 makes it exact, which is what `_nflip` sets (0 below 16 bits, 2 up to 47;
+  beyond that the probes, C(16, 3) = 560 a table, cost more than a scan, so multi-hash is
+  refused there). Candidates from either index are verified by their exact Hamming distance
+  (FAISS's range search, then a NumPy popcount that reports the distance), so both index kinds
+  return exactly the same matches.
+
+Which one: `index` "auto" (the default) uses multi-hash above `multihash_min` hashes. On the
+development machine (2 shared cores, uniformly random hashes, 1,000-query batches, one thread)
+the flat scan was faster at every size tried: 0.05 vs 0.11 ms a query at 50,000 hashes,
+1.3 vs 1.8 ms at 1,000,000 and 3.8 vs 5.8 ms at 3,000,000. FAISS streams the flat codes at
+memory speed, while with fixed 16-bit keys the multi-hash candidates still grow linearly with
+the bank (n * 272 / 65,536 of them) and each costs a hash-table probe and a set insertion; real
+PDQ hashes cluster, which crowds its buckets further, and its tables take several times the
+flat index's memory. So `multihash_min` defaults to 10,000,000: past what was measured, where a
+flat scan of 320 MB a query is the worse risk. Measure on the serving hardware before lowering
+it; `index` "flat" or "multihash" forces the choice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar, Literal, cast
+
+import faiss
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bastion.banks.entries import Entry, Match
+from bastion.banks.files import (
+    CURRENT,
+    ENTRIES,
+    BankError,
+    BankManifest,
+    BankVersion,
+    current_version,
+    first_manifest,
+    locked,
+    new_version,
+    next_manifest,
+    read_jsonl,
+    write_jsonl,
+)
+from bastion.media.hashing import PDQ_MATCH_THRESHOLD, MediaHash
+
+KIND: Literal["hash"] = "hash"
+HASH_SIGNALS = ("pdq", "vpdq", "md5")
+IndexChoice = Literal["auto", "flat", "multihash"]
+
+PDQ_BITS = 256
+CODE_BYTES = PDQ_BITS // 8
+MULTIHASH_TABLES = 16  # nhash: 16 chunks ...
+MULTIHASH_KEY_BITS = 16  # ... of 16 bits (b)
+MULTIHASH_MAX_THRESHOLD = 47  # nflip <= 2; see the module's docstring
+
+#: ThreatExchange's vPDQ defaults (threatexchange.extensions.vpdq.vpdq_util; a test checks them).
+VPDQ_QUALITY_THRESHOLD = 50
+VPDQ_DISTANCE_THRESHOLD = 31
+VPDQ_QUERY_MATCH_THRESHOLD_PERCENT = 80.0
+VPDQ_INDEX_MATCH_THRESHOLD_PERCENT = 0.0
+#: PDQ hashes of images under this quality (flat or blurred pictures) are not matched when they
+#: come as `MediaHash`es, as ThreatExchange's PdqSignal does not hash them.
+PDQ_QUALITY_THRESHOLD = 50
+
+PDQ_INDEX = "pdq.faiss"
+VPDQ_INDEX = "vpdq.faiss"
+VPDQ_FRAMES = "vpdq_frames.npy"
+
+_HEX = frozenset("0123456789abcdef")
+_MD5 = re.compile(r"[0-9a-f]{32}")
+
+
+class HashBankSettings(BaseModel):
+    """A hash bank's settings, as kept in its manifest (see the module's docstring for each)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pdq_threshold: int = Field(PDQ_MATCH_THRESHOLD, ge=0, le=PDQ_BITS)
+    pdq_quality_threshold: int = Field(PDQ_QUALITY_THRESHOLD, ge=0, le=100)
+    vpdq_distance_threshold: int = Field(VPDQ_DISTANCE_THRESHOLD, ge=0, le=PDQ_BITS)
+    vpdq_quality_threshold: int = Field(VPDQ_QUALITY_THRESHOLD, ge=0, le=100)
+    vpdq_query_match_percent: float = Field(VPDQ_QUERY_MATCH_THRESHOLD_PERCENT, ge=0, le=100)
+    vpdq_compared_match_percent: float = Field(VPDQ_INDEX_MATCH_THRESHOLD_PERCENT, ge=0, le=100)
+    index: IndexChoice = "auto"
+    multihash_min: int = Field(10_000_000, ge=0)
+
+    @model_validator(mode="after")
+    def _multihash_reach(self) -> HashBankSettings:
+        widest = max(self.pdq_threshold, self.vpdq_distance_threshold)
+        if self.index == "multihash" and widest > MULTIHASH_MAX_THRESHOLD:
+            raise ValueError(
+                f"a multi-hash index is exact only with nflip = threshold // 16 bit flips, and "
+                f"a threshold of {widest} would need {widest // 16} (more probes than a scan); "
+                f"use index 'flat' or 'auto' for thresholds over {MULTIHASH_MAX_THRESHOLD}"
+            )
+        return self
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any], bank: str) -> HashBankSettings:
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(p) for p in problem["loc"])
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            what = f"setting {where}" if where else "settings"
+            raise BankError(f"hash bank {bank!r}: {what}: {message}") from None
+
+    def index_kind(self, n: int, threshold: int) -> Literal["flat", "multihash"]:
+        """The index for `n` hashes matched at `threshold` bits."""
+        if self.index == "flat" or threshold > MULTIHASH_MAX_THRESHOLD:
+            return "flat"
+        if self.index == "multihash":
+            return "multihash"
+        return "multihash" if n > self.multihash_min else "flat"
+
+
+@dataclass(frozen=True)
+class VideoMatch(Match):
+    """A vPDQ match, with ThreatExchange's two percentages as evidence: how much of the query
+    video's (quality-filtered, distinct) frames matched the entry, and how much of the entry's
+    matched the query. `distance` is the mean Hamming distance of the matching query frames to
+    their nearest frame of the entry."""
+
+    query_match_percent: float = 0.0
+    compared_match_percent: float = 0.0
+
+
+@dataclass(frozen=True)
+class VpdqFrame:
+    """One frame of a vPDQ signal: its PDQ hash, PDQ quality (0-100) and time in seconds."""
+
+    hash: str
+    quality: int
+    timestamp: float
+
+
+# -- validating hash strings -----------------------------------------------------------------
+
+
+def check_pdq(value: str) -> str:
+    """`value` as a canonical PDQ hash (64 lowercase hex), or a BankError saying what is wrong
+    (its length, or the first character that is not hex, and where). threatexchange's
+    `PdqSignal.validate_signal_str` then has the last word, so a bank holds only what any
+    ThreatExchange tool accepts."""
+    text = _check_hex(value, 64, "PDQ hash")
+    _threatexchange_check("pdq", text)
+    return text
+
+
+def check_md5(value: str) -> str:
+    """`value` as a canonical MD5 digest (32 lowercase hex), or a BankError saying what is
+    wrong; then threatexchange's `VideoMD5Signal.validate_signal_str`."""
+    text = _check_hex(value, 32, "MD5 digest")
+    _threatexchange_check("md5", text)
+    return text
+
+
+@lru_cache(maxsize=1)
+def _signal_types() -> dict[str, Any]:
+    """threatexchange's signal types, imported on first use (pdqhash and vpdq come with them)."""
+    from threatexchange.extensions.vpdq.vpdq import VPDQSignal
+    from threatexchange.signal_type.md5 import VideoMD5Signal
+    from threatexchange.signal_type.pdq.signal import PdqSignal
+
+    return {"pdq": PdqSignal, "md5": VideoMD5Signal, "vpdq": VPDQSignal}
+
+
+def _threatexchange_check(signal: str, value: str) -> None:
+    try:
+        _signal_types()[signal].validate_signal_str(value)
+    except ValueError as exc:
+        raise BankError(
+            f"threatexchange refuses the {signal} signal {value[:80]!r}: {exc}"
+        ) from None
+
+
+def _check_hex(value: object, length: int, what: str) -> str:
+    if not isinstance(value, str):
+        raise BankError(f"a {what} must be a string, got {type(value).__name__}")
+    text = value.strip().lower()
+    shown = f"{value.strip()[:80]!r}"
+    if not text:
+        raise BankError(f"a {what} is {length} hex characters; got an empty value")
+    if len(text) != length:
+        raise BankError(
+            f"a {what} is {length} hex characters; {shown} has {len(text)} (wrong length)"
+        )
+    for i, ch in enumerate(text):
+        if ch not in _HEX:
+            raise BankError(
+                f"a {what} is {length} hex characters (0-9, a-f); {shown} has {ch!r} at "
+                f"position {i + 1}"
+            )
+    return text
+
+
+def parse_vpdq(value: str) -> list[VpdqFrame]:
+    """A vPDQ signal string (ThreatExchange's JSON list of "hex,quality,timestamp") as frames."""
+    if not isinstance(value, str) or not value.strip():
+        raise BankError("a vPDQ signal is a JSON list of 'hex,quality,timestamp'; got nothing")
+    try:
+        raw = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise BankError(
+            f"a vPDQ signal is a JSON list of 'hex,quality,timestamp' strings; not JSON "
+            f"({exc.msg} at character {exc.pos + 1})"
+        ) from None
+    if not isinstance(raw, list):
+        raise BankError(
+            f"a vPDQ signal is a JSON list of 'hex,quality,timestamp' strings, not a "
+            f"{type(raw).__name__}"
+        )
+    if not raw:
+        raise BankError("a vPDQ signal needs at least one frame; the list is empty")
+    frames = []
+    for n, item in enumerate(raw, 1):
+        if not isinstance(item, str) or item.count(",") != 2:
+            raise BankError(f"vPDQ frame {n}: expected 'hex,quality,timestamp', got {item!r:.100}")
+        digest, quality, timestamp = item.split(",")
+        try:
+            pdq = check_pdq(digest)
+        except BankError as exc:
+            raise BankError(f"vPDQ frame {n}: {exc}") from None
+        try:
+            q = int(quality)
+            t = float(timestamp)
+        except ValueError:
+            raise BankError(
+                f"vPDQ frame {n}: quality {quality!r} or timestamp {timestamp!r} is not a number"
+            ) from None
+        if not 0 <= q <= 100:
+            raise BankError(f"vPDQ frame {n}: quality must be 0-100, got {q}")
+        if not t >= 0 or t == float("inf"):
+            raise BankError(f"vPDQ frame {n}: timestamp must be a finite number >= 0, got {t}")
+        frames.append(VpdqFrame(pdq, q, t))
+    return frames
+
+
+def vpdq_value(frames: Sequence[MediaHash | VpdqFrame]) -> str:
+    """Frames (the `MediaHash`es of `bastion.media.hashing.vpdq_hashes`, or `VpdqFrame`s) as
+    ThreatExchange's vPDQ signal string, written by threatexchange itself."""
+    from threatexchange.extensions.vpdq.vpdq_util import VpdqCompactFeature, vpdq_to_json
+
+    features = []
+    for f in frames:
+        if isinstance(f, MediaHash):
+            stamp = f.timestamp_s if f.timestamp_s is not None else 0.0
+            features.append(VpdqCompactFeature(check_pdq(f.hash), int(f.quality), float(stamp)))
+        else:
+            features.append(VpdqCompactFeature(check_pdq(f.hash), f.quality, f.timestamp))
+    if not features:
+        raise BankError("a vPDQ signal needs at least one frame")
+    try:
+        value = str(vpdq_to_json(features))
+    except ValueError as exc:
+        raise BankError(f"not a valid vPDQ signal: {exc}") from None
+    _threatexchange_check("vpdq", value)
+    return value
+
+
+def infer_signal(value: str) -> str:
+    """The hash signal a bare value most likely is: a JSON list is vPDQ, 32 hex characters MD5,
+    anything else is taken for PDQ (and `check_pdq` says what is wrong with it)."""
+    text = value.strip()
+    if text.startswith("["):
+        return "vpdq"
+    if _MD5.fullmatch(text.lower()):
+        return "md5"
+    return "pdq"
+
+
+def check_value(value: str, signal: str | None = None) -> tuple[str, str]:
+    """(signal, canonical value) of a hash value, the signal told from the value when not given
+    (`infer_signal`); a BankError says what is wrong with it."""
+    if not isinstance(value, str):
+        raise BankError(f"a hash value must be a string, got {type(value).__name__}")
+    signal = signal or infer_signal(value)
+    if signal == "pdq":
+        return signal, check_pdq(value)
+    if signal == "md5":
+        return signal, check_md5(value)
+    if signal == "vpdq":
+        return signal, vpdq_value(parse_vpdq(value))
+    raise BankError(f"a hash bank holds {', '.join(HASH_SIGNALS)} values, not {signal!r}")
+
+
+def _codes(hexes: Sequence[str]) -> np.ndarray:
+    """Canonical hex hashes as a (n, 32) uint8 array, most significant byte first (FAISS's and
+    PDQ's bit order agree: the Hamming distance is the same either way)."""
+    if not hexes:
+        return np.zeros((0, CODE_BYTES), dtype=np.uint8)
+    try:
+        raw = bytes.fromhex("".join(hexes))
+    except ValueError:
+        bad = next(h for h in hexes if not (len(h) == 64 and set(h) <= _HEX))
+        raise BankError(f"not a PDQ hash: {bad[:80]!r}") from None
+    if len(raw) != CODE_BYTES * len(hexes):
+        bad = next(h for h in hexes if len(h) != 64)
+        raise BankError(f"not a PDQ hash: {bad[:80]!r}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, CODE_BYTES)
+
+
+def _nflip(threshold: int) -> int:
+    return threshold // MULTIHASH_TABLES
+
+
+def _answers(index: Any, codes: np.ndarray, probes: int = 32) -> bool:
+    """Whether a read-back index finds (up to `probes` evenly spaced of) its own codes.
+
+    Why: FAISS 1.15's IndexBinaryMultiHash loses its hash tables when written or copied while
+    it holds exactly one code (every later search misses it; seen while developing and kept
+    as a regression test). The stored codes are intact, so an index that fails this probe is
+    rebuilt from them instead of being trusted.
+    """
+    if not len(codes):
+        return True
+    rows = np.unique(np.linspace(0, len(codes) - 1, min(probes, len(codes))).astype(np.int64))
+    lims, _, _ = index.range_search(np.ascontiguousarray(codes[rows]), 1)
+    return bool((np.diff(lims) >= 1).all())
+
+
+# -- the binary index ------------------------------------------------------------------------
+
+
+class BinaryIndex:
+    """256-bit codes in a FAISS binary index (flat or multi-hash), answering "which codes are
+    within t bits" exactly. Row i is the i-th code added. Never changed once built: `extended`
+    returns a new index, so a bank version's index can be shared by its readers. An index read
+    back from a file (or copied) is probed with some of its own codes first (`_answers`)."""
+
+    def __init__(self, index: Any, codes: np.ndarray, kind: Literal["flat", "multihash"]):
+        self._index = index
+        self.codes = codes
+        self.kind = kind
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @classmethod
+    def build(
+        cls, codes: np.ndarray, kind: Literal["flat", "multihash"], threshold: int
+    ) -> BinaryIndex:
+        codes = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1, CODE_BYTES)
+        index: Any
+        if kind == "multihash":
+            index = faiss.IndexBinaryMultiHash(PDQ_BITS, MULTIHASH_TABLES, MULTIHASH_KEY_BITS)
+            index.nflip = _nflip(threshold)
+        else:
+            index = faiss.IndexBinaryFlat(PDQ_BITS)
+        if len(codes):
+            index.add(codes)
+        return cls(index, codes, kind)
+
+    def extended(
+        self, new: np.ndarray, kind: Literal["flat", "multihash"], threshold: int
+    ) -> BinaryIndex:
+        """A copy of this index with `new` codes added after the existing ones (rebuilt when the
+        kind changes, e.g. a bank growing past `multihash_min`)."""
+        new = np.ascontiguousarray(new, dtype=np.uint8).reshape(-1, CODE_BYTES)
+        codes = np.concatenate([self.codes, new])
+        if kind != self.kind:
+            return BinaryIndex.build(codes, kind, threshold)
+        copy: Any = faiss.deserialize_index_binary(faiss.serialize_index_binary(self._index))
+        if kind == "multihash":
+            copy.nflip = _nflip(threshold)
+        if not _answers(copy, self.codes):
+            return BinaryIndex.build(codes, kind, threshold)
+        if len(new):
+            copy.add(new)
+        return BinaryIndex(copy, codes, kind)
+
+    def search(self, queries: np.ndarray, threshold: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query, (rows, distances) of the codes at most `threshold` bits away, nearest
+        first. FAISS's range search keeps distances strictly under its radius, hence +1; every
+        candidate's distance is then recomputed with a popcount and checked again."""
+        queries = np.ascontiguousarray(queries, dtype=np.uint8).reshape(-1, CODE_BYTES)
+        out: list[tuple[np.ndarray, np.ndarray]] = []
+        if not len(queries):
+            return out
+        if not len(self.codes):
+            empty = np.zeros(0, dtype=np.int64)
+            return [(empty, empty) for _ in range(len(queries))]
+        lims, _, ids = self._index.range_search(queries, threshold + 1)
+        ids = np.asarray(ids, dtype=np.int64)
+        for q in range(len(queries)):
+            rows = ids[lims[q] : lims[q + 1]]
+            dist = np.bitwise_count(self.codes[rows] ^ queries[q]).sum(axis=1, dtype=np.int64)
+            keep = dist <= threshold
+            rows, dist = rows[keep], dist[keep]
+            order = np.lexsort((rows, dist))
+            out.append((rows[order], dist[order]))
+        return out
+
+    def save(self, path: Path) -> None:
+        faiss.write_index_binary(self._index, str(path))
+
+    @classmethod
+    def load(cls, path: Path, codes: np.ndarray, threshold: int) -> BinaryIndex:
+        """Read an index and check that it holds exactly `codes` (from the bank's entries), so
+        an index that does not belong to the entries is refused rather than trusted."""
+        try:
+            raw: Any = faiss.read_index_binary(str(path))
+        except RuntimeError as exc:
+            raise BankError(f"{path}: FAISS cannot read it ({str(exc).splitlines()[0]})") from None
+        kind: Literal["flat", "multihash"]
+        if isinstance(raw, faiss.IndexBinaryMultiHash):
+            kind = "multihash"
+            storage: Any = faiss.downcast_IndexBinary(cast(Any, raw).storage)
+            stored = faiss.vector_to_array(storage.xb)
+            raw.nflip = _nflip(threshold)
+        elif isinstance(raw, faiss.IndexBinaryFlat):
+            kind = "flat"
+            stored = faiss.vector_to_array(cast(Any, raw).xb)
+        else:
+            raise BankError(f"{path} is a {type(raw).__name__}, not a PDQ index")
+        if raw.d != PDQ_BITS or raw.ntotal != len(codes):
+            raise BankError(
+                f"{path} indexes {raw.ntotal} codes of {raw.d} bits, but the bank has "
+                f"{len(codes)} {PDQ_BITS}-bit hashes; restore the bank or import it again"
+            )
+        if not np.array_equal(np.asarray(stored).reshape(-1, CODE_BYTES), codes):
+            raise BankError(
+                f"{path} does not hold the bank's hashes; restore the bank or import it again"
+            )
+        if not _answers(raw, codes):
+            return cls.build(codes, kind, threshold)
+        return cls(raw, codes, kind)
+
+
+# -- the bank --------------------------------------------------------------------------------
+
+
+class HashBank:
+    """One version of a hash bank (see the module's docstring). `add` and `remove` commit a new
+    version and return the bank opened at it; this object keeps answering from its own."""
+
+    kind: ClassVar[str] = KIND
+
+    def __init__(
+        self,
+        path: Path,
+        version: BankVersion,
+        entries: Sequence[Entry],
+        pdq_index: BinaryIndex | None,
+        vpdq_index: BinaryIndex | None,
+        frame_video: np.ndarray,
+    ) -> None:
+        self.path = path
+        self._version = version
+        self._entries = tuple(entries)
+        self.settings = HashBankSettings.parse(version.manifest.settings, self.name)
+        signals = np.array([e.signal for e in self._entries], dtype=object)
+        self._pdq_rows = np.flatnonzero(signals == "pdq")
+        self._video_rows = np.flatnonzero(signals == "vpdq")
+        self._md5: dict[str, list[int]] = {}
+        for i in np.flatnonzero(signals == "md5").tolist():
+            self._md5.setdefault(self._entries[i].value, []).append(i)
+        self._pdq_index = pdq_index
+        self._vpdq_index = vpdq_index
+        self._frame_video = frame_video
+        self._frames_per_video = np.bincount(frame_video, minlength=len(self._video_rows))
+
+    # -- opening --------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, path: Path, name: str, settings: dict[str, Any], description: str = ""
+    ) -> HashBank:
+        """Make a new, empty hash bank at `path` (version 1); `settings` are
+        `HashBankSettings` fields, the rest take their defaults."""
+        parsed = HashBankSettings.parse(dict(settings), name)
+        with locked(path):
+            if (path / CURRENT).exists():
+                raise BankError(f"a bank already exists at {path}")
+            manifest = first_manifest(name, KIND, parsed.model_dump(), description)
+            with new_version(path, manifest) as (staging, _):
+                _write_version(staging, [], None, None, np.zeros(0, dtype=np.int64))
+        return cls.open(path)
+
+    @classmethod
+    def open(cls, path: Path) -> HashBank:
+        """The bank's current version, every file checked against its manifest."""
+        return cls._load(path, current_version(path))
+
+    @classmethod
+    def _load(cls, path: Path, version: BankVersion) -> HashBank:
+        manifest = version.manifest
+        if manifest.kind != KIND:
+            raise BankError(f"bank {manifest.name!r} is a {manifest.kind} bank, not a hash bank")
+        settings = HashBankSettings.parse(manifest.settings, manifest.name)
+        entries = [Entry.from_json(row) for row in read_jsonl(version.file(ENTRIES))]
+        odd = [e for e in entries if e.signal not in HASH_SIGNALS]
+        if odd:
+            raise BankError(
+                f"bank {manifest.name!r}: entry {odd[0].id!r} has signal {odd[0].signal!r}, "
+                "which a hash bank does not hold"
+            )
+        pdq = [e.value for e in entries if e.signal == "pdq"]
+        pdq_index = None
+        if pdq:
+            pdq_index = BinaryIndex.load(
+                version.file(PDQ_INDEX), _codes(pdq), settings.pdq_threshold
+            )
+        videos = [_video_frames(e.value, settings) for e in entries if e.signal == "vpdq"]
+        vpdq_index = None
+        frame_video = np.zeros(0, dtype=np.int64)
+        if videos:
+            frame_video = _read_frame_video(version)
+            expected = np.repeat(np.arange(len(videos)), [len(v) for v in videos])
+            if not np.array_equal(frame_video, expected):
+                raise BankError(
+                    f"{version.path / VPDQ_FRAMES} does not match the bank's vPDQ entries; "
+                    "restore the bank or import it again"
+                )
+            vpdq_index = BinaryIndex.load(
+                version.file(VPDQ_INDEX),
+                _codes([f.hash for v in videos for f in v]),
+                settings.vpdq_distance_threshold,
+            )
+        return cls(path, version, entries, pdq_index, vpdq_index, frame_video)
+
+    # -- what it is ------------------------------------------------------------------------
+
+    @property
+    def manifest(self) -> BankManifest:
+        return self._version.manifest
+
+    @property
+    def entries(self) -> Sequence[Entry]:
+        return self._entries
+
+    @property
+    def name(self) -> str:
+        return self._version.manifest.name
+
+    @property
+    def version(self) -> int:
+        return self._version.manifest.version
+
+    @property
+    def index_kinds(self) -> dict[str, str | None]:
+        """Which index the PDQ hashes and the vPDQ frames use now (None when there are none)."""
+        return {
+            "pdq": self._pdq_index.kind if self._pdq_index else None,
+            "vpdq": self._vpdq_index.kind if self._vpdq_index else None,
+        }
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def validate_entry(self, entry: Entry) -> Entry:
+        """`entry` with its value in canonical form (lowercase hex; vPDQ as threatexchange
+        writes it), or a BankError naming what is wrong with the value or signal. `add` calls
+        it on every entry (and also wants a unique, non-empty id); batch tools (`exchange`)
+        call it first to report bad rows and add the good ones."""
+        if not isinstance(entry, Entry):
+            raise BankError(f"a bank entry must be an Entry, got {type(entry).__name__}")
+        if entry.signal == "pdq":
+            return replace(entry, value=check_pdq(entry.value))
+        if entry.signal == "md5":
+            return replace(entry, value=check_md5(entry.value))
+        if entry.signal == "vpdq":
+            frames = parse_vpdq(entry.value)
+            if not _usable(frames, self.settings):
+                raise BankError(
+                    f"the vPDQ signal has no frame of quality >= "
+                    f"{self.settings.vpdq_quality_threshold} (vpdq_quality_threshold): it could "
+                    "never match"
+                )
+            return replace(entry, value=vpdq_value(frames))
+        raise BankError(
+            f"a hash bank holds {', '.join(HASH_SIGNALS)} entries, not {entry.signal!r}"
+        )
+
+    def add(self, entries: Iterable[Entry]) -> HashBank:
+        """Commit a version with `entries` added; returns the bank opened at it.
+
+        All or nothing: every entry is checked first (`validate_entry`) and the first few
+        problems are raised together, naming each entry's position and id. Ids must be new to
+        the bank. The PDQ and vPDQ indexes of the current version are copied and extended.
+        """
+        new = _validated(self, list(entries))
+        if not new:
+            return self
+        with locked(self.path):
+            base = self._latest()
+            clash = {e.id for e in base._entries} & {e.id for e in new}
+            if clash:
+                raise BankError(f"bank {self.name!r} already has entries {_ids(sorted(clash))}")
+            settings = base.settings
+            all_entries = [*base._entries, *new]
+            pdq_new = _codes([e.value for e in new if e.signal == "pdq"])
+            pdq_index = _grow(
+                base._pdq_index, pdq_new, settings, settings.pdq_threshold, len(base._pdq_rows)
+            )
+            videos = [e for e in new if e.signal == "vpdq"]
+            frame_lists = [_video_frames(e.value, settings) for e in videos]
+            frames_new = _codes([f.hash for fl in frame_lists for f in fl])
+            first = len(base._video_rows)
+            frame_video = np.concatenate(
+                [base._frame_video]
+                + [np.full(len(fl), first + i, dtype=np.int64) for i, fl in enumerate(frame_lists)]
+            ).astype(np.int64)
+            vpdq_index = _grow(
+                base._vpdq_index,
+                frames_new,
+                settings,
+                settings.vpdq_distance_threshold,
+                len(base._frame_video),
+            )
+            manifest = next_manifest(base.manifest, len(all_entries))
+            with new_version(self.path, manifest) as (staging, _):
+                _write_version(staging, all_entries, pdq_index, vpdq_index, frame_video)
+        return HashBank.open(self.path)
+
+    def remove(self, ids: Iterable[str]) -> HashBank:
+        """Commit a version without the entries of `ids`; returns the bank opened at it. An id
+        the bank does not have is an error (nothing is removed). The indexes are rebuilt from
+        the hashes that remain (FAISS's binary indexes cannot drop rows in place)."""
+        gone = set(ids)
+        if not gone:
+            return self
+        with locked(self.path):
+            base = self._latest()
+            missing = gone - {e.id for e in base._entries}
+            if missing:
+                raise BankError(f"bank {self.name!r} has no entries {_ids(sorted(missing))}")
+            keep = np.array([e.id not in gone for e in base._entries], dtype=bool)
+            kept = [e for e, k in zip(base._entries, keep, strict=True) if k]
+            settings = base.settings
+            pdq_index = None
+            if base._pdq_index is not None:
+                codes = base._pdq_index.codes[keep[base._pdq_rows]]
+                if len(codes):
+                    kind = settings.index_kind(len(codes), settings.pdq_threshold)
+                    pdq_index = BinaryIndex.build(codes, kind, settings.pdq_threshold)
+            vpdq_index = None
+            frame_video = np.zeros(0, dtype=np.int64)
+            if base._vpdq_index is not None:
+                video_kept = keep[base._video_rows]
+                frame_kept = video_kept[base._frame_video]
+                renumber = np.cumsum(video_kept) - 1
+                frame_video = renumber[base._frame_video[frame_kept]].astype(np.int64)
+                codes = base._vpdq_index.codes[frame_kept]
+                if len(codes):
+                    threshold = settings.vpdq_distance_threshold
+                    kind = settings.index_kind(len(codes), threshold)
+                    vpdq_index = BinaryIndex.build(codes, kind, threshold)
+            manifest = next_manifest(base.manifest, len(kept))
+            with new_version(self.path, manifest) as (staging, _):
+                _write_version(staging, kept, pdq_index, vpdq_index, frame_video)
+        return HashBank.open(self.path)
+
+    def _latest(self) -> HashBank:
+        """This bank if it is still the current version, else the current version (call under
+        the lock: a change must build on what is current, not on what this object saw)."""
+        current = current_version(self.path)
+        if current.manifest.version == self.version and current.path == self._version.path:
+            return self
+        return HashBank._load(self.path, current)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def match_pdq(
+        self, hashes: Sequence[str], *, include_negative: bool = False
+    ) -> list[list[Match]]:
+        """Per PDQ hash (64 hex), the PDQ entries within `pdq_threshold` bits, nearest first
+        (distance in bits). Allow-list entries suppress, see the module's docstring. A
+        malformed hash is a BankError naming its position; an empty bank matches nothing."""
+        queries = _parse_queries(hashes, check_pdq, "PDQ hash")
+        found = self._pdq_found(queries)
+        return [settle_matches(f, include_negative) for f in found]
+
+    def match_md5(
+        self, digests: Sequence[str], *, include_negative: bool = False
+    ) -> list[list[Match]]:
+        """Per MD5 digest (32 hex), the MD5 entries with exactly that digest (distance 0)."""
+        values = _parse_queries(digests, check_md5, "MD5 digest")
+        found = [self._md5_found(v) for v in values]
+        return [settle_matches(f, include_negative) for f in found]
+
+    def match_video(
+        self,
+        videos: Sequence[str | Sequence[MediaHash | str]],
+        *,
+        include_negative: bool = False,
+    ) -> list[list[Match]]:
+        """Per video, the vPDQ entries it matches as ThreatExchange's vPDQ matcher decides (see
+        the module's docstring), as `VideoMatch`es. A video is a vPDQ signal string, or its
+        frame hashes: `MediaHash`es (their quality is used) or hex strings (taken as quality
+        100). A video with no frame of sufficient quality matches nothing."""
+        if isinstance(videos, str):
+            raise BankError("match_video takes a sequence of videos, not one string")
+        frames: list[list[str]] = []
+        problems: list[str] = []
+        for n, video in enumerate(videos, 1):
+            try:
+                frames.append(self._query_frames(video))
+            except BankError as exc:
+                problems.append(f"video {n}: {exc}")
+                frames.append([])
+        if problems:
+            raise BankError(_problems(problems))
+        found = self._video_found(frames)
+        return [settle_matches(f, include_negative) for f in found]
+
+    def match_media_hashes(
+        self,
+        items: Sequence[Sequence[MediaHash | tuple[str, MediaHash]]],
+        md5s: Sequence[Sequence[str]] | None = None,
+        *,
+        include_negative: bool = False,
+    ) -> list[list[Match]]:
+        """Per item, its matches from the hashes `bastion.media` computed for it.
+
+        Each item's hashes are `MediaHash`es, or (source, MediaHash) pairs as
+        `MediaScores.hashes` holds them: every "pdq" hash (one per image) is matched on its own
+        unless its quality is under `pdq_quality_threshold`, and all "vpdq" hashes of the item
+        are its video. `md5s`, if given, are each item's file digests. An entry matched more
+        than once keeps its nearest match; a negative match on any of them suppresses the rest.
+        """
+        if md5s is not None and len(md5s) != len(items):
+            raise BankError(f"{len(items)} items but {len(md5s)} lists of MD5 digests")
+        threshold = self.settings.pdq_quality_threshold
+        pdq_hex: list[str] = []
+        pdq_item: list[int] = []
+        videos: list[list[MediaHash]] = []
+        for i, hashes in enumerate(items):
+            video: list[MediaHash] = []
+            for h in hashes:
+                media = h[1] if isinstance(h, tuple) else h
+                if media.kind == "pdq":
+                    if media.quality >= threshold:
+                        pdq_hex.append(check_pdq(media.hash))
+                        pdq_item.append(i)
+                elif media.kind == "vpdq":
+                    video.append(media)
+                else:
+                    raise BankError(f"item {i + 1}: unknown media hash kind {media.kind!r}")
+            videos.append(video)
+        found: list[dict[int, Match]] = [{} for _ in items]
+        for i, hits in zip(pdq_item, self._pdq_found(_codes(pdq_hex)), strict=True):
+            _merge(found[i], hits)
+        with_video = [i for i, v in enumerate(videos) if v]
+        video_hits = self._video_found([self._query_frames(videos[i]) for i in with_video])
+        for i, hits in zip(with_video, video_hits, strict=True):
+            _merge(found[i], hits)
+        if md5s is not None:
+            for i, digests in enumerate(md5s):
+                for value in _parse_queries(digests, check_md5, "MD5 digest"):
+                    _merge(found[i], self._md5_found(value))
+        return [settle_matches(f, include_negative) for f in found]
+
+    def match_values(
+        self, values: Sequence[str], *, include_negative: bool = False
+    ) -> list[list[Match]]:
+        """Per value, its matches, the signal told from the value (`infer_signal`): a vPDQ
+        signal string, an MD5 digest or a PDQ hash. What `bastion bank match` uses."""
+        if isinstance(values, str):
+            raise BankError("match_values takes a sequence of values, not one string")
+        by_signal: dict[str, list[int]] = {"pdq": [], "md5": [], "vpdq": []}
+        problems: list[str] = []
+        for n, value in enumerate(values):
+            try:
+                signal, _ = check_value(value)
+            except BankError as exc:
+                problems.append(f"value {n + 1}: {exc}")
+                continue
+            by_signal[signal].append(n)
+        if problems:
+            raise BankError(_problems(problems))
+        out: list[list[Match]] = [[] for _ in values]
+        for signal, positions in by_signal.items():
+            if not positions:
+                continue
+            batch = [values[n] for n in positions]
+            if signal == "vpdq":
+                found = self.match_video(batch, include_negative=include_negative)
+            elif signal == "md5":
+                found = self.match_md5(batch, include_negative=include_negative)
+            else:
+                found = self.match_pdq(batch, include_negative=include_negative)
+            for n, matches in zip(positions, found, strict=True):
+                out[n] = matches
+        return out
+
+    # -- query internals -------------------------------------------------------------------
+
+    def _match(self, row: int, distance: float) -> Match:
+        entry = self._entries[row]
+        return Match(
+            bank=self.name,
+            bank_version=self.version,
+            entry_id=entry.id,
+            signal=entry.signal,
+            distance=float(distance),
+            label=entry.label,
+            negative=entry.negative,
+        )
+
+    def _pdq_found(self, queries: np.ndarray) -> list[dict[int, Match]]:
+        if self._pdq_index is None:
+            return [{} for _ in range(len(queries))]
+        found = []
+        for rows, dist in self._pdq_index.search(queries, self.settings.pdq_threshold):
+            entry_rows = self._pdq_rows[rows]
+            found.append(
+                {
+                    int(r): self._match(int(r), int(d))
+                    for r, d in zip(entry_rows.tolist(), dist.tolist(), strict=True)
+                }
+            )
+        return found
+
+    def _md5_found(self, digest: str) -> dict[int, Match]:
+        return {r: self._match(r, 0) for r in self._md5.get(digest, [])}
+
+    def _query_frames(self, video: str | Sequence[MediaHash | str]) -> list[str]:
+        """A query video's distinct frame hashes of sufficient quality, in order."""
+        s = self.settings
+        if isinstance(video, str):
+            pairs = [(f.hash, f.quality) for f in parse_vpdq(video)]
+        else:
+            pairs = []
+            for n, frame in enumerate(video, 1):
+                if isinstance(frame, MediaHash):
+                    pairs.append((_frame_hex(frame.hash, n), int(frame.quality)))
+                else:
+                    pairs.append((_frame_hex(frame, n), 100))
+        kept = [h for h, q in pairs if q >= s.vpdq_quality_threshold]
+        return list(dict.fromkeys(kept))
+
+    def _video_found(self, videos: Sequence[list[str]]) -> list[dict[int, Match]]:
+        """ThreatExchange's vPDQ match for each query video (distinct, quality-filtered frames)
+        against every entry video, from one range search over all their frames."""
+        found: list[dict[int, Match]] = [{} for _ in videos]
+        if self._vpdq_index is None or not any(videos):
+            return found
+        s = self.settings
+        flat = [h for v in videos for h in v]
+        owner = np.repeat(np.arange(len(videos)), [len(v) for v in videos])
+        results = self._vpdq_index.search(_codes(flat), s.vpdq_distance_threshold)
+        # per (query video, entry video): {query frame: best distance} and matched entry frames
+        query_hits: dict[tuple[int, int], dict[int, int]] = {}
+        entry_hits: dict[tuple[int, int], set[int]] = {}
+        for q, (rows, dist) in enumerate(results):
+            for row, d in zip(rows.tolist(), dist.tolist(), strict=True):
+                key = (int(owner[q]), int(self._frame_video[row]))
+                best = query_hits.setdefault(key, {})
+                best[q] = min(d, best.get(q, d))
+                entry_hits.setdefault(key, set()).add(row)
+        for (v, video), best in query_hits.items():
+            query_pct = len(best) * 100 / len(videos[v])
+            compared_pct = len(entry_hits[(v, video)]) * 100 / int(self._frames_per_video[video])
+            if (
+                query_pct >= s.vpdq_query_match_percent
+                and compared_pct >= s.vpdq_compared_match_percent
+            ):
+                row = int(self._video_rows[video])
+                entry = self._entries[row]
+                found[v][row] = VideoMatch(
+                    bank=self.name,
+                    bank_version=self.version,
+                    entry_id=entry.id,
+                    signal="vpdq",
+                    distance=float(np.mean(list(best.values()))),
+                    label=entry.label,
+                    negative=entry.negative,
+                    query_match_percent=query_pct,
+                    compared_match_percent=compared_pct,
+                )
+        return found
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def settle_matches(found: dict[int, Match], include_negative: bool) -> list[Match]:
+    """An item's matches (by entry row), nearest first; if any is on an allow-list entry,
+    only those (with `include_negative`) or none. Shared by hash and text banks."""
+    matches = sorted(found.values(), key=lambda m: (m.distance, m.entry_id))
+    negatives = [m for m in matches if m.negative]
+    if negatives:
+        return negatives if include_negative else []
+    return matches
+
+
+def _usable(frames: Sequence[VpdqFrame], settings: HashBankSettings) -> list[VpdqFrame]:
+    """The frames a vPDQ match counts: quality at least the threshold, each hash once (the
+    order of threatexchange's `prepare_vpdq_feature`: quality filter, then dedupe)."""
+    seen: dict[str, VpdqFrame] = {}
+    for f in frames:
+        if f.quality >= settings.vpdq_quality_threshold and f.hash not in seen:
+            seen[f.hash] = f
+    return list(seen.values())
+
+
+def _video_frames(value: str, settings: HashBankSettings) -> list[VpdqFrame]:
+    return _usable(parse_vpdq(value), settings)
+
+
+def _frame_hex(value: object, n: int) -> str:
+    try:
+        return check_pdq(cast(str, value))
+    except BankError as exc:
+        raise BankError(f"frame {n}: {exc}") from None
+
+
+def _parse_queries(values: Sequence[str], check: Any, what: str) -> Any:
+    """Checked, canonical query values (as (n, 32) codes for PDQ, else strings); every bad one
+    is named with its position."""
+    if isinstance(values, str):
+        raise BankError(f"pass a sequence of {what}es, not one string")
+    good: list[str] = []
+    problems: list[str] = []
+    for n, value in enumerate(values, 1):
+        try:
+            good.append(check(value))
+        except BankError as exc:
+            problems.append(f"query {n}: {exc}")
+    if problems:
+        raise BankError(_problems(problems))
+    return _codes(good) if check is check_pdq else good
+
+
+def _problems(problems: list[str]) -> str:
+    shown = "; ".join(problems[:5])
+    return shown + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+
+
+def _merge(into: dict[int, Match], hits: dict[int, Match]) -> None:
+    for row, match in hits.items():
+        if row not in into or match.distance < into[row].distance:
+            into[row] = match
+
+
+def _validated(bank: HashBank, entries: list[Entry]) -> list[Entry]:
+    out: list[Entry] = []
+    problems: list[str] = []
+    for n, e in enumerate(entries, 1):
+        try:
+            if isinstance(e, Entry) and not e.id:
+                raise BankError("an entry needs a non-empty id")
+            out.append(bank.validate_entry(e))
+        except BankError as exc:
+            name = f" ({e.id!r})" if isinstance(e, Entry) and e.id else ""
+            problems.append(f"entry {n}{name}: {exc}")
+    if problems:
+        raise BankError(f"bank {bank.name!r}: nothing added; " + _problems(problems))
+    twice = sorted(i for i, k in Counter(e.id for e in out).items() if k > 1)
+    if twice:
+        raise BankError(f"entries {_ids(twice)} are given more than once")
+    return out
+
+
+def _grow(
+    index: BinaryIndex | None,
+    new: np.ndarray,
+    settings: HashBankSettings,
+    threshold: int,
+    existing: int,
+) -> BinaryIndex | None:
+    kind = settings.index_kind(existing + len(new), threshold)
+    if index is None:
+        return BinaryIndex.build(new, kind, threshold) if len(new) else None
+    return index.extended(new, kind, threshold) if len(new) or kind != index.kind else index
+
+
+def _write_version(
+    staging: Path,
+    entries: list[Entry],
+    pdq_index: BinaryIndex | None,
+    vpdq_index: BinaryIndex | None,
+    frame_video: np.ndarray,
+) -> None:
+    write_jsonl(staging / ENTRIES, [e.to_json() for e in entries])
+    if pdq_index is not None:
+        pdq_index.save(staging / PDQ_INDEX)
+    if vpdq_index is not None:
+        vpdq_index.save(staging / VPDQ_INDEX)
+        np.save(staging / VPDQ_FRAMES, np.ascontiguousarray(frame_video, dtype=np.int64))
+
+
+def _read_frame_video(version: BankVersion) -> np.ndarray:
+    path = version.file(VPDQ_FRAMES)
+    try:
+        frame_video: np.ndarray = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise BankError(f"{path}: not a readable array file ({exc})") from None
+    if frame_video.dtype != np.int64 or frame_video.ndim != 1:
+        raise BankError(f"{path} holds {frame_video.dtype} {frame_video.shape}, not int64 (n,)")
+    return frame_video
+
+
+def _ids(ids: Sequence[str]) -> str:
+    shown = ", ".join(repr(i) for i in ids[:5])
+    return shown + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
