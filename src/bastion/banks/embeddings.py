@@ -44,14 +44,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from bastion.banks.base import BankSettings, VersionedBank, format_ids
 from bastion.banks.entries import Entry, Match
 from bastion.banks.files import (
     CURRENT,
     ENTRIES,
     BankError,
-    BankManifest,
     BankVersion,
     current_version,
     first_manifest,
@@ -88,7 +88,7 @@ _DEFAULT_DIM = 384
 _ENCODER_ALIASES = {f"sentence-transformers/{DEFAULT_ENCODER}": DEFAULT_ENCODER}
 
 
-class EmbeddingBankSettings(BaseModel):
+class EmbeddingBankSettings(BankSettings):
     """An embedding bank's settings, as kept in its manifest.
 
     `k` 5: neighbours per side in the contrastive score, Sentinel's default. `min_similarity`
@@ -99,7 +99,7 @@ class EmbeddingBankSettings(BaseModel):
     M / efConstruction / efSearch, IVF nlist / nprobe / PQ size / re-ranking, retraining).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    kind_name: ClassVar[str] = "embedding"
 
     encoder: str = DEFAULT_ENCODER
     dim: int = Field(_DEFAULT_DIM, ge=1)
@@ -133,15 +133,6 @@ class EmbeddingBankSettings(BaseModel):
             retrain_growth=self.retrain_growth,
         )
 
-    @classmethod
-    def parse(cls, raw: dict[str, Any], bank: str) -> EmbeddingBankSettings:
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            problem = exc.errors()[0]
-            where = ".".join(str(p) for p in problem["loc"]) or "settings"
-            raise BankError(f"embedding bank {bank!r}: setting {where}: {problem['msg']}") from None
-
 
 @dataclass(frozen=True)
 class BankScores:
@@ -165,7 +156,7 @@ class BankScores:
         return len(self.scores)
 
 
-class EmbeddingBank:
+class EmbeddingBank(VersionedBank):
     """One version of an embedding bank (see the module's docstring). `add` and `remove` commit
     a new version and return the bank opened at it; this object keeps answering from its own."""
 
@@ -270,22 +261,6 @@ class EmbeddingBank:
     # -- what it is ------------------------------------------------------------------------
 
     @property
-    def manifest(self) -> BankManifest:
-        return self._version.manifest
-
-    @property
-    def entries(self) -> Sequence[Entry]:
-        return self._entries
-
-    @property
-    def name(self) -> str:
-        return self._version.manifest.name
-
-    @property
-    def version(self) -> int:
-        return self._version.manifest.version
-
-    @property
     def dim(self) -> int:
         return self.settings.dim
 
@@ -341,7 +316,7 @@ class EmbeddingBank:
         if vectors is None:
             empty = [e.id for e in new if not e.value.strip()]
             if empty:
-                raise BankError(f"entries {_ids(empty)} have no text to embed")
+                raise BankError(f"entries {format_ids(empty)} have no text to embed")
             embedded = self.embed([e.value for e in new])
         else:
             embedded = unit_rows(vectors, self.dim, "exemplar vectors")
@@ -350,9 +325,7 @@ class EmbeddingBank:
         flags = np.array([e.negative for e in new], dtype=bool)
         with locked(self.path):
             base = self._latest()
-            clash = {e.id for e in base._entries} & {e.id for e in new}
-            if clash:
-                raise BankError(f"bank {self.name!r} already has entries {_ids(sorted(clash))}")
+            base._check_new_ids(new)
             params = base.settings.index_params()
             positives = np.concatenate([base._positives, embedded[~flags]])
             negatives = np.concatenate([base._negatives, embedded[flags]])
@@ -378,9 +351,7 @@ class EmbeddingBank:
             return self
         with locked(self.path):
             base = self._latest()
-            missing = gone - {e.id for e in base._entries}
-            if missing:
-                raise BankError(f"bank {self.name!r} has no entries {_ids(sorted(missing))}")
+            base._check_known_ids(gone)
             keep = np.array([e.id not in gone for e in base._entries], dtype=bool)
             params = base.settings.index_params()
             positives = np.asarray(base._positives[keep[base._positive_rows]])
@@ -392,13 +363,8 @@ class EmbeddingBank:
                 _write_version(staging, kept, positives, negatives, positive_index, negative_index)
         return EmbeddingBank.open(self.path, self._encoder)
 
-    def _latest(self) -> EmbeddingBank:
-        """This bank if it is still the current version, else the current version (call under
-        the lock: a change must build on what is current, not on what this object saw)."""
-        current = current_version(self.path)
-        if current.manifest.version == self.version and current.path == self._version.path:
-            return self
-        return EmbeddingBank._load(self.path, current, self._encoder)
+    def _reload(self, version: BankVersion) -> EmbeddingBank:
+        return EmbeddingBank._load(self.path, version, self._encoder)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -558,7 +524,7 @@ def _check_new_entries(entries: list[Entry], bank: str) -> None:
             raise BankError("an entry needs a non-empty id")
     twice = sorted(i for i, n in Counter(e.id for e in entries).items() if n > 1)
     if twice:
-        raise BankError(f"entries {_ids(twice)} are given more than once")
+        raise BankError(f"entries {format_ids(twice)} are given more than once")
 
 
 def _grow(
@@ -615,8 +581,3 @@ def _read_index(
         return None
     version.file(f"{name}.json")
     return load_index(version.path, name, vectors, params)
-
-
-def _ids(ids: Sequence[str]) -> str:
-    shown = ", ".join(repr(i) for i in ids[:5])
-    return shown + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")

@@ -67,14 +67,14 @@ from typing import Any, ClassVar, Literal, cast
 
 import faiss
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from bastion.banks.base import BankSettings, VersionedBank, format_ids
 from bastion.banks.entries import Entry, Match
 from bastion.banks.files import (
     CURRENT,
     ENTRIES,
     BankError,
-    BankManifest,
     BankVersion,
     current_version,
     first_manifest,
@@ -113,10 +113,10 @@ _HEX = frozenset("0123456789abcdef")
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
 
-class HashBankSettings(BaseModel):
+class HashBankSettings(BankSettings):
     """A hash bank's settings, as kept in its manifest (see the module's docstring for each)."""
 
-    model_config = ConfigDict(extra="forbid")
+    kind_name: ClassVar[str] = "hash"
 
     pdq_threshold: int = Field(PDQ_MATCH_THRESHOLD, ge=0, le=PDQ_BITS)
     pdq_quality_threshold: int = Field(PDQ_QUALITY_THRESHOLD, ge=0, le=100)
@@ -137,17 +137,6 @@ class HashBankSettings(BaseModel):
                 f"use index 'flat' or 'auto' for thresholds over {MULTIHASH_MAX_THRESHOLD}"
             )
         return self
-
-    @classmethod
-    def parse(cls, raw: dict[str, Any], bank: str) -> HashBankSettings:
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            problem = exc.errors()[0]
-            where = ".".join(str(p) for p in problem["loc"])
-            message = str(problem["msg"]).removeprefix("Value error, ")
-            what = f"setting {where}" if where else "settings"
-            raise BankError(f"hash bank {bank!r}: {what}: {message}") from None
 
     def index_kind(self, n: int, threshold: int) -> Literal["flat", "multihash"]:
         """The index for `n` hashes matched at `threshold` bits."""
@@ -474,7 +463,7 @@ class BinaryIndex:
 # -- the bank --------------------------------------------------------------------------------
 
 
-class HashBank:
+class HashBank(VersionedBank):
     """One version of a hash bank (see the module's docstring). `add` and `remove` commit a new
     version and return the bank opened at it; this object keeps answering from its own."""
 
@@ -566,22 +555,6 @@ class HashBank:
     # -- what it is ------------------------------------------------------------------------
 
     @property
-    def manifest(self) -> BankManifest:
-        return self._version.manifest
-
-    @property
-    def entries(self) -> Sequence[Entry]:
-        return self._entries
-
-    @property
-    def name(self) -> str:
-        return self._version.manifest.name
-
-    @property
-    def version(self) -> int:
-        return self._version.manifest.version
-
-    @property
     def index_kinds(self) -> dict[str, str | None]:
         """Which index the PDQ hashes and the vPDQ frames use now (None when there are none)."""
         return {
@@ -627,9 +600,7 @@ class HashBank:
             return self
         with locked(self.path):
             base = self._latest()
-            clash = {e.id for e in base._entries} & {e.id for e in new}
-            if clash:
-                raise BankError(f"bank {self.name!r} already has entries {_ids(sorted(clash))}")
+            base._check_new_ids(new)
             settings = base.settings
             all_entries = [*base._entries, *new]
             pdq_new = _codes([e.value for e in new if e.signal == "pdq"])
@@ -665,9 +636,7 @@ class HashBank:
             return self
         with locked(self.path):
             base = self._latest()
-            missing = gone - {e.id for e in base._entries}
-            if missing:
-                raise BankError(f"bank {self.name!r} has no entries {_ids(sorted(missing))}")
+            base._check_known_ids(gone)
             keep = np.array([e.id not in gone for e in base._entries], dtype=bool)
             kept = [e for e, k in zip(base._entries, keep, strict=True) if k]
             settings = base.settings
@@ -694,13 +663,8 @@ class HashBank:
                 _write_version(staging, kept, pdq_index, vpdq_index, frame_video)
         return HashBank.open(self.path)
 
-    def _latest(self) -> HashBank:
-        """This bank if it is still the current version, else the current version (call under
-        the lock: a change must build on what is current, not on what this object saw)."""
-        current = current_version(self.path)
-        if current.manifest.version == self.version and current.path == self._version.path:
-            return self
-        return HashBank._load(self.path, current)
+    def _reload(self, version: BankVersion) -> HashBank:
+        return HashBank._load(self.path, version)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -992,7 +956,7 @@ def _validated(bank: HashBank, entries: list[Entry]) -> list[Entry]:
         raise BankError(f"bank {bank.name!r}: nothing added; " + _problems(problems))
     twice = sorted(i for i, k in Counter(e.id for e in out).items() if k > 1)
     if twice:
-        raise BankError(f"entries {_ids(twice)} are given more than once")
+        raise BankError(f"entries {format_ids(twice)} are given more than once")
     return out
 
 
@@ -1033,8 +997,3 @@ def _read_frame_video(version: BankVersion) -> np.ndarray:
     if frame_video.dtype != np.int64 or frame_video.ndim != 1:
         raise BankError(f"{path} holds {frame_video.dtype} {frame_video.shape}, not int64 (n,)")
     return frame_video
-
-
-def _ids(ids: Sequence[str]) -> str:
-    shown = ", ".join(repr(i) for i in ids[:5])
-    return shown + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")

@@ -52,14 +52,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from bastion.banks.base import BankSettings, VersionedBank, format_ids
 from bastion.banks.entries import Entry, Match
 from bastion.banks.files import (
     CURRENT,
     ENTRIES,
     BankError,
-    BankManifest,
     BankVersion,
     current_version,
     first_manifest,
@@ -81,25 +81,16 @@ _WORD = re.compile(r"\w+")
 _SHINGLE_CACHE = 4096
 
 
-class TextBankSettings(BaseModel):
+class TextBankSettings(BankSettings):
     """A text bank's settings, as kept in its manifest (see the module's docstring)."""
 
-    model_config = ConfigDict(extra="forbid")
+    kind_name: ClassVar[str] = "text"
 
     threshold: float = Field(0.7, gt=0.0, le=1.0)
     shingle_size: int = Field(5, ge=2, le=32)
     num_perm: int = Field(128, ge=16, le=1024)
     seed: int = Field(1, ge=0)
     scheme: Literal["affine64"] = "affine64"
-
-    @classmethod
-    def parse(cls, raw: dict[str, Any], bank: str) -> TextBankSettings:
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            problem = exc.errors()[0]
-            where = ".".join(str(p) for p in problem["loc"]) or "settings"
-            raise BankError(f"text bank {bank!r}: setting {where}: {problem['msg']}") from None
 
 
 def normalise(text: str) -> str:
@@ -157,7 +148,7 @@ def signatures(sets: Sequence[frozenset[str]], settings: TextBankSettings) -> np
     return np.stack([np.asarray(m.hashvalues, dtype=np.uint64) for m in hashes])
 
 
-class TextBank:
+class TextBank(VersionedBank):
     """One version of a near-duplicate text bank (see the module's docstring). `add` and
     `remove` commit a new version and return the bank opened at it; this object keeps answering
     from its own."""
@@ -237,22 +228,6 @@ class TextBank:
     # -- what it is ------------------------------------------------------------------------
 
     @property
-    def manifest(self) -> BankManifest:
-        return self._version.manifest
-
-    @property
-    def entries(self) -> Sequence[Entry]:
-        return self._entries
-
-    @property
-    def name(self) -> str:
-        return self._version.manifest.name
-
-    @property
-    def version(self) -> int:
-        return self._version.manifest.version
-
-    @property
     def lsh_bands(self) -> tuple[int, int]:
         """(bands, rows per band) of this bank's LSH."""
         return lsh_params(self.settings.threshold, self.settings.num_perm)
@@ -291,14 +266,12 @@ class TextBank:
             raise BankError(f"bank {self.name!r}: nothing added; {shown}{more}")
         twice = sorted(i for i, k in Counter(e.id for e in new).items() if k > 1)
         if twice:
-            raise BankError(f"entries {_ids(twice)} are given more than once")
+            raise BankError(f"entries {format_ids(twice)} are given more than once")
         if not new:
             return self
         with locked(self.path):
             base = self._latest()
-            clash = {e.id for e in base._entries} & {e.id for e in new}
-            if clash:
-                raise BankError(f"bank {self.name!r} already has entries {_ids(sorted(clash))}")
+            base._check_new_ids(new)
             sigs = np.concatenate([base._signatures, signatures(sets, base.settings)])
             all_entries = [*base._entries, *new]
             manifest = next_manifest(base.manifest, len(all_entries))
@@ -314,9 +287,7 @@ class TextBank:
             return self
         with locked(self.path):
             base = self._latest()
-            missing = gone - {e.id for e in base._entries}
-            if missing:
-                raise BankError(f"bank {self.name!r} has no entries {_ids(sorted(missing))}")
+            base._check_known_ids(gone)
             keep = np.array([e.id not in gone for e in base._entries], dtype=bool)
             kept = [e for e, k in zip(base._entries, keep, strict=True) if k]
             manifest = next_manifest(base.manifest, len(kept))
@@ -324,13 +295,8 @@ class TextBank:
                 _write_version(staging, kept, base._signatures[keep])
         return TextBank.open(self.path)
 
-    def _latest(self) -> TextBank:
-        """This bank if it is still the current version, else the current version (call under
-        the lock: a change must build on what is current, not on what this object saw)."""
-        current = current_version(self.path)
-        if current.manifest.version == self.version and current.path == self._version.path:
-            return self
-        return TextBank._load(self.path, current)
+    def _reload(self, version: BankVersion) -> TextBank:
+        return TextBank._load(self.path, version)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -401,8 +367,3 @@ class TextBank:
 def _write_version(staging: Path, entries: list[Entry], sigs: np.ndarray) -> None:
     write_jsonl(staging / ENTRIES, [e.to_json() for e in entries])
     np.save(staging / SIGNATURES, np.ascontiguousarray(sigs, dtype=np.uint64))
-
-
-def _ids(ids: Sequence[str]) -> str:
-    shown = ", ".join(repr(i) for i in ids[:5])
-    return shown + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
