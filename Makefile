@@ -11,7 +11,7 @@ DEB_PACKAGES := libgomp1 tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-
 	libswscale-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: system-deps install run demo test lint typecheck pytest model bench-zero-shot bench-media bench-throughput bench-serve clean
+.PHONY: system-deps install run demo test lint typecheck pytest model bench-zero-shot bench-media bench-throughput bench-serve bench-recall bench-ranking clean
 
 # Pinned dependencies; torch 2.13.0 resolves to the CPU build this machine's pip finds locally.
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -69,6 +69,14 @@ bench-throughput: install
 ## Service under load from locust: 50/100/200 requests/s; the full soak is BENCH_ARGS="--soak 600".
 bench-serve: install
 	$(BIN)/python bench/serve_load.py $(BENCH_ARGS)
+
+## Recall of a rare planted harm in a 50,000-item pool, per channel and merged (about 12 minutes).
+bench-recall: install
+	BASTION_DATASETS=$(DATASETS) $(BIN)/python bench/recall.py $(BENCH_ARGS)
+
+## Ranking under a review budget: harm covered by the first 1/5/10 % of the queue.
+bench-ranking: install
+	BASTION_DATASETS=$(DATASETS) $(BIN)/python bench/ranking.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache reports bench/out

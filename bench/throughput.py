@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import subprocess
@@ -57,7 +56,7 @@ from bastion.models.encoder import SHIPPED_ONNX_ENCODER, default_encoder_path
 from bastion.models.onnx_runtime import TOKENIZER_FILE, LruEmbeddings, OnnxTextEncoder
 from bastion.models.scoring import any_category
 from bastion.moderator import Moderator, Verdict
-from common import machine  # bench/ is on sys.path when a benchmark runs
+from common import machine, write_result  # bench/ is on sys.path when a benchmark runs
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = "davidson"
@@ -535,11 +534,7 @@ def main() -> None:
         "sets": sets,
         "accuracy": acc,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    md = out.with_suffix(".md")
-    md.write_text(markdown(result), encoding="utf-8")
+    out, md = write_result(result, args.out, markdown(result))
     console.print(f"wrote {out} and {md}")
 
 

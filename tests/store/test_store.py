@@ -24,6 +24,7 @@ from sqlalchemy import inspect
 
 from bastion.errors import BastionError
 from bastion.store import Role, Store, StoreError, bastion_home, default_database_url
+from bastion.store.keys import SCOPES_BY_ROLE
 from bastion.store.models import Base
 from bastion.store.store import MIGRATIONS_DIR
 
@@ -71,7 +72,7 @@ def test_the_constructor_does_not_migrate(home: Path, database_url: str) -> None
 def test_open_creates_a_private_home_and_database_at_head(home: Path, database_url: str) -> None:
     with Store.open(home, database_url) as store:
         assert set(inspect(store.engine).get_table_names()) == TABLES
-        assert current_revision(store) == head_revision() == "0002"
+        assert current_revision(store) == head_revision() == "0003"
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
 
 
@@ -111,6 +112,25 @@ def test_the_migrations_downgrade_to_nothing_and_back(store: Store) -> None:
     store.migrate()
     assert current_revision(store) == head_revision()
     assert store.count_decisions() == 0
+
+
+def test_keys_with_their_roles_old_defaults_get_the_review_and_bank_scopes(store: Store) -> None:
+    config = alembic_config()
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+    # Keys as 0002 made them: an admin and a moderator with that day's defaults, and an admin
+    # whose scopes someone chose by hand.
+    admin, _ = store.create_key(
+        "admin", Role.admin, scopes=["moderate", "decisions:read", "keys:admin"]
+    )
+    moderator, _ = store.create_key("mod", Role.moderator, scopes=["moderate"])
+    chosen, _ = store.create_key("chosen", Role.admin, scopes=["decisions:read"])
+    store.migrate()
+    scopes = {k.id: k.scopes for k in store.list_keys()}
+    assert scopes[admin.id] == SCOPES_BY_ROLE[Role.admin] and "banks:write" in scopes[admin.id]
+    assert scopes[moderator.id] == frozenset({"moderate", "banks:read"})
+    assert scopes[chosen.id] == frozenset({"decisions:read"})
 
 
 @SQLITE_ONLY

@@ -19,8 +19,11 @@ from bastion.store import SCOPES_BY_ROLE, Role, Store
 
 def test_roles_carry_the_documented_scopes() -> None:
     expected = {
-        Role.admin: frozenset({"moderate", "decisions:read", "keys:admin"}),
-        Role.moderator: frozenset({"moderate"}),
+        Role.admin: frozenset(
+            {"moderate", "decisions:read", "keys:admin", "review", "banks:read", "banks:write"}
+        ),
+        Role.moderator: frozenset({"moderate", "banks:read"}),
+        Role.reviewer: frozenset({"review", "banks:read", "decisions:read"}),
         Role.reader: frozenset({"decisions:read"}),
     }
     assert expected == SCOPES_BY_ROLE

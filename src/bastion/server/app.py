@@ -61,6 +61,7 @@ from bastion.server.schemas import (
     ModerationResult,
 )
 from bastion.server.security import BodyLimitMiddleware, RateLimiter, VerifiedKeys
+from bastion.server.triage_routes import triage_router
 from bastion.store import ApiKey, DecisionRecord, Store, bastion_home
 from bastion.store.errors import StoreError
 from bastion.store.keys import SCOPE_DECISIONS_READ, SCOPE_KEYS_ADMIN
@@ -517,6 +518,8 @@ def create_app(
             limit=limit,
         )
         return DecisionList(data=records)
+
+    app.include_router(triage_router(store, settings.home, require, _HTTPError))
 
     return app
 

@@ -19,16 +19,30 @@ class Role(StrEnum):
 
     admin = "admin"
     moderator = "moderator"
+    reviewer = "reviewer"
     reader = "reader"
 
 
 SCOPE_MODERATE = "moderate"
 SCOPE_DECISIONS_READ = "decisions:read"
 SCOPE_KEYS_ADMIN = "keys:admin"
+SCOPE_REVIEW = "review"  # work the review queues: list, claim, decide
+SCOPE_BANKS_READ = "banks:read"  # list banks and match content against them
+SCOPE_BANKS_WRITE = "banks:write"  # add entries to banks
 
 SCOPES_BY_ROLE: dict[Role, frozenset[str]] = {
-    Role.admin: frozenset({SCOPE_MODERATE, SCOPE_DECISIONS_READ, SCOPE_KEYS_ADMIN}),
-    Role.moderator: frozenset({SCOPE_MODERATE}),
+    Role.admin: frozenset(
+        {
+            SCOPE_MODERATE,
+            SCOPE_DECISIONS_READ,
+            SCOPE_KEYS_ADMIN,
+            SCOPE_REVIEW,
+            SCOPE_BANKS_READ,
+            SCOPE_BANKS_WRITE,
+        }
+    ),
+    Role.moderator: frozenset({SCOPE_MODERATE, SCOPE_BANKS_READ}),
+    Role.reviewer: frozenset({SCOPE_REVIEW, SCOPE_BANKS_READ, SCOPE_DECISIONS_READ}),
     Role.reader: frozenset({SCOPE_DECISIONS_READ}),
 }
 

@@ -1,0 +1,349 @@
+"""Review queues and banks on the HTTP service: reviewers list, claim and decide; moderators
+match content against banks; admins add to banks. Thin layers over `bastion.triage.queue` and
+`bastion.banks`, under the service's keys and scopes.
+
+The reviewer of a claim or decision is the API key's id (with auth off, the `reviewer` field of
+the body), so who decided what is the key that did it, not a name a client typed.
+
+(No `from __future__ import annotations`: FastAPI reads these signatures at run time.)
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field
+
+from bastion.banks.entries import Entry, Label
+from bastion.banks.files import BankError
+from bastion.banks.registry import Banks
+from bastion.server.schemas import ErrorResponse
+from bastion.store import ApiKey, Store
+from bastion.store.keys import SCOPE_BANKS_READ, SCOPE_BANKS_WRITE, SCOPE_REVIEW
+from bastion.triage import ClaimError, QueueError, ReviewLabel, ReviewQueue, UnknownItemError
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_\-.:]{0,127}$"
+QueueName = Annotated[str, PathParam(pattern=_NAME, description="the review queue's name")]
+
+
+class ClaimRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(1, ge=1, le=100, description="how many items to claim")
+    ttl_s: float = Field(900.0, gt=0, le=86_400, description="how long the claim holds")
+    reviewer: str | None = Field(None, description="who reviews (only when auth is off)")
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: ReviewLabel
+    categories: list[str] = Field(default_factory=list, max_length=32)
+    note: str = Field("", max_length=4000)
+    reviewer: str | None = Field(None, description="who decided (only when auth is off)")
+
+
+class QueueItemOut(BaseModel):
+    id: str
+    state: str
+    priority: float
+    expected_harm: float | None
+    text: str | None
+    media: list[str]
+    channels: list[str]
+    claimed_by: str | None
+    claim_expires_at: str | None
+    decision: dict[str, Any] | None
+
+
+class QueueItemList(BaseModel):
+    object: str = "list"
+    counts: dict[str, int]
+    data: list[QueueItemOut]
+
+
+class BankOut(BaseModel):
+    name: str
+    kind: str
+    version: int
+    entries: int
+    description: str
+
+
+class BankList(BaseModel):
+    object: str = "list"
+    data: list[BankOut]
+
+
+class MatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    values: list[str] = Field(
+        min_length=1,
+        max_length=256,
+        description="PDQ / MD5 / vPDQ hashes for a hash bank, texts for text and embedding banks",
+    )
+
+
+class MatchOut(BaseModel):
+    entry_id: str
+    distance: float
+    category: str
+    severity: int
+    source: str
+    negative: bool
+
+
+class MatchList(BaseModel):
+    object: str = "list"
+    bank: str
+    bank_version: int
+    data: list[list[MatchOut]] = Field(description="one list of matches per value, in order")
+    errors: list[str | None] = Field(description="per value: null, or why it could not be matched")
+
+
+class EntryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=256)
+    value: str = Field(min_length=1)
+    signal: str | None = Field(None, description="pdq, vpdq, md5, text or embedding")
+    category: str = Field(min_length=1, max_length=128)
+    severity: int = Field(2, ge=0, le=4)
+    source: str = Field("", max_length=256)
+    notes: str = Field("", max_length=4000)
+    negative: bool = False
+
+
+class AddEntriesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    entries: list[EntryIn] = Field(min_length=1, max_length=10_000)
+
+
+class AddEntriesOut(BaseModel):
+    bank: str
+    bank_version: int
+    added: list[str]
+    errors: list[str]
+
+
+def triage_router(
+    store: Store,
+    home: Path,
+    require: Callable[[str], Callable[..., ApiKey | None]],
+    http_error: Callable[[int, str, str], Exception],
+) -> APIRouter:
+    # 404: an unknown queue item or bank; 409: a claim held by someone else, or already decided.
+    router = APIRouter(responses={status: {"model": ErrorResponse} for status in (404, 409)})
+    banks = Banks(home)
+
+    def reviewer_of(key: ApiKey | None, given: str | None) -> str:
+        if key is not None:
+            return key.id
+        if not given:
+            raise http_error(
+                400, "invalid request: reviewer is required when auth is off", "invalid_request"
+            )
+        return given
+
+    def queue_error(exc: Exception) -> Exception:
+        if isinstance(exc, UnknownItemError):
+            return http_error(404, str(exc), "not_found")
+        if isinstance(exc, ClaimError):
+            return http_error(409, str(exc), exc.reason)
+        return http_error(400, f"invalid request: {exc}", "invalid_request")
+
+    def open_bank(name: str) -> Any:
+        try:
+            return banks.open(name)
+        except BankError as exc:
+            status = 404 if "no bank named" in str(exc) or "bad bank name" in str(exc) else 500
+            raise http_error(
+                status, str(exc), "bank_not_found" if status == 404 else "bank_error"
+            ) from None
+
+    @router.get("/v1/queues/{queue}/items", response_model=QueueItemList, tags=["review"])
+    def list_items(
+        queue: QueueName,
+        key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
+        state: Annotated[str | None, Query(description="pending, claimed or decided")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> QueueItemList:
+        try:
+            q = ReviewQueue(store, queue)
+            return _listing(q, q.list(state=state, limit=limit))
+        except (QueueError, UnknownItemError, ClaimError) as exc:
+            raise queue_error(exc) from None
+
+    @router.post("/v1/queues/{queue}/claim", response_model=QueueItemList, tags=["review"])
+    def claim(
+        queue: QueueName,
+        body: ClaimRequest,
+        key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
+    ) -> QueueItemList:
+        try:
+            q = ReviewQueue(store, queue)
+            items = q.claim(reviewer_of(key, body.reviewer), n=body.n, ttl_s=body.ttl_s)
+            return _listing(q, items)
+        except (QueueError, UnknownItemError, ClaimError) as exc:
+            raise queue_error(exc) from None
+
+    @router.post(
+        "/v1/queues/{queue}/items/{item_id}/decision", response_model=QueueItemOut, tags=["review"]
+    )
+    def decide(
+        queue: QueueName,
+        item_id: str,
+        body: DecisionRequest,
+        key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
+    ) -> QueueItemOut:
+        try:
+            q = ReviewQueue(store, queue)
+            q.decide(
+                item_id,
+                reviewer_of(key, body.reviewer),
+                body.label,
+                categories=body.categories,
+                note=body.note,
+            )
+            return _item_out(q.get(item_id))
+        except (QueueError, UnknownItemError, ClaimError) as exc:
+            raise queue_error(exc) from None
+
+    @router.get("/v1/banks", response_model=BankList, tags=["banks"])
+    def list_banks(
+        key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_READ))],
+    ) -> BankList:
+        return BankList(
+            data=[
+                BankOut(
+                    name=b.manifest.name,
+                    kind=b.manifest.kind,
+                    version=b.manifest.version,
+                    entries=b.manifest.entries,
+                    description=b.manifest.description,
+                )
+                for b in (open_bank(n) for n in banks.names())
+            ]
+        )
+
+    @router.post("/v1/banks/{name}/match", response_model=MatchList, tags=["banks"])
+    def match(
+        name: str,
+        body: MatchRequest,
+        key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_READ))],
+    ) -> MatchList:
+        bank = open_bank(name)
+        results: list[list[MatchOut]] = []
+        errors: list[str | None] = []
+        for value in body.values:  # one at a time: a bad value is its own error
+            try:
+                found = _match_one(bank, value)
+                results.append([_match_out(m) for m in found])
+                errors.append(None)
+            except BankError as exc:
+                results.append([])
+                errors.append(str(exc))
+        return MatchList(
+            bank=bank.manifest.name, bank_version=bank.manifest.version, data=results, errors=errors
+        )
+
+    @router.post("/v1/banks/{name}/entries", response_model=AddEntriesOut, tags=["banks"])
+    def add_entries(
+        name: str,
+        body: AddEntriesRequest,
+        key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_WRITE))],
+    ) -> AddEntriesOut:
+        bank = open_bank(name)
+        good: list[Entry] = []
+        errors: list[str] = []
+        for n, e in enumerate(body.entries):
+            try:
+                entry = Entry(
+                    e.id,
+                    e.signal or _default_signal(bank.manifest.kind, e.value),
+                    e.value,
+                    Label(e.category, e.severity, e.source, e.notes),
+                    negative=e.negative,
+                )
+                validate = getattr(bank, "validate_entry", None)
+                good.append(validate(entry) if validate is not None else entry)
+            except BankError as exc:
+                errors.append(f"entries[{n}] ({e.id!r}): {exc}")
+        try:
+            updated = bank.add(good) if good else bank
+        except BankError as exc:
+            raise http_error(400, f"invalid request: {exc}", "invalid_request") from None
+        return AddEntriesOut(
+            bank=updated.manifest.name,
+            bank_version=updated.manifest.version,
+            added=[e.id for e in good],
+            errors=errors,
+        )
+
+    return router
+
+
+def _listing(queue: ReviewQueue, items: list[Any]) -> QueueItemList:
+    """`items` with the queue's counts per state, as they are after the call."""
+    counts = queue.counts()
+    return QueueItemList(
+        counts={"pending": counts.pending, "claimed": counts.claimed, "decided": counts.decided},
+        data=[_item_out(i) for i in items],
+    )
+
+
+def _default_signal(kind: str, value: str) -> str:
+    if kind == "hash":
+        from bastion.banks.hashes import infer_signal
+
+        return infer_signal(value)
+    return "embedding" if kind == "embedding" else "text"
+
+
+def _match_one(bank: Any, value: str) -> list[Any]:
+    kind = bank.manifest.kind
+    found: list[Any] = (
+        bank.match_values([value])[0] if kind == "hash" else bank.match_texts([value])[0]
+    )
+    return found
+
+
+def _match_out(m: Any) -> MatchOut:
+    return MatchOut(
+        entry_id=m.entry_id,
+        distance=float(m.distance),
+        category=m.label.category,
+        severity=m.label.severity,
+        source=m.label.source,
+        negative=m.negative,
+    )
+
+
+def _item_out(item: Any) -> QueueItemOut:
+    decision = item.decision
+    return QueueItemOut(
+        id=item.item_id,
+        state=item.state.value,
+        priority=item.priority,
+        expected_harm=item.expected_harm,
+        text=item.text,
+        media=list(item.media),
+        channels=list(item.channels),
+        claimed_by=item.claimed_by,
+        claim_expires_at=None
+        if item.claim_expires_at is None
+        else item.claim_expires_at.isoformat(),
+        decision=None
+        if decision is None
+        else {
+            "label": decision.label.value,
+            "categories": decision.categories,
+            "note": decision.note,
+            "reviewer": decision.reviewer,
+            "decided_at": decision.decided_at.isoformat(),
+        },
+    )
