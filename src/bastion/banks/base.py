@@ -3,14 +3,24 @@ the current version under the bank's lock, with the same checks on entry ids."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bastion.banks.entries import Entry
-from bastion.banks.files import BankError, BankManifest, BankVersion, current_version
+from bastion.banks.files import (
+    CURRENT,
+    BankError,
+    BankKind,
+    BankManifest,
+    BankVersion,
+    current_version,
+    first_manifest,
+    locked,
+    new_version,
+)
 
 
 class VersionedBank:
@@ -88,3 +98,21 @@ class BankSettings(BaseModel):
             message = str(problem["msg"]).removeprefix("Value error, ")
             what = f"setting {where}" if where else "settings"
             raise BankError(f"{cls.kind_name} bank {bank!r}: {what}: {message}") from None
+
+
+def create_first_version(
+    path: Path,
+    name: str,
+    kind: BankKind,
+    settings: BankSettings,
+    description: str,
+    write: Callable[[Path], None],
+) -> None:
+    """Commit version 1 of a new bank at `path`: `write` puts the empty bank's files in the
+    staging directory. An existing bank there is an error (nothing is touched)."""
+    with locked(path):
+        if (path / CURRENT).exists():
+            raise BankError(f"a bank already exists at {path}")
+        manifest = first_manifest(name, kind, settings.model_dump(), description)
+        with new_version(path, manifest) as (staging, _):
+            write(staging)

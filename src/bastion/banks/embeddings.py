@@ -46,15 +46,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from bastion.banks.base import BankSettings, VersionedBank, format_ids
+from bastion.banks.base import BankSettings, VersionedBank, create_first_version, format_ids
 from bastion.banks.entries import Entry, Match
 from bastion.banks.files import (
-    CURRENT,
     ENTRIES,
     BankError,
     BankVersion,
     current_version,
-    first_manifest,
     locked,
     new_version,
     next_manifest,
@@ -220,13 +218,15 @@ class EmbeddingBank(VersionedBank):
         parsed = EmbeddingBankSettings.parse(raw, name)
         if encoder is not None:
             _check_encoder(encoder, parsed, name)
-        with locked(path):
-            if (path / CURRENT).exists():
-                raise BankError(f"a bank already exists at {path}")
-            manifest = first_manifest(name, KIND, parsed.model_dump(), description)
-            empty = np.zeros((0, parsed.dim), dtype=np.float32)
-            with new_version(path, manifest) as (staging, _):
-                _write_version(staging, [], empty, empty, None, None)
+        empty = np.zeros((0, parsed.dim), dtype=np.float32)
+        create_first_version(
+            path,
+            name,
+            KIND,
+            parsed,
+            description,
+            lambda staging: _write_version(staging, [], empty, empty, None, None),
+        )
         return cls.open(path, encoder)
 
     @classmethod

@@ -69,15 +69,13 @@ import faiss
 import numpy as np
 from pydantic import Field, model_validator
 
-from bastion.banks.base import BankSettings, VersionedBank, format_ids
+from bastion.banks.base import BankSettings, VersionedBank, create_first_version, format_ids
 from bastion.banks.entries import Entry, Match
 from bastion.banks.files import (
-    CURRENT,
     ENTRIES,
     BankError,
     BankVersion,
     current_version,
-    first_manifest,
     locked,
     new_version,
     next_manifest,
@@ -502,12 +500,14 @@ class HashBank(VersionedBank):
         """Make a new, empty hash bank at `path` (version 1); `settings` are
         `HashBankSettings` fields, the rest take their defaults."""
         parsed = HashBankSettings.parse(dict(settings), name)
-        with locked(path):
-            if (path / CURRENT).exists():
-                raise BankError(f"a bank already exists at {path}")
-            manifest = first_manifest(name, KIND, parsed.model_dump(), description)
-            with new_version(path, manifest) as (staging, _):
-                _write_version(staging, [], None, None, np.zeros(0, dtype=np.int64))
+        create_first_version(
+            path,
+            name,
+            KIND,
+            parsed,
+            description,
+            lambda staging: _write_version(staging, [], None, None, np.zeros(0, dtype=np.int64)),
+        )
         return cls.open(path)
 
     @classmethod

@@ -54,15 +54,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from bastion.banks.base import BankSettings, VersionedBank, format_ids
+from bastion.banks.base import BankSettings, VersionedBank, create_first_version, format_ids
 from bastion.banks.entries import Entry, Match
 from bastion.banks.files import (
-    CURRENT,
     ENTRIES,
     BankError,
     BankVersion,
     current_version,
-    first_manifest,
     locked,
     new_version,
     next_manifest,
@@ -191,12 +189,14 @@ class TextBank(VersionedBank):
         """Make a new, empty text bank at `path` (version 1); `settings` are
         `TextBankSettings` fields, the rest take their defaults."""
         parsed = TextBankSettings.parse(dict(settings), name)
-        with locked(path):
-            if (path / CURRENT).exists():
-                raise BankError(f"a bank already exists at {path}")
-            manifest = first_manifest(name, KIND, parsed.model_dump(), description)
-            with new_version(path, manifest) as (staging, _):
-                _write_version(staging, [], signatures([], parsed))
+        create_first_version(
+            path,
+            name,
+            KIND,
+            parsed,
+            description,
+            lambda staging: _write_version(staging, [], signatures([], parsed)),
+        )
         return cls.open(path)
 
     @classmethod
