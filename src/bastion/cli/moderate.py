@@ -17,6 +17,7 @@ from rich.table import Table
 from bastion.cli.output import (
     ExamplesOption,
     ModelOption,
+    PolicyOption,
     console,
     err_console,
     policy_with_examples,
@@ -50,10 +51,7 @@ def moderate_command(
         Path | None,
         typer.Option("--output", "-o", help="Write JSONL verdicts here ('-' for stdout)."),
     ] = None,
-    policy: Annotated[
-        str,
-        typer.Option("--policy", "-p", help="Built-in pack (openai, mlcommons) or a YAML file."),
-    ] = "openai",
+    policy: PolicyOption = "openai",
     model: ModelOption = "default",
     examples: ExamplesOption = None,
     encoder: Annotated[

@@ -22,6 +22,10 @@ def make_console(stderr: bool = False) -> Console:
 
 
 # `--model` of every command that moderates.
+PolicyOption = Annotated[
+    str,
+    typer.Option("--policy", "-p", help="Built-in pack (openai, mlcommons) or a YAML file."),
+]
 ModelOption = Annotated[
     str,
     typer.Option(

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bastion.batch import ModeratorSpec, ScoreSummary, check_output, open_input, score_local
 from bastion.batch.local import ProgressCallback
-from bastion.cli.output import ModelOption, err_console
+from bastion.cli.output import ModelOption, PolicyOption, err_console
 from bastion.errors import BastionError
 
 DEFAULT_ACTORS = 2
@@ -38,10 +38,7 @@ def score_command(
             "--output", "-o", help="Where to write: .jsonl or .parquet, one row per input row."
         ),
     ],
-    policy: Annotated[
-        str,
-        typer.Option("--policy", "-p", help="Built-in pack (openai, mlcommons) or a YAML file."),
-    ] = "openai",
+    policy: PolicyOption = "openai",
     model: ModelOption = "default",
     engine: Annotated[
         Engine, typer.Option(help="local: in this process; ray: a Ray Data pipeline of actors.")
@@ -94,14 +91,14 @@ def score_command(
         from bastion.batch.ray_engine import score_ray
 
         n = actors or DEFAULT_ACTORS
-        with _progress(f"scoring on Ray ({n} actors)") as progress:
+        with progress_bar(f"scoring on Ray ({n} actors)") as progress:
             summary = score_ray(
                 source, output, spec, actors=n, address=ray_address, progress=progress
             )
     else:
         with err_console.status("loading the model"):
             moderator = spec.build()
-        with moderator, _progress("scoring") as progress:
+        with moderator, progress_bar("scoring") as progress:
             summary = score_local(
                 source, output, moderator, batch_size=batch_size, progress=progress
             )
@@ -109,7 +106,7 @@ def score_command(
 
 
 @contextmanager
-def _progress(label: str) -> Iterator[ProgressCallback]:
+def progress_bar(label: str) -> Iterator[ProgressCallback]:
     """A Rich progress bar of rows written out of the total, as an engine's progress callback."""
     with Progress(
         TextColumn(f"[bold]{escape(label)}[/]"),

@@ -14,13 +14,13 @@ from rich.table import Table
 
 from bastion.banks.registry import Banks
 from bastion.batch import ModeratorSpec, open_input
-from bastion.cli.output import ModelOption, err_console, make_console
-from bastion.cli.score import _progress
+from bastion.cli.output import ModelOption, PolicyOption, err_console, make_console
+from bastion.cli.score import progress_bar
 from bastion.errors import BastionError, InputError
 from bastion.store import Store
 from bastion.triage import DEFAULT_QUEUE, QueueItem, ReviewLabel, ReviewQueue
 from bastion.triage.feedback import add_confirmed_to_bank
-from bastion.triage.rank import Candidate, LearnedRanker, Ranked, rank
+from bastion.triage.rank import Candidate, LearnedRanker, Ranked, category_severity, rank
 from bastion.triage.recall import RecallSettings, recall
 
 HomeOption = Annotated[
@@ -43,10 +43,7 @@ def recall_command(
     bank: Annotated[
         list[str] | None, typer.Option("--bank", "-b", help="A bank to match (repeatable).")
     ] = None,
-    policy: Annotated[
-        str,
-        typer.Option("--policy", "-p", help="Built-in pack (openai, mlcommons) or a YAML file."),
-    ] = "openai",
+    policy: PolicyOption = "openai",
     model: ModelOption = "default",
     classifier_threshold: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Classifier channel: score that counts.")
@@ -83,7 +80,7 @@ def recall_command(
         classifier_threshold=classifier_threshold,
         embedding_min_similarity=embedding_min_similarity,
     )
-    with moderator, _progress("recalling") as progress:
+    with moderator, progress_bar("recalling") as progress:
         result = recall(
             source,
             moderator,
@@ -239,13 +236,13 @@ def queue_decide(
 def queue_feed_bank(
     bank: Annotated[str, typer.Option("--bank", "-b", help="The bank to add confirmed items to.")],
     queue: QueueOption = DEFAULT_QUEUE,
-    policy: Annotated[str, typer.Option("--policy", "-p")] = "openai",
+    policy: PolicyOption = "openai",
     home: HomeOption = None,
 ) -> None:
     """Add the queue's confirmed violations to a text or embedding bank (each item once)."""
     from bastion.policy import load_policy
 
-    severity = {c.id: int(c.severity) for c in load_policy(policy).categories}
+    severity = category_severity(load_policy(policy))
     target = Banks(home).open(bank)
     with Store.open(home) as store:
         result = add_confirmed_to_bank(ReviewQueue(store, queue), target, severity)
@@ -261,13 +258,13 @@ def queue_feed_bank(
 def queue_train_ranker(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to save the ranker (JSON).")],
     queue: QueueOption = DEFAULT_QUEUE,
-    policy: Annotated[str, typer.Option("--policy", "-p")] = "openai",
+    policy: PolicyOption = "openai",
     home: HomeOption = None,
 ) -> None:
     """Train the lambdarank ranker on the queue's decisions."""
     from bastion.policy import load_policy
 
-    severity = {c.id: int(c.severity) for c in load_policy(policy).categories}
+    severity = category_severity(load_policy(policy))
     with Store.open(home) as store:
         examples = ReviewQueue(store, queue).decisions()
     ranker = LearnedRanker().fit_decisions(examples, severity)

@@ -54,7 +54,7 @@ def add_confirmed_to_bank(
     signal = "embedding" if bank.manifest.kind == "embedding" else "text"
     for violation in queue.confirmed_violations(since=since):
         key = entry_id(violation)
-        if key in have or any(key == e.id or e.id.startswith(f"{key}#") for e in entries):
+        if key in have:
             continue
         category = violation.categories[0] if violation.categories else "unspecified"
         label = Label(
@@ -75,5 +75,6 @@ def add_confirmed_to_bank(
             continue
         entries.extend(made)
         added.extend(e.id for e in made)
+        have.add(key)
     updated = bank.add(entries) if entries else bank
     return FeedbackResult(updated, added, skipped)

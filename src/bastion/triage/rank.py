@@ -141,6 +141,11 @@ def _optional_float(value: Any) -> float | None:
     return float(value)
 
 
+def category_severity(policy: Any) -> dict[str, int]:
+    """Each category's severity (1-4) in a loaded policy: the weight of harm per category."""
+    return {c.id: int(c.severity) for c in policy.categories}
+
+
 def expected_harm(p_violation: np.ndarray, severity: np.ndarray, reach: np.ndarray) -> np.ndarray:
     """P(violation) × severity × reach, elementwise; an unknown reach counts as 1 (one viewer).
 

@@ -33,7 +33,7 @@ from bastion.errors import InputError
 from bastion.items import Item
 from bastion.media.hashing import MediaHash
 from bastion.moderator import Moderator, Verdict
-from bastion.triage.rank import CHANNELS, Candidate
+from bastion.triage.rank import CHANNELS, Candidate, category_severity
 
 #: Reciprocal-rank fusion's constant: ranks deeper than about this many count little.
 RRF_K = 60
@@ -140,7 +140,7 @@ def recall(
 ) -> RecallResult:
     """Run every channel over `pool` in batches; see the module's docstring."""
     settings = settings or RecallSettings()
-    severity = {c.id: int(c.severity) for c in moderator.policy.categories}
+    severity = category_severity(moderator.policy)
     total = pool.count()
     ids: list[str] = []
     rows: list[np.ndarray] = []
