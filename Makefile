@@ -70,7 +70,7 @@ bench-throughput: install
 bench-serve: install
 	$(BIN)/python bench/serve_load.py $(BENCH_ARGS)
 
-## Recall of a rare planted harm in a 50,000-item pool, per channel and merged (about 12 minutes).
+## Recall of a rare planted harm in a 50,000-item pool, per channel and merged (about 5 minutes).
 bench-recall: install
 	BASTION_DATASETS=$(DATASETS) $(BIN)/python bench/recall.py $(BENCH_ARGS)
 
