@@ -24,34 +24,26 @@ a reviewer who needs to see which allow-list entry suppressed what. Why a negati
 regardless of distance: within the threshold both hashes are the same picture, and an entry
 someone marked as fine is the more specific statement (as `scoring.suppressed` for embeddings).
 
-Indexes. PDQ hashes (and the frames of vPDQ entries) are searched with FAISS binary indexes, kept
-in the bank's version directory (`pdq.faiss`; `vpdq.faiss` with `vpdq_frames.npy`, the entry of
-each frame) and checksummed by the manifest like every other file. An `add` copies the previous
+Indexes. PDQ hashes (and the frames of vPDQ entries) are kept in FAISS binary flat indexes in the
+bank's version directory (`pdq.faiss`; `vpdq.faiss` with `vpdq_frames.npy`, the entry of each
+frame), checksummed by the manifest like every other file. An `add` copies the previous
 version's index and adds the new hashes; a `remove` rebuilds it from the hashes that remain.
+Two ways to search them, both exact, both returning the same matches:
 
-- `IndexBinaryFlat`: a brute-force popcount scan of 32 bytes per hash, exact by construction.
-- `IndexBinaryMultiHash` (multi-index hashing), nhash=16 tables each keyed by one 16-bit chunk
-  of the hash, probing every key within `nflip` bits of the query's chunk. Why it finds every
-  match: split 256 bits into 16 chunks of 16; if two hashes differ in d bits, the chunks share
-  those d bits out, so some chunk holds at most floor(d / 16) of them (pigeonhole). With
-  d <= 31 some chunk differs in at most 1 bit, and probing each chunk's key with up to
-  nflip = 1 bit flipped (17 keys a table) reaches that entry. In general nflip =
-  threshold // 16 makes it exact, which is what `_nflip` sets (0 below 16 bits, 2 up to 47;
-  beyond that the probes, C(16, 3) = 560 a table, cost more than a scan, so multi-hash is
-  refused there). Candidates from either index are verified by their exact Hamming distance
-  (FAISS's range search, then a NumPy popcount that reports the distance), so both index kinds
-  return exactly the same matches.
+- "flat": FAISS's `IndexBinaryFlat` range search, a popcount scan of 32 bytes per hash.
+- "multihash": multi-index hashing (`bastion.banks.mih`), built in memory from the saved codes
+  when the bank opens and extended (not rebuilt) by `add`: 16 tables keyed by 16-bit chunks,
+  probing each chunk's key with up to threshold // 16 bits flipped, exact by pigeonhole up to
+  47 bits (see that module). Past 47 bits the probes cost more than a scan, so "multihash" is
+  refused there and "auto" scans.
 
-Which one: `index` "auto" (the default) uses multi-hash above `multihash_min` hashes. On the
-development machine (2 shared cores, uniformly random hashes, 1,000-query batches, one thread)
-the flat scan was faster at every size tried: 0.05 vs 0.11 ms a query at 50,000 hashes,
-1.3 vs 1.8 ms at 1,000,000 and 3.8 vs 5.8 ms at 3,000,000. FAISS streams the flat codes at
-memory speed, while with fixed 16-bit keys the multi-hash candidates still grow linearly with
-the bank (n * 272 / 65,536 of them) and each costs a hash-table probe and a set insertion; real
-PDQ hashes cluster, which crowds its buckets further, and its tables take several times the
-flat index's memory. So `multihash_min` defaults to 10,000,000: past what was measured, where a
-flat scan of 320 MB a query is the worse risk. Measure on the serving hardware before lowering
-it; `index` "flat" or "multihash" forces the choice.
+Which one: `index` "auto" (the default) uses multi-hash above `multihash_min` hashes (20,000). On
+the development machine (2 cores, uniformly random hashes, threshold 31, batches of 1,000
+queries) the flat scan was faster at 1,000 hashes (260,000 vs 140,000 queries/s), the multi-hash
+from 10,000 on (60,000 vs 144,000 at 10,000; 9,500 vs 27,000 at 200,000), and at 1,000,000 the
+scan manages about 1,300 queries/s against the multi-hash's 12,000 (`bench/bank_scale.py`).
+Single queries cross over between 10,000 and 50,000 hashes. `index` "flat" or "multihash"
+forces the choice.
 """
 
 from __future__ import annotations
@@ -82,17 +74,17 @@ from bastion.banks.files import (
     read_jsonl,
     write_jsonl,
 )
+from bastion.banks.mih import MAX_THRESHOLD, MultiIndexHash
 from bastion.media.hashing import PDQ_MATCH_THRESHOLD, MediaHash
 
 KIND: Literal["hash"] = "hash"
 HASH_SIGNALS = ("pdq", "vpdq", "md5")
 IndexChoice = Literal["auto", "flat", "multihash"]
+IndexKind = Literal["flat", "multihash"]
 
 PDQ_BITS = 256
 CODE_BYTES = PDQ_BITS // 8
-MULTIHASH_TABLES = 16  # nhash: 16 chunks ...
-MULTIHASH_KEY_BITS = 16  # ... of 16 bits (b)
-MULTIHASH_MAX_THRESHOLD = 47  # nflip <= 2; see the module's docstring
+MULTIHASH_MAX_THRESHOLD = MAX_THRESHOLD  # nflip <= 2; see bastion.banks.mih
 
 #: ThreatExchange's vPDQ defaults (threatexchange.extensions.vpdq.vpdq_util; a test checks them).
 VPDQ_QUALITY_THRESHOLD = 50
@@ -123,7 +115,7 @@ class HashBankSettings(BankSettings):
     vpdq_query_match_percent: float = Field(VPDQ_QUERY_MATCH_THRESHOLD_PERCENT, ge=0, le=100)
     vpdq_compared_match_percent: float = Field(VPDQ_INDEX_MATCH_THRESHOLD_PERCENT, ge=0, le=100)
     index: IndexChoice = "auto"
-    multihash_min: int = Field(10_000_000, ge=0)
+    multihash_min: int = Field(20_000, ge=0)
 
     @model_validator(mode="after")
     def _multihash_reach(self) -> HashBankSettings:
@@ -136,7 +128,7 @@ class HashBankSettings(BankSettings):
             )
         return self
 
-    def index_kind(self, n: int, threshold: int) -> Literal["flat", "multihash"]:
+    def index_kind(self, n: int, threshold: int) -> IndexKind:
         """The index for `n` hashes matched at `threshold` bits."""
         if self.index == "flat" or threshold > MULTIHASH_MAX_THRESHOLD:
             return "flat"
@@ -331,36 +323,21 @@ def _codes(hexes: Sequence[str]) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, CODE_BYTES)
 
 
-def _nflip(threshold: int) -> int:
-    return threshold // MULTIHASH_TABLES
-
-
-def _answers(index: Any, codes: np.ndarray, probes: int = 32) -> bool:
-    """Whether a read-back index finds (up to `probes` evenly spaced of) its own codes.
-
-    Why: FAISS 1.15's IndexBinaryMultiHash loses its hash tables when written or copied while
-    it holds exactly one code (every later search misses it; seen while developing and kept
-    as a regression test). The stored codes are intact, so an index that fails this probe is
-    rebuilt from them instead of being trusted.
-    """
-    if not len(codes):
-        return True
-    rows = np.unique(np.linspace(0, len(codes) - 1, min(probes, len(codes))).astype(np.int64))
-    lims, _, _ = index.range_search(np.ascontiguousarray(codes[rows]), 1)
-    return bool((np.diff(lims) >= 1).all())
-
-
 # -- the binary index ------------------------------------------------------------------------
 
 
 class BinaryIndex:
-    """256-bit codes in a FAISS binary index (flat or multi-hash), answering "which codes are
-    within t bits" exactly. Row i is the i-th code added. Never changed once built: `extended`
-    returns a new index, so a bank version's index can be shared by its readers. An index read
-    back from a file (or copied) is probed with some of its own codes first (`_answers`)."""
+    """256-bit codes answering "which codes are within t bits" exactly. Row i is the i-th code
+    added. The codes always sit in a FAISS IndexBinaryFlat, which is what is saved (and what
+    answers a "flat" index, by scan); a "multihash" index also holds a `MultiIndexHash` built
+    from them in memory. Never changed once built: `extended` returns a new index, so a bank
+    version's index can be shared by its readers."""
 
-    def __init__(self, index: Any, codes: np.ndarray, kind: Literal["flat", "multihash"]):
-        self._index = index
+    def __init__(
+        self, flat: Any, codes: np.ndarray, kind: IndexKind, mih: MultiIndexHash | None = None
+    ) -> None:
+        self._flat = flat
+        self._mih = mih
         self.codes = codes
         self.kind = kind
 
@@ -368,54 +345,49 @@ class BinaryIndex:
         return len(self.codes)
 
     @classmethod
-    def build(
-        cls, codes: np.ndarray, kind: Literal["flat", "multihash"], threshold: int
-    ) -> BinaryIndex:
+    def build(cls, codes: np.ndarray, kind: IndexKind) -> BinaryIndex:
         codes = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1, CODE_BYTES)
-        index: Any
-        if kind == "multihash":
-            index = faiss.IndexBinaryMultiHash(PDQ_BITS, MULTIHASH_TABLES, MULTIHASH_KEY_BITS)
-            index.nflip = _nflip(threshold)
-        else:
-            index = faiss.IndexBinaryFlat(PDQ_BITS)
+        flat: Any = faiss.IndexBinaryFlat(PDQ_BITS)
         if len(codes):
-            index.add(codes)
-        return cls(index, codes, kind)
+            flat.add(codes)
+        return cls._with(flat, codes, kind)
 
-    def extended(
-        self, new: np.ndarray, kind: Literal["flat", "multihash"], threshold: int
-    ) -> BinaryIndex:
+    @classmethod
+    def _with(cls, flat: Any, codes: np.ndarray, kind: IndexKind) -> BinaryIndex:
+        return cls(flat, codes, kind, MultiIndexHash.build(codes) if kind == "multihash" else None)
+
+    def extended(self, new: np.ndarray, kind: IndexKind) -> BinaryIndex:
         """A copy of this index with `new` codes added after the existing ones (rebuilt when the
         kind changes, e.g. a bank growing past `multihash_min`)."""
         new = np.ascontiguousarray(new, dtype=np.uint8).reshape(-1, CODE_BYTES)
         codes = np.concatenate([self.codes, new])
         if kind != self.kind:
-            return BinaryIndex.build(codes, kind, threshold)
-        copy: Any = faiss.deserialize_index_binary(faiss.serialize_index_binary(self._index))
-        if kind == "multihash":
-            copy.nflip = _nflip(threshold)
-        if not _answers(copy, self.codes):
-            return BinaryIndex.build(codes, kind, threshold)
+            return BinaryIndex.build(codes, kind)
+        flat: Any = faiss.deserialize_index_binary(faiss.serialize_index_binary(self._flat))
         if len(new):
-            copy.add(new)
-        return BinaryIndex(copy, codes, kind)
+            flat.add(new)
+        mih = self._mih.extended(new) if self._mih is not None else None
+        return BinaryIndex(flat, codes, kind, mih)
 
     def search(self, queries: np.ndarray, threshold: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query, (rows, distances) of the codes at most `threshold` bits away, nearest
-        first. FAISS's range search keeps distances strictly under its radius, hence +1; every
-        candidate's distance is then recomputed with a popcount and checked again."""
+        first. The multi-index hash reports exact distances; FAISS's range search keeps
+        distances strictly under its radius, hence +1, and they are checked again."""
         queries = np.ascontiguousarray(queries, dtype=np.uint8).reshape(-1, CODE_BYTES)
-        out: list[tuple[np.ndarray, np.ndarray]] = []
         if not len(queries):
-            return out
+            return []
         if not len(self.codes):
             empty = np.zeros(0, dtype=np.int64)
             return [(empty, empty) for _ in range(len(queries))]
-        lims, _, ids = self._index.range_search(queries, threshold + 1)
+        if self._mih is not None:
+            lims, ids, dists = self._mih.search(queries, threshold)
+        else:
+            lims, dists, ids = self._flat.range_search(queries, threshold + 1)
         ids = np.asarray(ids, dtype=np.int64)
+        dists = np.asarray(dists, dtype=np.int64)
+        out: list[tuple[np.ndarray, np.ndarray]] = []
         for q in range(len(queries)):
-            rows = ids[lims[q] : lims[q + 1]]
-            dist = np.bitwise_count(self.codes[rows] ^ queries[q]).sum(axis=1, dtype=np.int64)
+            rows, dist = ids[lims[q] : lims[q + 1]], dists[lims[q] : lims[q + 1]]
             keep = dist <= threshold
             rows, dist = rows[keep], dist[keep]
             order = np.lexsort((rows, dist))
@@ -423,39 +395,33 @@ class BinaryIndex:
         return out
 
     def save(self, path: Path) -> None:
-        faiss.write_index_binary(self._index, str(path))
+        faiss.write_index_binary(self._flat, str(path))
 
     @classmethod
-    def load(cls, path: Path, codes: np.ndarray, threshold: int) -> BinaryIndex:
+    def load(cls, path: Path, codes: np.ndarray, kind: IndexKind) -> BinaryIndex:
         """Read an index and check that it holds exactly `codes` (from the bank's entries), so
-        an index that does not belong to the entries is refused rather than trusted."""
+        an index that does not belong to the entries is refused rather than trusted. A FAISS
+        IndexBinaryMultiHash (what banks saved before the multi-index hash was Bastion's own)
+        is read for its codes."""
         try:
             raw: Any = faiss.read_index_binary(str(path))
         except RuntimeError as exc:
             raise BankError(f"{path}: FAISS cannot read it ({str(exc).splitlines()[0]})") from None
-        kind: Literal["flat", "multihash"]
         if isinstance(raw, faiss.IndexBinaryMultiHash):
-            kind = "multihash"
-            storage: Any = faiss.downcast_IndexBinary(cast(Any, raw).storage)
-            stored = faiss.vector_to_array(storage.xb)
-            raw.nflip = _nflip(threshold)
-        elif isinstance(raw, faiss.IndexBinaryFlat):
-            kind = "flat"
-            stored = faiss.vector_to_array(cast(Any, raw).xb)
-        else:
+            raw = faiss.downcast_IndexBinary(cast(Any, raw).storage)
+        if not isinstance(raw, faiss.IndexBinaryFlat):
             raise BankError(f"{path} is a {type(raw).__name__}, not a PDQ index")
         if raw.d != PDQ_BITS or raw.ntotal != len(codes):
             raise BankError(
                 f"{path} indexes {raw.ntotal} codes of {raw.d} bits, but the bank has "
                 f"{len(codes)} {PDQ_BITS}-bit hashes; restore the bank or import it again"
             )
+        stored = faiss.vector_to_array(cast(Any, raw).xb)
         if not np.array_equal(np.asarray(stored).reshape(-1, CODE_BYTES), codes):
             raise BankError(
                 f"{path} does not hold the bank's hashes; restore the bank or import it again"
             )
-        if not _answers(raw, codes):
-            return cls.build(codes, kind, threshold)
-        return cls(raw, codes, kind)
+        return cls._with(raw, codes, kind)
 
 
 # -- the bank --------------------------------------------------------------------------------
@@ -531,9 +497,8 @@ class HashBank(VersionedBank):
         pdq = [e.value for e in entries if e.signal == "pdq"]
         pdq_index = None
         if pdq:
-            pdq_index = BinaryIndex.load(
-                version.file(PDQ_INDEX), _codes(pdq), settings.pdq_threshold
-            )
+            kind = settings.index_kind(len(pdq), settings.pdq_threshold)
+            pdq_index = BinaryIndex.load(version.file(PDQ_INDEX), _codes(pdq), kind)
         videos = [_video_frames(e.value, settings) for e in entries if e.signal == "vpdq"]
         vpdq_index = None
         frame_video = np.zeros(0, dtype=np.int64)
@@ -545,11 +510,9 @@ class HashBank(VersionedBank):
                     f"{version.path / VPDQ_FRAMES} does not match the bank's vPDQ entries; "
                     "restore the bank or import it again"
                 )
-            vpdq_index = BinaryIndex.load(
-                version.file(VPDQ_INDEX),
-                _codes([f.hash for v in videos for f in v]),
-                settings.vpdq_distance_threshold,
-            )
+            frames = _codes([f.hash for v in videos for f in v])
+            kind = settings.index_kind(len(frames), settings.vpdq_distance_threshold)
+            vpdq_index = BinaryIndex.load(version.file(VPDQ_INDEX), frames, kind)
         return cls(path, version, entries, pdq_index, vpdq_index, frame_video)
 
     # -- what it is ------------------------------------------------------------------------
@@ -645,7 +608,7 @@ class HashBank(VersionedBank):
                 codes = base._pdq_index.codes[keep[base._pdq_rows]]
                 if len(codes):
                     kind = settings.index_kind(len(codes), settings.pdq_threshold)
-                    pdq_index = BinaryIndex.build(codes, kind, settings.pdq_threshold)
+                    pdq_index = BinaryIndex.build(codes, kind)
             vpdq_index = None
             frame_video = np.zeros(0, dtype=np.int64)
             if base._vpdq_index is not None:
@@ -657,7 +620,7 @@ class HashBank(VersionedBank):
                 if len(codes):
                     threshold = settings.vpdq_distance_threshold
                     kind = settings.index_kind(len(codes), threshold)
-                    vpdq_index = BinaryIndex.build(codes, kind, threshold)
+                    vpdq_index = BinaryIndex.build(codes, kind)
             manifest = next_manifest(base.manifest, len(kept))
             with new_version(self.path, manifest) as (staging, _):
                 _write_version(staging, kept, pdq_index, vpdq_index, frame_video)
@@ -969,8 +932,8 @@ def _grow(
 ) -> BinaryIndex | None:
     kind = settings.index_kind(existing + len(new), threshold)
     if index is None:
-        return BinaryIndex.build(new, kind, threshold) if len(new) else None
-    return index.extended(new, kind, threshold) if len(new) or kind != index.kind else index
+        return BinaryIndex.build(new, kind) if len(new) else None
+    return index.extended(new, kind) if len(new) or kind != index.kind else index
 
 
 def _write_version(
