@@ -169,6 +169,17 @@ def test_a_multihash_index_of_one_hash_survives_saving_and_copying(
     assert ids(grown.match_pdq([values[0], values[-1]])) == [["a0"], ["last"]]
 
 
+def test_entries_read_back_share_their_labels(tmp_path: Path) -> None:
+    # a million-hash bank holds a handful of labels: one Label object each, not one per entry
+    bank = make(tmp_path).add(
+        [entry(f"a{i}", "pdq", random_hash(), cat="csam" if i % 2 else "gore") for i in range(40)]
+    )
+    reopened = HashBank.open(bank.path)
+    labels = {id(e.label) for e in reopened.entries}
+    assert len(labels) == 2
+    assert {e.label.category for e in reopened.entries} == {"csam", "gore"}
+
+
 def test_settings_are_checked(tmp_path: Path) -> None:
     with pytest.raises(BankError, match="setting pdq_threshold"):
         make(tmp_path, pdq_threshold=-1)

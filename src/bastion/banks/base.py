@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from bastion.banks.entries import Entry
 from bastion.banks.files import (
     CURRENT,
+    ENTRIES,
     BankError,
     BankKind,
     BankManifest,
@@ -20,6 +21,7 @@ from bastion.banks.files import (
     first_manifest,
     locked,
     new_version,
+    read_jsonl,
 )
 
 
@@ -116,3 +118,8 @@ def create_first_version(
         manifest = first_manifest(name, kind, settings.model_dump(), description)
         with new_version(path, manifest) as (staging, _):
             write(staging)
+
+
+def read_entries(version: BankVersion) -> list[Entry]:
+    """A version's entries, in order, read one line at a time."""
+    return [Entry.from_json(row) for row in read_jsonl(version.file(ENTRIES))]

@@ -46,7 +46,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from bastion.banks.base import BankSettings, VersionedBank, create_first_version, format_ids
+from bastion.banks.base import (
+    BankSettings,
+    VersionedBank,
+    create_first_version,
+    format_ids,
+    read_entries,
+)
 from bastion.banks.entries import Entry, Match
 from bastion.banks.files import (
     ENTRIES,
@@ -56,7 +62,6 @@ from bastion.banks.files import (
     locked,
     new_version,
     next_manifest,
-    read_jsonl,
     write_jsonl,
 )
 from bastion.banks.scoring import (
@@ -243,7 +248,7 @@ class EmbeddingBank(VersionedBank):
         settings = EmbeddingBankSettings.parse(manifest.settings, manifest.name)
         if encoder is not None:
             _check_encoder(encoder, settings, manifest.name)
-        entries = [Entry.from_json(row) for row in read_jsonl(version.file(ENTRIES))]
+        entries = read_entries(version)
         positives = _read_vectors(version, POSITIVES, settings.dim)
         negatives = _read_vectors(version, NEGATIVES, settings.dim)
         params = settings.index_params()

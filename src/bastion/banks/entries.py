@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -22,7 +23,7 @@ from bastion.banks.files import BankError, BankManifest
 SIGNALS = ("pdq", "vpdq", "md5", "text", "embedding")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Label:
     """Why an entry is in the bank: the policy category, its severity (0 = none .. 4 = most
     severe, as policies rate categories), where it came from, and free notes."""
@@ -41,7 +42,7 @@ class Label:
             raise BankError(f"severity must be 0-4, got {self.severity}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One known item: `signal` says what `value` is (a PDQ or MD5 hex string, a vPDQ frame
     hash, a text, or for embedding banks the exemplar text that was embedded)."""
@@ -76,11 +77,11 @@ class Entry:
                 id=str(row["id"]),
                 signal=signal,
                 value=str(row["value"]),
-                label=Label(
-                    category=str(row["category"]),
-                    severity=int(row.get("severity", 2)),
-                    source=str(row.get("source", "")),
-                    notes=str(row.get("notes", "")),
+                label=_label(
+                    str(row["category"]),
+                    int(row.get("severity", 2)),
+                    str(row.get("source", "")),
+                    str(row.get("notes", "")),
                 ),
                 negative=bool(row.get("negative", False)),
                 added_at=datetime.fromisoformat(str(row["added_at"]))
@@ -129,3 +130,10 @@ def bank_path(home: Path, name: str) -> Path:
     from bastion.banks.files import banks_dir, check_name
 
     return banks_dir(home) / check_name(name)
+
+
+@lru_cache(maxsize=4096)
+def _label(category: str, severity: int, source: str, notes: str) -> Label:
+    """One shared Label per distinct label read back: a bank of a million hashes usually holds
+    a handful of labels, and a Label each would cost tens of megabytes."""
+    return Label(category, severity, source, notes)

@@ -260,17 +260,16 @@ def write_jsonl(path: Path, rows: Iterator[dict[str, Any]] | list[dict[str, Any]
     return n
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The file's objects one at a time (a bank of a million entries is never a million dicts
+    at once)."""
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if line.strip():
                 try:
-                    row = json.loads(line)
+                    yield json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise BankError(f"{path}:{n}: not JSON ({exc.msg})") from None
-                rows.append(row)
-    return rows
 
 
 def _sweep(bank_dir: Path, keep: str) -> None:

@@ -41,7 +41,7 @@ Which one: `index` "auto" (the default) uses multi-hash above `multihash_min` ha
 the development machine (2 cores, uniformly random hashes, threshold 31, batches of 1,000
 queries) the flat scan was faster at 1,000 hashes (260,000 vs 140,000 queries/s), the multi-hash
 from 10,000 on (60,000 vs 144,000 at 10,000; 9,500 vs 27,000 at 200,000), and at 1,000,000 the
-scan manages about 1,300 queries/s against the multi-hash's 12,000 (`bench/bank_scale.py`).
+scan manages 1,866 queries/s against the multi-hash's 11,832 (`bench/bank_scale.py`).
 Single queries cross over between 10,000 and 50,000 hashes. `index` "flat" or "multihash"
 forces the choice.
 """
@@ -61,7 +61,13 @@ import faiss
 import numpy as np
 from pydantic import Field, model_validator
 
-from bastion.banks.base import BankSettings, VersionedBank, create_first_version, format_ids
+from bastion.banks.base import (
+    BankSettings,
+    VersionedBank,
+    create_first_version,
+    format_ids,
+    read_entries,
+)
 from bastion.banks.entries import Entry, Match
 from bastion.banks.files import (
     ENTRIES,
@@ -71,7 +77,6 @@ from bastion.banks.files import (
     locked,
     new_version,
     next_manifest,
-    read_jsonl,
     write_jsonl,
 )
 from bastion.banks.mih import MAX_THRESHOLD, MultiIndexHash
@@ -487,7 +492,7 @@ class HashBank(VersionedBank):
         if manifest.kind != KIND:
             raise BankError(f"bank {manifest.name!r} is a {manifest.kind} bank, not a hash bank")
         settings = HashBankSettings.parse(manifest.settings, manifest.name)
-        entries = [Entry.from_json(row) for row in read_jsonl(version.file(ENTRIES))]
+        entries = read_entries(version)
         odd = [e for e in entries if e.signal not in HASH_SIGNALS]
         if odd:
             raise BankError(

@@ -54,7 +54,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from bastion.banks.base import BankSettings, VersionedBank, create_first_version, format_ids
+from bastion.banks.base import (
+    BankSettings,
+    VersionedBank,
+    create_first_version,
+    format_ids,
+    read_entries,
+)
 from bastion.banks.entries import Entry, Match
 from bastion.banks.files import (
     ENTRIES,
@@ -64,7 +70,6 @@ from bastion.banks.files import (
     locked,
     new_version,
     next_manifest,
-    read_jsonl,
     write_jsonl,
 )
 from bastion.banks.hashes import settle_matches
@@ -209,7 +214,7 @@ class TextBank(VersionedBank):
         manifest = version.manifest
         if manifest.kind != KIND:
             raise BankError(f"bank {manifest.name!r} is a {manifest.kind} bank, not a text bank")
-        entries = [Entry.from_json(row) for row in read_jsonl(version.file(ENTRIES))]
+        entries = read_entries(version)
         odd = [e for e in entries if e.signal != SIGNAL]
         if odd:
             raise BankError(
