@@ -4,7 +4,6 @@ them by harm, and work them as a review queue whose decisions feed banks and the
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,9 +17,9 @@ from bastion.cli.output import ModelOption, PolicyOption, err_console, make_cons
 from bastion.cli.score import progress_bar
 from bastion.errors import BastionError, InputError
 from bastion.store import Store
-from bastion.triage import DEFAULT_QUEUE, QueueItem, ReviewLabel, ReviewQueue
+from bastion.triage import DEFAULT_QUEUE, ReviewLabel, ReviewQueue
 from bastion.triage.feedback import add_confirmed_to_bank
-from bastion.triage.rank import Candidate, LearnedRanker, Ranked, category_severity, rank
+from bastion.triage.rank import Candidate, LearnedRanker, category_severity, rank
 from bastion.triage.recall import RecallSettings, recall
 
 HomeOption = Annotated[
@@ -131,12 +130,10 @@ def rank_command(
     model = LearnedRanker.load(ranker) if ranker is not None else None
     ranked = rank(rows, model)
     if out is not None:
-        _write_jsonl(out, (_ranked_json(r) for r in ranked))
+        _write_jsonl(out, (r.to_json() for r in ranked))
     if enqueue is not None:
         with Store.open(home) as store:
-            result = ReviewQueue(store, enqueue).enqueue(
-                _queue_item(r, len(ranked)) for r in ranked
-            )
+            result = ReviewQueue(store, enqueue).enqueue(r.queue_item(len(ranked)) for r in ranked)
         err_console.print(
             f"queue {enqueue!r}: {len(result.added)} added, {len(result.updated)} updated, "
             f"{len(result.already_decided)} already decided"
@@ -287,30 +284,6 @@ def _read_candidates(path: Path) -> list[Candidate]:
     for problem in problems[:20]:
         err_console.print(f"[yellow]skipped:[/] {escape(problem)}", highlight=False)
     return out
-
-
-def _ranked_json(r: Ranked) -> dict[str, Any]:
-    return {
-        "position": r.position,
-        "score": r.score,
-        "expected_harm": r.expected_harm,
-        **r.candidate.to_json(),
-        "features": {k: v if math.isfinite(v) else None for k, v in r.features.items()},
-    }
-
-
-def _queue_item(r: Ranked, n: int) -> QueueItem:
-    c = r.candidate
-    return QueueItem(
-        c.item_id,
-        priority=float(n - r.position),
-        expected_harm=r.expected_harm,
-        text=c.text,
-        media=c.media,
-        metadata=c.metadata,
-        channels=list(c.channels),
-        features=r.features,
-    )
 
 
 def _write_jsonl(path: Path, rows: Any) -> None:

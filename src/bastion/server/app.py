@@ -8,7 +8,9 @@ not an image, bad base64, a decode over its time limit) gets a 4xx JSON error in
 error shape naming the problem; nothing a request sends can take the process down.
 
 `GET /v1/decisions` reads that log back ('decisions:read'), fenced to the key's project; see
-`_readable_project` for who may read which project.
+`_readable_project` for who may read which project. Review queues and banks
+(`bastion.server.triage_routes`) and recall jobs (`bastion.server.recall_jobs`) are routers
+included here, under the same keys; each starts and stops what it runs with the app.
 
 (No `from __future__ import annotations` here: FastAPI reads the route signatures' annotations
 at definition time, and the auth dependencies are built inside `create_app`.)
@@ -40,6 +42,7 @@ from prometheus_client import (
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from bastion import __version__
 from bastion.errors import BastionError, InputError
@@ -49,6 +52,7 @@ from bastion.media.sources import MediaSource
 from bastion.moderator import Verdict
 from bastion.server.batching import Batcher
 from bastion.server.pool import ModelKey, ModeratorPool
+from bastion.server.recall_jobs import recall_router
 from bastion.server.schemas import (
     DecisionList,
     ErrorResponse,
@@ -282,7 +286,11 @@ def create_app(
     verify_key = VerifiedKeys(store.verify_key, settings.key_cache_s)
     bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 
-    def require(scope: str) -> Callable[..., ApiKey | None]:
+    def require(scope: str, *more: str) -> Callable[..., ApiKey | None]:
+        """The dependency that lets a request through with a live key holding every scope named
+        (with auth off, anyone), within the key's rate limit."""
+        scopes = (scope, *more)
+
         def check(
             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
         ) -> ApiKey | None:
@@ -295,10 +303,12 @@ def create_app(
             key = verify_key(credentials.credentials)
             if key is None:
                 raise _HTTPError(401, "invalid or revoked API key", "invalid_api_key")
-            if not key.allows(scope):
+            missing = [s for s in scopes if not key.allows(s)]
+            if missing:
+                needs = " and ".join(f"'{s}'" for s in missing)
                 raise _HTTPError(
                     403,
-                    f"this key ({key.role.value}) may not use this route (needs '{scope}')",
+                    f"this key ({key.role.value}) may not use this route (needs {needs})",
                     "forbidden",
                 )
             if limiter is not None:
@@ -351,6 +361,10 @@ def create_app(
     async def starlette_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Keep the exception's headers: a 405 must say which methods are allowed (RFC 9110).
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            # Starlette names only the first route on the path (GET /v1/banks) and not the
+            # others on it (POST /v1/banks): name them all.
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(app, request))}
         return _error(exc.status_code, str(exc.detail), "http_error", headers=headers)
 
     @app.exception_handler(Exception)
@@ -519,7 +533,10 @@ def create_app(
         )
         return DecisionList(data=records)
 
-    app.include_router(triage_router(store, settings.home, require, _HTTPError))
+    app.include_router(
+        triage_router(store, settings.home, require, _HTTPError, settings.media_limits)
+    )
+    app.include_router(recall_router(store, settings.home, pool, require, _HTTPError))
 
     return app
 
@@ -542,6 +559,16 @@ def _error(
         kind = "authentication_error" if status == 401 else "permission_error"
     body = {"error": {"message": message, "type": kind, "code": code, "param": None}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route of `app` takes on the request's path, sorted."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def _loggable(text: str | None) -> str | None:

@@ -1,31 +1,51 @@
 """Review queues and banks on the HTTP service: reviewers list, claim and decide; moderators
-match content against banks; admins add to banks. Thin layers over `bastion.triage.queue` and
-`bastion.banks`, under the service's keys and scopes.
+match content against banks and look images up in hash banks; admins create banks and add to
+them. Thin layers over `bastion.triage.queue` and `bastion.banks`, under the service's keys and
+scopes.
 
 The reviewer of a claim or decision is the API key's id (with auth off, the `reviewer` field of
 the body), so who decided what is the key that did it, not a name a client typed.
 
+`POST /v1/banks/{name}/lookup` is HMA's `/m/lookup`: one call with an image (or a hash) that
+answers with the image's hashes and the bank's matches; `bastion.server.bank_lookup` reads the
+request and hashes the image as moderation hashes it.
+
 (No `from __future__ import annotations`: FastAPI reads these signatures at run time.)
 """
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from bastion.banks.entries import Entry, Label
-from bastion.banks.files import BankError
+from bastion.banks.files import BankError, check_name
+from bastion.banks.hashes import check_value
 from bastion.banks.registry import Banks
+from bastion.errors import MediaError
+from bastion.media.limits import MediaLimits
+from bastion.models.encoder import DEFAULT_ENCODER
+from bastion.server.bank_lookup import (
+    LOOKUP_BODY,
+    ImageDecoders,
+    LookupInput,
+    image_hashes,
+    lookup_input_reader,
+)
 from bastion.server.schemas import ErrorResponse
 from bastion.store import ApiKey, Store
 from bastion.store.keys import SCOPE_BANKS_READ, SCOPE_BANKS_WRITE, SCOPE_REVIEW
 from bastion.triage import ClaimError, QueueError, ReviewLabel, ReviewQueue, UnknownItemError
 
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_\-.:]{0,127}$"
-QueueName = Annotated[str, PathParam(pattern=_NAME, description="the review queue's name")]
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-.:]{0,127}$"
+QueueName = Annotated[
+    str, PathParam(pattern=QUEUE_NAME_PATTERN, description="the review queue's name")
+]
 
 
 class ClaimRequest(BaseModel):
@@ -105,7 +125,7 @@ class MatchList(BaseModel):
 
 
 class EntryIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     id: str = Field(min_length=1, max_length=256)
     value: str = Field(min_length=1)
@@ -114,11 +134,11 @@ class EntryIn(BaseModel):
     severity: int = Field(2, ge=0, le=4)
     source: str = Field("", max_length=256)
     notes: str = Field("", max_length=4000)
-    negative: bool = False
+    negative: bool = Field(False, description="an allow-list entry")
 
 
 class AddEntriesRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     entries: list[EntryIn] = Field(min_length=1, max_length=10_000)
 
@@ -130,14 +150,66 @@ class AddEntriesOut(BaseModel):
     errors: list[str]
 
 
+class CreateBankRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        description="lowercase letters, digits, '-', '_' or '.', starting with a letter or digit",
+    )
+    kind: Literal["hash", "text", "embedding"]
+    description: str = Field("", max_length=4000, description="what the bank holds, for people")
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="the kind's settings (e.g. pdq_threshold for hash banks, threshold for "
+        "text banks, min_similarity for embedding banks); the rest keep their defaults",
+    )
+
+
+class LookupHashes(BaseModel):
+    """What was looked up: an image's PDQ and MD5, or the one hash that was given."""
+
+    pdq: str | None = Field(None, description="PDQ hash, 64 hex characters")
+    pdq_quality: int | None = Field(
+        None,
+        description="PDQ quality 0-100 of the image; under the bank's quality threshold "
+        "(50 by default: a flat or blurred picture) the PDQ is not matched, the MD5 still is",
+    )
+    md5: str | None = Field(None, description="MD5 of the uploaded file's bytes, 32 hex characters")
+    vpdq: str | None = Field(None, description="a vPDQ signal, when one was given")
+
+
+class LookupOut(BaseModel):
+    object: Literal["bank_lookup"] = "bank_lookup"
+    bank: str
+    bank_version: int
+    input: Literal["image", "hash"] = Field(description="what the request sent")
+    hashes: LookupHashes
+    data: list[MatchOut] = Field(description="the bank's matches, nearest first")
+
+
 def triage_router(
     store: Store,
     home: Path,
     require: Callable[[str], Callable[..., ApiKey | None]],
     http_error: Callable[[int, str, str], Exception],
+    media_limits: MediaLimits | None = None,
 ) -> APIRouter:
+    limits = media_limits or MediaLimits()
+    decoders = ImageDecoders(limits)
+    read_lookup = lookup_input_reader(limits, http_error)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(decoders.close)
+
     # 404: an unknown queue item or bank; 409: a claim held by someone else, or already decided.
-    router = APIRouter(responses={status: {"model": ErrorResponse} for status in (404, 409)})
+    router = APIRouter(
+        responses={status: {"model": ErrorResponse} for status in (404, 409)}, lifespan=lifespan
+    )
     banks = Banks(home)
 
     def reviewer_of(key: ApiKey | None, given: str | None) -> str:
@@ -217,18 +289,34 @@ def triage_router(
     def list_banks(
         key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_READ))],
     ) -> BankList:
-        return BankList(
-            data=[
-                BankOut(
-                    name=b.manifest.name,
-                    kind=b.manifest.kind,
-                    version=b.manifest.version,
-                    entries=b.manifest.entries,
-                    description=b.manifest.description,
-                )
-                for b in (open_bank(n) for n in banks.names())
-            ]
-        )
+        return BankList(data=[_bank_out(open_bank(n)) for n in banks.names()])
+
+    @router.post(
+        "/v1/banks",
+        response_model=BankOut,
+        status_code=201,
+        tags=["banks"],
+        responses={409: {"model": ErrorResponse, "description": "a bank of that name exists"}},
+    )
+    def create_bank(
+        body: CreateBankRequest,
+        key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_WRITE))],
+    ) -> BankOut:
+        try:
+            check_name(body.name)
+            if body.kind == "embedding":
+                _check_embedding_settings(body.settings)
+        except BankError as exc:
+            raise http_error(400, f"invalid request: {exc}", "invalid_request") from None
+        if body.name in banks.names():
+            raise http_error(409, f"bank {body.name!r} already exists", "bank_exists")
+        try:
+            bank = banks.create(body.name, body.kind, body.settings, body.description)
+        except BankError as exc:
+            if "already exists" in str(exc):  # created by another request in the meantime
+                raise http_error(409, f"bank {body.name!r} already exists", "bank_exists") from None
+            raise http_error(400, f"invalid request: {exc}", "invalid_request") from None
+        return _bank_out(bank)
 
     @router.post("/v1/banks/{name}/match", response_model=MatchList, tags=["banks"])
     def match(
@@ -284,7 +372,62 @@ def triage_router(
             errors=errors,
         )
 
+    @router.post(
+        "/v1/banks/{name}/lookup",
+        response_model=LookupOut,
+        tags=["banks"],
+        summary="Look an image or a hash up in a hash bank (HMA's /m/lookup)",
+        responses={
+            413: {"model": ErrorResponse, "description": "the image is over the size limit"},
+            415: {"model": ErrorResponse, "description": "a body of another type"},
+        },
+        openapi_extra={"requestBody": LOOKUP_BODY},
+    )
+    def lookup(
+        name: str,
+        key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_READ))],
+        given: Annotated[LookupInput, Depends(read_lookup)],
+    ) -> LookupOut:
+        bank = open_bank(name)
+        kind = bank.manifest.kind
+        if kind != "hash":
+            raise http_error(
+                400,
+                f"bank {name!r} is a {kind} bank; lookup matches images and hashes in hash "
+                f"banks (match texts with POST /v1/banks/{name}/match)",
+                "wrong_bank_kind",
+            )
+        if given.image is not None:
+            try:
+                pdq, md5 = image_hashes(decoders, given.image)
+            except MediaError as exc:
+                raise http_error(400, f"invalid image: {exc}", "invalid_image") from None
+            found = bank.match_media_hashes([[pdq]], [[md5]])[0]
+            hashes = LookupHashes(pdq=pdq.hash, pdq_quality=pdq.quality, md5=md5)
+        else:
+            assert given.hash is not None
+            try:
+                signal, value = check_value(given.hash)
+            except BankError as exc:
+                raise http_error(400, f"invalid hash: {exc}", "invalid_hash") from None
+            found = bank.match_values([value])[0]
+            hashes = LookupHashes.model_validate({signal: value})
+        return LookupOut(
+            bank=bank.manifest.name,
+            bank_version=bank.manifest.version,
+            input="image" if given.image is not None else "hash",
+            hashes=hashes,
+            data=[_match_out(m) for m in found],
+        )
+
     return router
+
+
+def _bank_out(bank: Any) -> BankOut:
+    m = bank.manifest
+    return BankOut(
+        name=m.name, kind=m.kind, version=m.version, entries=m.entries, description=m.description
+    )
 
 
 def _listing(queue: ReviewQueue, items: list[Any]) -> QueueItemList:
@@ -347,3 +490,16 @@ def _item_out(item: Any) -> QueueItemOut:
             "decided_at": decision.decided_at.isoformat(),
         },
     )
+
+
+def _check_embedding_settings(settings: dict[str, Any]) -> None:
+    """Embedding banks made over the API use the default encoder: an encoder setting names a
+    model directory the service would load, which a request must not choose."""
+    encoder = settings.get("encoder", DEFAULT_ENCODER)
+    if encoder not in (DEFAULT_ENCODER, f"sentence-transformers/{DEFAULT_ENCODER}"):
+        raise BankError(
+            f"setting encoder: banks created over the API use the default encoder "
+            f"({DEFAULT_ENCODER}); create a bank with another with `bastion bank create`"
+        )
+    if "dim" in settings:
+        raise BankError("setting dim: it is the encoder's, and set from it")

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from bastion.errors import BastionError, InputError
-from bastion.triage.queue import ReviewLabel, TrainingExample
+from bastion.triage.queue import QueueItem, ReviewLabel, TrainingExample
 
 #: Recall channels, in the order their features appear.
 CHANNELS = ("hash", "text", "embedding", "classifier", "source")
@@ -390,6 +390,32 @@ class Ranked:
     score: float
     expected_harm: float
     features: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        """One line of a ranked queue file (`bastion rank --out`, the service's recall jobs):
+        the candidate's fields with its place, score and features (a NaN feature as null)."""
+        return {
+            "position": self.position,
+            "score": self.score,
+            "expected_harm": self.expected_harm,
+            **self.candidate.to_json(),
+            "features": {k: v if math.isfinite(v) else None for k, v in self.features.items()},
+        }
+
+    def queue_item(self, total: int) -> QueueItem:
+        """The review-queue item for this candidate, out of `total` ranked together: the first
+        gets priority `total`, the last 1, so the queue keeps the ranker's order."""
+        c = self.candidate
+        return QueueItem(
+            c.item_id,
+            priority=float(total - self.position),
+            expected_harm=self.expected_harm,
+            text=c.text,
+            media=c.media,
+            metadata=c.metadata,
+            channels=list(c.channels),
+            features=self.features,
+        )
 
 
 def rank(
