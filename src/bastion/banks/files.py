@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bastion.atomic import fsync
 from bastion.errors import BastionError
 
 FORMAT = 1
@@ -207,8 +208,8 @@ def new_version(
         final = finish()
         _write_synced(staging / MANIFEST, final.model_dump_json(indent=2).encode("utf-8"))
         for p in staging.iterdir():
-            _fsync(p)
-        _fsync(staging)
+            fsync(p)
+        fsync(staging)
         label = f"v{final.version:06d}"
         target = bank_dir / label
         if target.exists():
@@ -218,7 +219,7 @@ def new_version(
         staging.rename(target)
         _write_synced(bank_dir / f".{CURRENT}.tmp", f"{label}\n".encode("ascii"))
         os.replace(bank_dir / f".{CURRENT}.tmp", bank_dir / CURRENT)
-        _fsync(bank_dir)
+        fsync(bank_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     _sweep(bank_dir, keep=label)
@@ -287,12 +288,3 @@ def _write_synced(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _fsync(path: Path) -> None:
-    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

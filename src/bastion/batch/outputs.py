@@ -29,6 +29,7 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bastion.atomic import fsync
 from bastion.batch.inputs import InputRow
 from bastion.errors import InputError
 from bastion.moderator import Moderator, Verdict
@@ -172,9 +173,9 @@ class OutputWriter:
         else:
             self._flush_parquet()
             self._parquet.close()
-            _fsync(self.temp)
+            fsync(self.temp)
         os.replace(self.temp, self.path)
-        _fsync(self.path.parent)
+        fsync(self.path.parent)
         return self.summary
 
     def abort(self) -> None:
@@ -202,17 +203,3 @@ def open_output(path: Path | str, schema: pa.Schema) -> Iterator[OutputWriter]:
     except BaseException:
         writer.abort()
         raise
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file or directory to disk (directories only where the platform allows it)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

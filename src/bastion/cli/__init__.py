@@ -20,7 +20,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from bastion.cli import bank, moderate, policy, score, serve, train, triage
+    from bastion.cli import bank, mine, moderate, policy, score, serve, train, triage
     from bastion.cli import eval as eval_cmd
 
     app.command("moderate")(moderate.moderate_command)
@@ -35,6 +35,7 @@ def _register() -> None:
     app.command("rank")(triage.rank_command)
     app.add_typer(triage.queue_app, name="queue")
     app.add_typer(bank.bank_app, name="bank")
+    app.add_typer(mine.mine_app, name="mine")
 
 
 _register()

@@ -44,7 +44,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +54,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from bastion.atomic import fsync, write_atomic
 from bastion.banks.registry import Banks
 from bastion.batch.inputs import JsonlInput
 from bastion.errors import BastionError, InputError
@@ -290,12 +291,12 @@ class RecallJobs:
         staging = self.root / f"{_STAGING_PREFIX}{spec.id}"
         staging.mkdir()
         try:
-            _write_atomic(staging / _POOL, (_json_line(line) for line in lines))
-            _write_atomic(staging / _SPEC, [spec.model_dump_json().encode()])
-            _write_atomic(staging / _STATE, [state.model_dump_json().encode()])
+            write_atomic(staging / _POOL, (_json_line(line) for line in lines))
+            write_atomic(staging / _SPEC, [spec.model_dump_json().encode()])
+            write_atomic(staging / _STATE, [state.model_dump_json().encode()])
             with self._lock:  # into place and onto the worker's queue as one step (see `start`)
                 os.rename(staging, self.root / spec.id)
-                _fsync_dir(self.root)
+                fsync(self.root)
                 if self._pending is not None:
                     self._pending.put(spec.id)
         except BaseException:
@@ -470,7 +471,7 @@ class RecallJobs:
                 progress=progress,
             )
         ranked = rank(result.candidates)
-        _write_atomic(directory / _CANDIDATES, (_json_line(r.to_json()) for r in ranked))
+        write_atomic(directory / _CANDIDATES, (_json_line(r.to_json()) for r in ranked))
         if spec.queue is not None:
             added = ReviewQueue(self.store, spec.queue).enqueue(
                 r.queue_item(len(ranked)) for r in ranked
@@ -633,28 +634,7 @@ def _json_line(row: dict[str, Any]) -> bytes:
 
 
 def _save_state(directory: Path, state: JobState) -> None:
-    _write_atomic(directory / _STATE, [state.model_dump_json().encode()])
-
-
-def _write_atomic(path: Path, chunks: Iterable[bytes]) -> None:
-    """`path` with the bytes of `chunks`, whole or not at all: written to a temporary file,
-    fsynced, then moved over `path` (and the directory fsynced, so the move survives a crash)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        for chunk in chunks:
-            fh.write(chunk)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomic(directory / _STATE, [state.model_dump_json().encode()])
 
 
 @contextlib.contextmanager
