@@ -11,7 +11,7 @@ DEB_PACKAGES := libgomp1 tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-
 	libswscale-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: system-deps install run demo test lint typecheck pytest model bench-zero-shot bench-media bench-throughput bench-serve bench-recall bench-ranking bench-bank-scale clean
+.PHONY: system-deps install run demo test lint typecheck pytest model bench-zero-shot bench-media bench-throughput bench-serve bench-recall bench-ranking bench-bank-scale bench-mining clean
 
 # Pinned dependencies; torch 2.13.0 resolves to the CPU build this machine's pip finds locally.
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -81,6 +81,9 @@ bench-ranking: install
 ## Banks at scale: 1M PDQ hashes vs ThreatExchange's index, 1M embeddings vs brute force (~25 min).
 bench-bank-scale: install
 	BASTION_DATASETS=$(DATASETS) $(BIN)/python bench/bank_scale.py $(BENCH_ARGS)
+
+bench-mining: install
+	BASTION_DATASETS=$(DATASETS) $(BIN)/python bench/mining.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache reports bench/out

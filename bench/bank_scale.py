@@ -394,7 +394,10 @@ def bench_embeddings(args: argparse.Namespace, rng: np.random.Generator) -> dict
         n_timed = len(queries) if approximate else min(len(queries), 500)
         t = time.perf_counter()
         found = np.concatenate(
-            [index.search(queries[s : s + BATCH], k).ids for s in range(0, n_timed, BATCH)]
+            [
+                index.search(queries[s : min(s + BATCH, n_timed)], k).ids
+                for s in range(0, n_timed, BATCH)
+            ]
         )
         batched_s = time.perf_counter() - t
         n_single = 500 if approximate else 50

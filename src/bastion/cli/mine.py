@@ -168,6 +168,11 @@ def next_command(
         )  # fmt: skip
     scoring = _Scoring(root, mp.state.policy, mp.state.categories)
     batch = mp.next(items, budget, scoring.embed, scoring.zero_shot)
+    if batch.available < budget:
+        err_console.print(
+            f"[yellow]the pool has only {batch.available} items left to label (budget "
+            f"{budget}): the batch holds them all[/]"
+        )
     if out is not None:
         _write_batch(batch, out)
         where = str(out)

@@ -2,14 +2,18 @@
 
 **Prevalence.** Mining chooses items that look bad, so the share of violations among labelled
 items says little about the pool. But a random slot (the exploration floor) draws uniformly from
-the items still unlabelled, R_t, so for each such draw
+the items still unlabelled, R_t: if the pool holds Y violations and K_t of them were known when
+slot t was filled (labelled, or drawn before it), that slot hits one with probability
 
-    Y_t = K_t + |R_t| * y_t
+    q_t(Y) = (Y - K_t) / |R_t|,
 
-is an unbiased estimate of the number of violations Y in the whole pool, where K_t counts the
-violations already known when the slot was filled (labelled or drawn before it). Their average
-is unbiased too. The targeted strategies add to K_t: each violation they find moves from the
-uncertain remainder into the known count, which is how the estimate tightens as mining succeeds.
+and the hits of all random slots are independent given the history, so their count is
+Poisson-binomial in Y. The estimate is the Y that makes the observed hits most likely; each
+violation the targeted strategies find moves from the uncertain remainder into the known count,
+which is how the estimate tightens as mining succeeds. (The plain average of K_t + |R_t| y_t over
+the random slots is unbiased, but mostly sits below the violations already known, which are
+certain, and clipping it there biases it; the likelihood uses the same slots without that.)
+
 The interval inverts an exact test, as Clopper-Pearson does for a fixed rate, but with the
 depletion accounted for: if the pool held Y violations, the random slot t hit one with probability
 q_t(Y) = (Y - K_t) / |R_t|, so the number of hits is Poisson-binomial and its tails are exact; the
@@ -60,8 +64,8 @@ def prevalence(
     pool: int,
     confidence: float = 0.95,
 ) -> Prevalence:
-    """The estimate from the random slots: for each, the violations known before it, the items
-    available to it and whether it drew a violation; `known_now` and `remaining_now` are the
+    """The maximum-likelihood estimate and exact interval from the random slots: for each, the
+    violations known before it, the items available to it and whether it drew a violation; `known_now` and `remaining_now` are the
     known violations and unlabelled items after the last label came back."""
     k = np.asarray(known_before, dtype=float)
     r = np.asarray(available, dtype=float)
@@ -83,16 +87,30 @@ def prevalence(
     # Both tails move monotonically with Y, so each bound is a binary search over integers.
     low = known_now if h == 0 else _first(known_now, most, lambda t: at_least(t) > tail)
     high = most if h == len(y) else _first(known_now, most, lambda t: at_most(t) <= tail) - 1
-    point = float(np.clip(np.mean(k + r * y), known_now, most))
+    high = max(high, low)
+    point = _most_likely(k, r, y, low, high)
     return Prevalence(
         estimate=point / pool,
         low=low / pool,
-        high=max(high, low) / pool,
+        high=high / pool,
         known=known_now,
         random_draws=len(y),
         random_hits=h,
         pool=pool,
     )
+
+
+def _most_likely(k: np.ndarray, r: np.ndarray, y: np.ndarray, low: int, high: int) -> int:
+    """The Y in [low, high] under which the random slots' hits are most likely."""
+    best, best_ll = low, -np.inf
+    for start in range(low, high + 1, 1024):
+        totals = np.arange(start, min(start + 1024, high + 1))[:, None]
+        q = np.clip((totals - k) / r, 1e-12, 1 - 1e-12)
+        ll = (y * np.log(q) + (1 - y) * np.log1p(-q)).sum(axis=1)
+        j = int(ll.argmax())
+        if ll[j] > best_ll:
+            best, best_ll = int(totals[j, 0]), float(ll[j])
+    return best
 
 
 def _poisson_binomial_cdf(q: np.ndarray, h: int) -> float:

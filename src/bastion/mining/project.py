@@ -79,6 +79,9 @@ class ProjectState(_Strict):
     validation: str | None = None
     rounds: int = 0
     bandit: dict[str, Any] | None = None
+    #: Label records (a prefix of labels.jsonl) the bandit has been paid for; a crash between
+    #: recording labels and saving this state leaves the rest to be paid by the next `learn`.
+    labels_paid: int = 0
 
 
 class DrawLog(_Strict):
@@ -124,6 +127,7 @@ class Batch:
     round: int
     items: list[tuple[PoolItem, DrawLog]]
     allocation: dict[str, float]
+    available: int
 
 
 @dataclass(frozen=True)
@@ -303,7 +307,7 @@ class MiningProject:
         self.state.rounds = number
         self._save_state()
         items = [(pool[index[d.item_id]], d) for d in log.draws]
-        return Batch(number, items, allocation)
+        return Batch(number, items, allocation, free)
 
     # ------------------------------------------------------------------ learn
 
@@ -324,8 +328,9 @@ class MiningProject:
         ids = {p.item_id: i for i, p in enumerate(pool)}
         known = [r for r in records if r.item_id in ids]
         unknown = list(dict.fromkeys(r.item_id for r in records if r.item_id not in ids))
-        before, _ = effective_labels(self.labels())
-        history = self.labels() + known
+        recorded = self.labels()
+        before, _ = effective_labels(recorded[: self.state.labels_paid])
+        history = recorded + known
         write_atomic(self.root / LABELS, (r.model_dump_json().encode() + b"\n" for r in history))
         labels, conflicts = effective_labels(history)
         unresolved = [i for i, c in conflicts.items() if c[0] == c[1]]
@@ -363,6 +368,7 @@ class MiningProject:
                 acc[0] += total
                 acc[1] += n
         self.state.bandit = miner.state()
+        self.state.labels_paid = len(history)
         self._save_state()
         return LearnResult(
             accepted=len(known),
@@ -559,7 +565,7 @@ def read_pool(path: Path) -> tuple[list[PoolItem], list[str]]:
                 record = row.record
                 where = f"{path.name} line {record.line}"
                 if record.item is None:
-                    problems.append(f"{where}: {record.error or 'unreadable'}")
+                    problems.append(record.error or f"{where}: unreadable")
                     continue
                 item = record.item
                 item_id = str(item.id) if item.id is not None else f"line-{record.line}"

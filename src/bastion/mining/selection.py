@@ -73,6 +73,8 @@ def select_batch(
                 proposals[arm] = int(orders[arm][found])
         # Strategies with nothing left to propose give their slot weight to the rest.
         live = [a for a in arms if a == RANDOM or a in proposals]
+        if not live:  # only ranked strategies, and every one has run out
+            break
         w = np.array([allocation[a] for a in live], dtype=float)
         w /= w.sum()
         arm = live[int(rng.choice(len(live), p=w))]
