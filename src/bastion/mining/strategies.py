@@ -117,24 +117,19 @@ def diversity(view: PoolView, rng: np.random.Generator, clusters: int = 100) -> 
     item nearest each centre, largest cluster first; the rest follow in order of distance to
     their centre (so a batch larger than `clusters` still spreads out).
 
-    k-means runs on at most 20,000 sampled items (mini-batch), which keeps a step on a pool of
-    millions to seconds; every candidate is then assigned to its nearest centre.
+    Spherical k-means (cosine, as the embeddings are compared everywhere else) runs on at most
+    5,000 sampled items for a few iterations, then every candidate is assigned to its nearest
+    centre: a diversity heuristic needs regions, not converged centroids, and this keeps a step
+    on a pool of millions to a fraction of a second (sklearn's k-means++ took 12 s on 20,000).
     """
-    from sklearn.cluster import MiniBatchKMeans
-
     candidates = view.unlabelled
     k = min(clusters, len(candidates))
     if k <= 1:
         return candidates
     sample = candidates
-    if len(sample) > 20_000:
-        sample = rng.choice(candidates, 20_000, replace=False)
-    seed = int(rng.integers(2**31 - 1))
-    km = MiniBatchKMeans(n_clusters=k, n_init=3, random_state=seed, batch_size=2048)
-    km.fit(view.X[sample])
-    centres = km.cluster_centers_ / np.maximum(
-        np.linalg.norm(km.cluster_centers_, axis=1, keepdims=True), 1e-12
-    )
+    if len(sample) > 5_000:
+        sample = rng.choice(candidates, 5_000, replace=False)
+    centres = spherical_kmeans(view.X[sample], k, rng)
     similarity = view.X[candidates] @ centres.T
     cluster = similarity.argmax(axis=1)
     closeness = similarity[np.arange(len(candidates)), cluster]
@@ -146,7 +141,35 @@ def diversity(view: PoolView, rng: np.random.Generator, clusters: int = 100) -> 
     starts = np.concatenate([[0], np.cumsum(np.bincount(cluster[order], minlength=k))[:-1]])
     rank_in_cluster[order] = np.arange(len(candidates)) - starts[cluster[order]]
     final = np.lexsort((-sizes[cluster], rank_in_cluster))
-    return candidates[final]
+    ordered: np.ndarray = candidates[final]
+    return ordered
+
+
+def spherical_kmeans(
+    X: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 10
+) -> np.ndarray:
+    """k unit-length centres for unit-length rows X: Lloyd's iterations on cosine similarity,
+    seeded as k-means++ does (each next seed drawn with probability growing with its squared
+    distance to the seeds so far); an emptied cluster restarts at the row its centre fits worst."""
+    chosen = [int(rng.integers(len(X)))]
+    nearest = X @ X[chosen[0]]
+    for _ in range(1, k):
+        weight = np.maximum(1.0 - nearest, 0.0) ** 2
+        total = float(weight.sum())
+        pick = int(rng.choice(len(X), p=weight / total)) if total > 0 else int(rng.integers(len(X)))
+        chosen.append(pick)
+        nearest = np.maximum(nearest, X @ X[pick])
+    centres = X[chosen].astype(np.float32)
+    for _ in range(iterations):
+        similarity = X @ centres.T
+        assign = similarity.argmax(axis=1)
+        sums = np.zeros_like(centres)
+        np.add.at(sums, assign, X)
+        empty = np.flatnonzero(np.bincount(assign, minlength=k) == 0)
+        worst = np.argsort(similarity.max(axis=1))[: len(empty)]
+        sums[empty] = X[worst]
+        centres = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return centres
 
 
 def _max_similarity(A: np.ndarray, B: np.ndarray, block: int = 8192) -> np.ndarray:
