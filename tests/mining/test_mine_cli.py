@@ -172,3 +172,27 @@ def test_a_crash_while_saving_leaves_the_project_as_it_was(
     assert bandit is not None
     found = sum(x["label"] for x in labels)
     assert sum(bandit["alpha"]) == pytest.approx(found + len(bandit["alpha"]))
+
+
+def test_simulate_writes_curves_and_a_table(tmp_path: Path) -> None:
+    pool, violating = _pool(tmp_path)
+    gold = tmp_path / "gold.jsonl"
+    rows = [json.loads(line) for line in pool.read_text("utf-8").splitlines()]
+    gold.write_text(
+        "".join(
+            json.dumps({"text": r.get("text"), "label": int(r["id"] in violating)}) + "\n"
+            for r in rows
+        ),
+        "utf-8",
+    )
+    args = ["mine", "simulate", "--pool", str(gold), "-o", str(tmp_path / "sim"), "--seeds", "1",
+            "--batch", "10", "--seed-positives", "2", "--seed-random", "5"]  # fmt: skip
+    out = bastion(*args, "--budget", "20", "--only", "bandit", "--only", "random")
+    assert "no text" in out  # the media-only line, named and skipped
+    assert "bandit" in out and "random" in out
+    saved = json.loads((tmp_path / "sim" / "simulation.json").read_text("utf-8"))
+    assert [r["policy"] for r in saved[0]["summary"]] == ["bandit", "random"]
+    assert saved[0]["curves"][0]["labels"] == [0, 10, 20]
+    assert (tmp_path / "sim" / "index.html").exists()
+    out = bastion(*args, "--budget", "500", ok=False)
+    assert "fewer than the budget of 500" in out
