@@ -71,3 +71,15 @@ def test_linucb_learns_that_the_best_strategy_depends_on_the_context() -> None:
     assert bandit.allocation(late, rng)["uncertainty"] == 1.0
     again = bandit_from_state(json.loads(json.dumps(bandit.state())))
     assert again.allocation(late, rng) == bandit.allocation(late, rng)
+
+
+def test_a_cold_bandit_is_warm_started_from_predicted_rates_once() -> None:
+    bandit = DiscountedThompson(ARMS)
+    assert bandit.cold
+    bandit.warm({"top_score": 0.6, "uncertainty": 0.1, "random": 0.05}, strength=20)
+    assert not bandit.cold
+    assert bandit.allocation(CTX, np.random.default_rng(0))["top_score"] > 0.9
+    # The warm start is evidence like any other: real rewards overturn it.
+    for _ in range(6):
+        bandit.update({"top_score": (0.0, 30), "uncertainty": (20.0, 30), "random": (1.0, 5)}, CTX)
+    assert bandit.allocation(CTX, np.random.default_rng(0))["uncertainty"] > 0.9

@@ -43,7 +43,7 @@ def test_the_mining_benchmark_runs_small(tmp_path: Path, datasets_root: Path) ->
     for pool in pools.values():
         rows = {r["policy"]: r for r in pool["summary"]}
         assert set(rows) == {"bandit", "top_score", "uncertainty", "diversity", "neighbours",
-                             "disagreement", "novelty", "random"}  # fmt: skip
+                             "disagreement", "novelty", "random", "top_score+floor"}  # fmt: skip
         assert rows["bandit"]["found"] > rows["random"]["found"]
     assert set(result["goals"]) == set(pools)
     assert (tmp_path / "mining" / "index.html").exists()

@@ -33,6 +33,9 @@ from bastion.mining.strategies import (
     diversity,
 )
 
+#: A fixed strategy with this suffix keeps the random floor too ("top_score+floor").
+FLOOR_SUFFIX = "+floor"
+
 #: What a label is worth to the bandit.
 REWARDS = ("positives", "auprc", "blend")
 
@@ -42,7 +45,8 @@ class MiningSettings:
     """How batches are chosen and rewarded.
 
     `policy` is "thompson" (discounted Thompson sampling, the default), "linucb", or the name
-    of one strategy to use alone (for comparison; no bandit, no floor). `reward`: "positives"
+    of one strategy to use alone (for comparison; no bandit, no floor; with "+floor" appended,
+    the strategy with the random floor, as the bandit has it). `reward`: "positives"
     (severity-weighted violations found), "auprc" (validation AUPRC gained by retraining with
     each strategy's picks, needs a validation set) or "blend" (`blend` × positives +
     (1 − `blend`) × AUPRC). `auprc_scale`: the gain that counts as a full reward.
@@ -56,16 +60,18 @@ class MiningSettings:
     auprc_scale: float = 0.05
     duplicate_similarity: float = 0.95
     clusters: int = 100
+    warm_start: float = 20.0
 
     def check(self) -> MiningSettings:
         if self.reward not in REWARDS:
             raise InputError(f"unknown reward {self.reward!r}; known: {', '.join(REWARDS)}")
         if not 0 <= self.floor < 1:
             raise InputError(f"the random floor must be in [0, 1), got {self.floor}")
-        if self.policy not in ("thompson", "linucb") and self.policy not in STRATEGIES:
+        fixed = self.policy.removesuffix(FLOOR_SUFFIX)
+        if self.policy not in ("thompson", "linucb") and fixed not in STRATEGIES:
             raise InputError(
-                f"unknown policy {self.policy!r}: 'thompson', 'linucb' or one strategy of "
-                f"{', '.join(STRATEGIES)}"
+                f"unknown policy {self.policy!r}: 'thompson', 'linucb', one strategy of "
+                f"{', '.join(STRATEGIES)}, or a strategy with '{FLOOR_SUFFIX}' (the random floor)"
             )
         if self.adaptive:
             check_strategies(list(self.strategies))
@@ -89,7 +95,12 @@ class Miner:
 
     def allocation(self, context: Context, rng: np.random.Generator) -> dict[str, float]:
         if self.bandit is None:
-            return {self.settings.policy: 1.0}
+            fixed = self.settings.policy
+            if fixed.endswith(FLOOR_SUFFIX):
+                return with_floor(
+                    {fixed.removesuffix(FLOOR_SUFFIX): 1.0, RANDOM: 0.0}, self.settings.floor
+                )
+            return {fixed: 1.0}
         return with_floor(self.bandit.allocation(context, rng), self.settings.floor)
 
     def choose(
@@ -105,15 +116,24 @@ class Miner:
         if size <= 0:
             raise InputError(f"the batch size must be at least 1, got {size}")
         context = context_of(view.score, view.label)
-        allocation = self.allocation(context, rng)
         available = view.unlabelled
         if exclude is not None and len(exclude):
             available = np.setdiff1d(available, exclude, assume_unique=False)
         if not len(available):
             raise InputError("every item in the pool is labelled or already out for labelling")
-        orders = {}
+        orders: dict[str, np.ndarray] = {}
+        bandit = self.bandit
+        if isinstance(bandit, DiscountedThompson) and bandit.cold and self.settings.warm_start > 0:
+            predicted = {RANDOM: float(view.score[available].mean())}
+            for arm in bandit.arms:
+                if arm != RANDOM:
+                    orders[arm] = _order(arm, view, rng, self.settings.clusters)
+                    top = orders[arm][np.isin(orders[arm], available)][:size]
+                    predicted[arm] = float(view.score[top].mean()) if len(top) else 0.0
+            bandit.warm(predicted, self.settings.warm_start)
+        allocation = self.allocation(context, rng)
         for arm, share in allocation.items():
-            if share > 0 and arm != RANDOM:
+            if share > 0 and arm != RANDOM and arm not in orders:
                 orders[arm] = _order(arm, view, rng, self.settings.clusters)
         labelled = np.flatnonzero(view.labelled)
         draws = select_batch(

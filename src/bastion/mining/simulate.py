@@ -23,6 +23,7 @@ import numpy as np
 from bastion.errors import InputError
 from bastion.mining.estimate import prevalence
 from bastion.mining.loop import (
+    FLOOR_SUFFIX,
     Miner,
     MiningSettings,
     auprc_rewards,
@@ -63,7 +64,11 @@ class SimulationConfig:
                 f"the pool has {positives} violations; the seed set alone needs "
                 f"{self.seed_positives} and the held-out set at least 2"
             )
-        unknown = [p for p in self.policies if p != BANDIT and p not in STRATEGIES]
+        unknown = [
+            p
+            for p in self.policies
+            if p != BANDIT and p.removesuffix(FLOOR_SUFFIX) not in STRATEGIES
+        ]
         if unknown:
             raise InputError(f"unknown policy {unknown[0]!r}: {BANDIT!r} or a strategy name")
         return self
@@ -111,7 +116,7 @@ class Simulation:
                  "found_sd": float(found.std()), "final_auprc": float(final.mean()),
                  "final_auprc_sd": float(final.std()), "aulc": float(aulc.mean())}
             )  # fmt: skip
-        singles = [r for r in rows if r["policy"] != BANDIT]
+        singles = [r for r in rows if r["policy"] in STRATEGIES]
         if singles:
             best = max(singles, key=lambda r: r["found"])
             for row in rows:
