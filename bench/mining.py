@@ -177,6 +177,14 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {r['policy']} | {r['found']:.1f} | {r['found_sd']:.1f} | {r['vs_random']:.2f} "
                 f"| {r['final_auprc']:.3f} | {r['aulc']:.3f} | {r['regret_found']:+.1f} |"
             )
+        bandit = next(r for r in pool["summary"] if r["policy"] == BANDIT)
+        if "prevalence_estimate" in bandit:
+            lines.append(
+                f"\nThe bandit's prevalence estimate from its random slots: "
+                f"{100 * bandit['prevalence_estimate']:.2f} % on average (truth "
+                f"{100 * f['prevalence']:.2f} %); its 95 % interval covered the truth in "
+                f"{100 * bandit['prevalence_covered']:.0f} % of seeds."
+            )
         lines.append("")
     return "\n".join(lines)
 

@@ -111,10 +111,20 @@ class Simulation:
             found = np.array([c.found[-1] for c in mine], dtype=float)
             final = np.array([c.auprc[-1] for c in mine], dtype=float)
             aulc = np.array([c.aulc for c in mine], dtype=float)
+            estimated = [c.prevalence for c in mine if c.prevalence]
+            if estimated:
+                prevalence = {
+                    "prevalence_estimate": float(np.mean([p["estimate"] for p in estimated])),
+                    "prevalence_covered": float(
+                        np.mean([p["low"] <= p["truth"] <= p["high"] for p in estimated])
+                    ),
+                }
+            else:
+                prevalence = {}
             rows.append(
                 {"policy": policy, "seeds": len(mine), "found": float(found.mean()),
                  "found_sd": float(found.std()), "final_auprc": float(final.mean()),
-                 "final_auprc_sd": float(final.std()), "aulc": float(aulc.mean())}
+                 "final_auprc_sd": float(final.std()), "aulc": float(aulc.mean())} | prevalence
             )  # fmt: skip
         singles = [r for r in rows if r["policy"] in STRATEGIES]
         if singles:
