@@ -74,6 +74,9 @@ def test_next_label_learn_next(tmp_path: Path) -> None:
 
     labels = [{"id": r["id"], "label": int(r["id"] in violating)} for r in first]
     labels.append({"id": "not-in-pool", "label": 1})
+    # Labelled outside mining (a seed set): they train the model but pay no strategy.
+    seeds = [f"chat-{i}" for i in range(30, 40) if f"chat-{i}" not in {r["id"] for r in first}][:3]
+    labels += [{"id": i, "label": "not_violating"} for i in seeds]
     flip = first[0]["id"]
     labels += [
         {"id": flip, "label": 1 - labels[0]["label"]},

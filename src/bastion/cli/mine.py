@@ -70,11 +70,7 @@ class _Scoring:
         return X
 
     def zero_shot(self, X: np.ndarray) -> np.ndarray:
-        from bastion.detectors.zero_shot import ZeroShotDetector
-        from bastion.policy.loader import load_policy
-
-        policy = load_policy(self.policy_name)
-        detector = ZeroShotDetector(self.cache.encoder).fit(policy)
+        detector = _zero_shot_detector(self.policy_name, self.cache)
         probs, _ = detector.window_probs(X)
         ids = list(detector.category_ids)
         unknown = [c for c in self.categories if c not in ids]
@@ -95,6 +91,21 @@ class _Scoring:
             return max(known) / top if known else 1.0
 
         return weight
+
+
+#: Fitted zero-shot detectors by policy name, so one process fits each policy once.
+_DETECTORS: dict[str, Any] = {}
+
+
+def _zero_shot_detector(policy: str, cache: Any) -> Any:
+    """The policy's zero-shot detector, fitted once per process; the first fit goes through
+    the project's embedding cache, so the policy's examples are embedded once per project."""
+    if policy not in _DETECTORS:
+        from bastion.detectors.zero_shot import ZeroShotDetector
+        from bastion.policy.loader import load_policy
+
+        _DETECTORS[policy] = ZeroShotDetector(cache).fit(load_policy(policy))
+    return _DETECTORS[policy]
 
 
 def _root(home: Path | None, project: str) -> Path:
@@ -266,7 +277,7 @@ def learn_command(
     scoring = _Scoring(root, mp.state.policy, mp.state.categories)
     validation = _validation(mp, scoring)
     result = mp.learn(
-        records, items, scoring.embed, scoring.zero_shot, severity=scoring.severity(),
+        records, items, scoring.embed, severity=scoring.severity(),
         validation=validation, problems=problems,
     )  # fmt: skip
     console = make_console()

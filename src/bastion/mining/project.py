@@ -316,7 +316,6 @@ class MiningProject:
         records: Sequence[LabelRecord],
         pool: Sequence[PoolItem],
         embed: Callable[[Sequence[str]], np.ndarray],
-        zero_shot: Callable[[np.ndarray], np.ndarray],
         *,
         severity: Callable[[Sequence[str]], float] = lambda _: 1.0,
         validation: tuple[np.ndarray, np.ndarray] | None = None,
@@ -346,7 +345,6 @@ class MiningProject:
             categories[r.item_id] = r.categories or categories.get(r.item_id, [])
         miner = Miner.resume(self.settings, self.state.bandit)
         paid: dict[str, list[float]] = {}
-        prior = zero_shot(X)
         for log in self.rounds():
             fresh = [d for d in log.draws if d.item_id in labels and d.item_id not in before]
             if not fresh:
@@ -361,7 +359,7 @@ class MiningProject:
                         f"the {self.settings.reward!r} reward needs the validation set"
                     )
                 Xv, yv = validation
-                rewards = self._auprc(rewards, draws, labels, ids, X, Xv, yv, prior, before)
+                rewards = self._auprc(rewards, draws, labels, ids, X, Xv, yv, before)
             miner.learn(rewards, _context(log))
             for arm, (total, n) in rewards.items():
                 acc = paid.setdefault(arm, [0.0, 0])
@@ -390,7 +388,6 @@ class MiningProject:
         X: np.ndarray,
         Xv: np.ndarray,
         yv: np.ndarray,
-        prior: np.ndarray,
         before: dict[str, int],
     ) -> dict[str, tuple[float, int]]:
         from sklearn.metrics import average_precision_score

@@ -44,6 +44,10 @@ class EmbeddingCache:
     def dim(self) -> int:
         return self.encoder.dim
 
+    @property
+    def max_length(self) -> int:
+        return self.encoder.max_length
+
     def encode(
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
