@@ -196,3 +196,15 @@ def test_simulate_writes_curves_and_a_table(tmp_path: Path) -> None:
     assert (tmp_path / "sim" / "index.html").exists()
     out = bastion(*args, "--budget", "500", ok=False)
     assert "fewer than the budget of 500" in out
+
+
+def test_an_unreadable_project_state_is_an_error_not_a_fresh_start(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    pool, _ = _pool(tmp_path)
+    state = home / "mining" / "default" / STATE
+    state.parent.mkdir(parents=True)
+    state.write_text('{"version": 1, "rounds": 3', "utf-8")  # cut off mid-write by hand
+    out = bastion("mine", "next", "--pool", str(pool), "--budget", "5", "-o",
+                  str(tmp_path / "b.jsonl"), "--home", str(home), ok=False)  # fmt: skip
+    assert "unreadable" in out
+    assert state.read_text("utf-8") == '{"version": 1, "rounds": 3'

@@ -20,6 +20,7 @@ from bastion.errors import InputError
 from bastion.mining.loop import MiningSettings
 from bastion.mining.project import (
     EMBEDDINGS,
+    STATE,
     Batch,
     LabelRecord,
     MiningProject,
@@ -169,9 +170,9 @@ def next_command(
     root = _root(home, project)
     items, problems = read_pool(pool)
     _report_problems(problems, "pool lines")
-    try:
-        mp = MiningProject.open(root)
-    except InputError:
+    if (root / STATE).exists():
+        mp = MiningProject.open(root)  # an unreadable state is an error, never started over
+    else:
         settings = MiningSettings(policy=bandit, reward=reward, floor=floor)
         mp = MiningProject.create(
             root, items, pool.resolve(), policy=policy, categories=category or [],
