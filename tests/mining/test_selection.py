@@ -73,3 +73,17 @@ def test_a_batch_never_repeats_an_item_or_takes_one_not_available() -> None:
     assert len(picked) == 30 == len(set(picked))
     assert all(10 <= i < 50 for i in picked)
     assert [d.available for d in draws] == list(range(40, 10, -1))
+
+
+def test_a_strategy_without_weight_still_proposes_for_the_log() -> None:
+    X = _pool(8)
+    orders = {"top_score": np.array([1, 2, 3]), "novelty": np.array([7, 6, 5])}
+    allocation = {"top_score": 0.9, "novelty": 0.0, "random": 0.1}
+    draws = select_batch(
+        X, np.arange(8), np.array([], int), orders, allocation, 3, np.random.default_rng(0)
+    )
+    assert all("novelty" in d.proposals for d in draws)
+    assert all(d.strategy != "novelty" for d in draws)
+    for d in draws:  # its proposal adds nothing to the propensity
+        expected = 0.1 / d.available + (0.9 if d.proposals["top_score"] == d.index else 0.0)
+        assert abs(d.propensity - expected) < 1e-12

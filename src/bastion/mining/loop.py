@@ -132,8 +132,11 @@ class Miner:
                     predicted[arm] = float(view.score[top].mean()) if len(top) else 0.0
             bandit.warm(predicted, self.settings.warm_start)
         allocation = self.allocation(context, rng)
-        for arm, share in allocation.items():
-            if share > 0 and arm != RANDOM and arm not in orders:
+        # A bandit's every strategy proposes at every slot, even one given no weight this batch,
+        # so that the log can price any other allocation; a fixed strategy needs only its own.
+        wanted = self.settings.strategies if self.bandit is not None else tuple(allocation)
+        for arm in wanted:
+            if arm != RANDOM and arm not in orders:
                 orders[arm] = _order(arm, view, rng, self.settings.clusters)
         labelled = np.flatnonzero(view.labelled)
         draws = select_batch(

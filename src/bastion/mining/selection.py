@@ -47,15 +47,18 @@ def select_batch(
 ) -> list[Draw]:
     """Up to `size` draws from the pool indices in `available` (see the module docstring).
 
-    `orders` gives each ranked strategy's pool indices, best first; `allocation` the probability
-    of each strategy per slot (random included where it has weight); `labelled` the pool indices
+    `orders` gives each ranked strategy's pool indices, best first (a strategy may have an order
+    and no weight: it then only proposes, for the log); `allocation` the probability of each
+    strategy per slot (random included where it has weight); `labelled` the pool indices
     that already carry a label (near-duplicates of them are skipped by ranked strategies).
     """
     free = np.zeros(len(X), dtype=bool)
     free[available] = True
     n_free = int(free.sum())
     arms = [a for a, p in allocation.items() if p > 0]
-    ranked = [a for a in arms if a != RANDOM]
+    # Every strategy with an order proposes at every slot, weighted or not, so the log can
+    # evaluate allocations that would have weighted it (`bastion.mining.estimate`).
+    ranked = [a for a in orders if a != RANDOM]
     cursor = dict.fromkeys(ranked, 0)
     # What a ranked pick must not nearly repeat: the labelled items, then the batch so far.
     reference = np.empty((len(labelled) + size, X.shape[1]), dtype=X.dtype)
@@ -81,7 +84,7 @@ def select_batch(
         index = int(rng.choice(np.flatnonzero(free))) if arm == RANDOM else proposals[arm]
         share = dict(zip(live, w.tolist(), strict=True))
         propensity = share.get(RANDOM, 0.0) / n_free + sum(
-            share[a] for a, i in proposals.items() if i == index
+            share.get(a, 0.0) for a, i in proposals.items() if i == index
         )
         draws.append(Draw(index, arm, propensity, n_free, proposals))
         free[index] = False
