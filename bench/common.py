@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 
 def machine() -> str:
     return f"{platform.machine()}, {platform.system()}, python {platform.python_version()}"
+
+
+def run_meta(load_before: tuple[float, float, float]) -> dict[str, Any]:
+    """Date, machine, CPUs and the load average before the run (given) and now, rounded."""
+    return {
+        "date": date.today().isoformat(),
+        "machine": machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def write_result(result: dict[str, Any], out: Path | str, markdown: str) -> tuple[Path, Path]:

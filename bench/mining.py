@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,7 @@ from bastion.mining.strategies import STRATEGIES
 from bastion.models.embedding_cache import EmbeddingCache
 from bastion.models.encoder import load_encoder
 from bastion.policy.loader import load_policy
-from common import machine, write_result  # bench/ is on sys.path when a benchmark runs
+from common import run_meta, write_result  # bench/ is on sys.path when a benchmark runs
 
 POLICY = "openai"
 CATEGORY = "hate"
@@ -240,11 +239,7 @@ def main() -> None:
     report = write_report(sims, Path(args.out).with_suffix(""))
     result: dict[str, Any] = {
         "meta": {
-            "date": date.today().isoformat(),
-            "machine": machine(),
-            "cpu_count": os.cpu_count(),
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            **run_meta(load_before),
             "policy": POLICY,
             "zero_shot_category": CATEGORY,
             "encoder": encoder.name,

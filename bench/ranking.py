@@ -68,7 +68,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -87,7 +87,7 @@ from bastion.triage.rank import (
     features,
     rank,
 )
-from common import machine, write_result  # bench/ is on sys.path when a benchmark runs
+from common import run_meta, write_result  # bench/ is on sys.path when a benchmark runs
 
 POLICY = "openai"
 SHARES = {
@@ -322,11 +322,7 @@ def main() -> None:
     top = np.sort(reach)[::-1]
     result = {
         "meta": {
-            "date": date.today().isoformat(),
-            "machine": machine(),
-            "cpu_count": os.cpu_count(),
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            **run_meta(load_before),
             "policy": POLICY,
             "model_version": moderator.model_version,
             "seed": args.seed,

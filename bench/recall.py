@@ -60,7 +60,6 @@ import json
 import os
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +76,7 @@ from bastion.eval.datasets import load_dataset
 from bastion.moderator import Moderator
 from bastion.triage.rank import CHANNELS
 from bastion.triage.recall import RecallResult, recall
-from common import machine, write_result  # bench/ is on sys.path when a benchmark runs
+from common import run_meta, write_result  # bench/ is on sys.path when a benchmark runs
 
 POLICY = "openai"
 CATEGORY = "illicit"  # the openai pack's category for AILuminate's crime hazards
@@ -340,11 +339,7 @@ def main() -> None:
 
     out: dict[str, Any] = {
         "meta": {
-            "date": date.today().isoformat(),
-            "machine": machine(),
-            "cpu_count": os.cpu_count(),
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            **run_meta(load_before),
             "policy": POLICY,
             "model_version": moderator.model_version,
             "seed": args.seed,

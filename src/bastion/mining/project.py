@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.atomic import write_atomic
 from bastion.errors import InputError
+from bastion.mining.bandit import Context
 from bastion.mining.estimate import (
     PolicyValue,
     Prevalence,
@@ -538,9 +539,7 @@ def _draw_log(slot: int, draw: Draw, ids: list[str]) -> DrawLog:
     )
 
 
-def _context(log: RoundLog) -> Any:
-    from bastion.mining.bandit import Context
-
+def _context(log: RoundLog) -> Context:
     return Context(
         labelled=int(log.context["labelled"]),
         positive_rate=log.context["positive_rate"],
