@@ -21,6 +21,7 @@ from bastion.policy import Action, LoadedPolicy, load_policy
 
 if TYPE_CHECKING:
     from bastion.detectors.multimodal import MediaModerator
+    from bastion.judge.cascade import LLMCascade
     from bastion.media.hashing import MediaHash
 
 
@@ -101,6 +102,7 @@ class Moderator:
         batch_size: int = 1024,
         media_limits: MediaLimits | None = None,
         runtime: str | None = None,
+        cascade: LLMCascade | None = None,
     ) -> None:
         """`model` is "default" (the model shipped in the package, where it was trained for this
         policy version and encoder; zero-shot otherwise), "zero-shot" (or None), or a trained
@@ -109,7 +111,10 @@ class Moderator:
         decoding of images, video and audio (decoder processes start at the first item with
         media; `close()` stops them). `runtime` runs the encoder and head with "onnx" (int8,
         no PyTorch), "torch", or "auto" (the default, or $BASTION_RUNTIME): ONNX where an export
-        exists and, for a trained model, its manifest's check found it within tolerance."""
+        exists and, for a trained model, its manifest's check found it within tolerance.
+        `cascade` turns on the LLM stage: cells whose fused score falls in its uncertain band
+        (or of categories without a trained model, if it says so) are judged by its LLM judge,
+        whose answer is fused in and whose rationale goes into the verdict."""
         self.policy = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
         if detectors is None:
             chosen = _pick_model(model, self.policy, encoder)
@@ -143,6 +148,20 @@ class Moderator:
         self.thresholds = np.array([thresholds.get(c.id, c.threshold_or(default)) for c in cats])
         self.bands = [c.bands_or(default) for c in cats]
         self.model_version = "+".join(_model_version(d) for d in self.detectors)
+        if cascade is not None and cascade.judge.policy.version != self.policy.version:
+            raise InputError(
+                f"the LLM judge reads policy {cascade.judge.policy.version}, not "
+                f"{self.policy.version}; build it from the same policy"
+            )
+        self.cascade = cascade
+        if cascade is not None:
+            self.model_version += f"+llm-judge:{cascade.judge.backend.name}"
+        self.untrained = np.logical_and.reduce(
+            [
+                np.asarray(getattr(d, "fallback", np.ones(len(self.thresholds), bool)))
+                for d in self.detectors
+            ]
+        )
         self.media_limits = media_limits or MediaLimits()
         self._media: MediaModerator | None = None
 
@@ -229,6 +248,12 @@ class Moderator:
                 hashes[i] = media.hashes[k]
                 errors[i] = media.errors[k]
         fused = fuse_max(list(by_type.values())) if by_type else np.full((n, n_cat), np.nan)
+        rationales: list[str | None] = [None] * n
+        if self.cascade is not None:
+            usable = np.array(
+                [errors[i] is None and not item.is_blank for i, item in enumerate(items)]
+            )
+            fused, rationales = self._judge(items, fused, usable, evidence)
         verdicts = []
         for i, item in enumerate(items):
             per_type = {kind: scores[i] for kind, scores in by_type.items()}
@@ -237,9 +262,51 @@ class Moderator:
                     item, fused[i], per_type, evidence[i], hashes[i], bool(cut[i]), errors[i]
                 )
             )
+            verdicts[-1].rationale = rationales[i]
         if progress is not None:
             progress(len(items))
         return verdicts
+
+    def _judge(
+        self,
+        items: list[Item],
+        fused: np.ndarray,
+        usable: np.ndarray,
+        evidence: list[list[DetectorEvidence]],
+    ) -> tuple[np.ndarray, list[str | None]]:
+        """The LLM stage: judge the uncertain cells, fuse, and collect the rationales.
+
+        A failed judgement leaves the cheap score as it was and says so in the rationale; it is
+        never read as "safe".
+        """
+        assert self.cascade is not None
+        ids = self.policy.category_ids
+        cells = self.cascade.route(fused, self.untrained) & usable[:, None]
+        rows, cols = np.nonzero(cells)
+        lines: list[list[str]] = [[] for _ in items]
+        if len(rows) == 0:
+            return fused, [None] * len(items)
+        results = self.cascade.judge.judge_pairs(
+            [(items[i], ids[c]) for i, c in zip(rows, cols, strict=True)]
+        )
+        judged = np.full(fused.shape, np.nan)
+        for i, c, result in zip(rows, cols, results, strict=True):
+            if result.judgement is None:
+                lines[i].append(f"{ids[c]}: LLM judge failed ({result.error}); cheap score kept.")
+                continue
+            judged[i, c] = result.probability
+            lines[i].append(f"{ids[c]}: {result.judgement.rationale}")
+            evidence[i].append(
+                DetectorEvidence(
+                    detector="llm-judge",
+                    category=ids[c],
+                    score=round(result.probability, 6),
+                    detail=result.judgement.rationale,
+                    ref=",".join(result.judgement.rule_ids) or None,
+                )
+            )
+        out = np.where(cells, self.cascade.fuse(fused, judged), fused)
+        return out, ["\n".join(lines_i) or None for lines_i in lines]
 
     def _verdict(
         self,

@@ -164,6 +164,8 @@ def output_line(record: Record, verdict: Any | None, *, evidence: bool = False) 
     )
     if verdict.hashes:
         out["hashes"] = [h.model_dump() for h in verdict.hashes]
+    if verdict.rationale:
+        out["rationale"] = verdict.rationale
     if evidence:
         out["evidence"] = [e.model_dump() for e in verdict.evidence]
     return out

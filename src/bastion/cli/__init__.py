@@ -20,10 +20,11 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from bastion.cli import bank, mine, moderate, policy, score, serve, train, triage
+    from bastion.cli import bank, judge, mine, moderate, policy, score, serve, train, triage
     from bastion.cli import eval as eval_cmd
 
     app.command("moderate")(moderate.moderate_command)
+    app.command("judge")(judge.judge_command)
     app.command("score")(score.score_command)
     app.command("eval")(eval_cmd.eval_command)
     app.command("train")(train.train_command)

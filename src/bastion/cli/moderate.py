@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Annotated
 
@@ -14,12 +11,21 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bastion.cli.judge import (
+    CacheOption,
+    ConcurrencyOption,
+    LLMModelOption,
+    TimeoutOption,
+    VisionOption,
+    build_judge,
+)
 from bastion.cli.output import (
     ExamplesOption,
     ModelOption,
     PolicyOption,
     console,
     err_console,
+    open_output,
     policy_with_examples,
 )
 from bastion.errors import BastionError, InputError
@@ -72,6 +78,31 @@ def moderate_command(
             help="YAML file of media limits (max_pixels, max_video_seconds, decode_timeout_s, ...)."
         ),
     ] = None,
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            "--llm",
+            help="Turn on the LLM stage with this backend ('local', 'local:DIR' or a server URL): "
+            "cells whose score is in the uncertain band are judged by the LLM reading the policy.",
+        ),
+    ] = None,
+    llm_band: Annotated[
+        str, typer.Option(help="Uncertain band LOW,HIGH of the cheap score sent to the LLM.")
+    ] = "0.2,0.8",
+    llm_weight: Annotated[
+        float, typer.Option(min=0.0, help="Weight of the LLM's log-odds against the cheap score's.")
+    ] = 1.0,
+    llm_untrained: Annotated[
+        bool, typer.Option(help="Also judge every item for categories without a trained model.")
+    ] = False,
+    llm_model: LLMModelOption = None,
+    llm_mode: Annotated[
+        str, typer.Option(help="LLM judge mode: auto, generate or score.")
+    ] = "auto",
+    llm_cache: CacheOption = None,
+    llm_timeout: TimeoutOption = 60.0,
+    llm_concurrency: ConcurrencyOption = 8,
+    llm_vision: VisionOption = False,
 ) -> None:
     """Moderate a text, or a JSONL file of items, against a policy.
 
@@ -95,12 +126,34 @@ def moderate_command(
         raise BastionError(
             "give either a TEXT argument and/or --image/--video/--audio, or --input FILE"
         )
+    loaded = policy_with_examples(policy, examples)
+    cascade = None
+    if llm is not None:
+        from bastion.judge.cascade import LLMCascade
+
+        judge = build_judge(
+            loaded,
+            llm,
+            model=llm_model,
+            mode=llm_mode,
+            cache=llm_cache,
+            timeout_s=llm_timeout,
+            concurrency=llm_concurrency,
+            vision=llm_vision,
+        )
+        try:
+            cascade = LLMCascade(
+                judge, band=_band(llm_band), weight=llm_weight, untrained=llm_untrained
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
     moderator = Moderator(
-        policy_with_examples(policy, examples),
+        loaded,
         model=model,
         encoder=encoder,
         batch_size=batch_size,
         media_limits=load_media_limits(media_limits) if media_limits else None,
+        cascade=cascade,
     )
     if single:
         item = Item(
@@ -128,23 +181,24 @@ def moderate_command(
             rows = _moderate_file(moderator, input, None, on_error, evidence, batch_size)
             _print_table(rows)
             return
-        with _open_output(output) as out:
+        with open_output(output) as out:
             _moderate_file(moderator, input, out, on_error, evidence, batch_size)
+
+
+def _band(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError as exc:
+        raise InputError(
+            f"--llm-band '{text}' is not LOW,HIGH (two numbers, e.g. 0.2,0.8)"
+        ) from exc
+    return low, high
 
 
 def _describe(item: Item) -> str:
     """The text, and the media given with it, for the table's heading."""
     media = [s.name for s in item.media]
     return " ".join([item.text, *(f"[{m}]" for m in media)]).strip()
-
-
-@contextmanager
-def _open_output(path: Path | None) -> Iterator[IO[str]]:
-    if path is None or str(path) == "-":
-        yield sys.stdout
-        return
-    with open(path, "w", encoding="utf-8") as fh:
-        yield fh
 
 
 def _moderate_file(
@@ -221,6 +275,8 @@ def _print_verdict(text: str, v: Verdict) -> None:
         )
     console.print(_shorten(text, 100), highlight=False, markup=False)
     console.print(table)
+    if v.rationale:
+        console.print(f"  [bold]LLM judge[/]: {escape(v.rationale)}", highlight=False)
     for ev in v.evidence[:3]:
         where = f"{ev.input_type} " if ev.input_type != "text" else ""
         console.print(f"  [dim]{where}{ev.category}: {escape(ev.detail)}[/]", highlight=False)

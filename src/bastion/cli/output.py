@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated
 
 import typer
 from rich.console import Console
@@ -54,3 +56,13 @@ def policy_with_examples(policy: str, examples: Path | None) -> LoadedPolicy:
     if examples is None:
         return loaded
     return with_examples(loaded, load_examples(examples, loaded), str(examples))
+
+
+@contextmanager
+def open_output(path: Path | None) -> Iterator[IO[str]]:
+    """A JSONL output file, or stdout for None or '-'."""
+    if path is None or str(path) == "-":
+        yield sys.stdout
+        return
+    with open(path, "w", encoding="utf-8") as fh:
+        yield fh

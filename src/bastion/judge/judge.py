@@ -324,11 +324,10 @@ def _questions(category: Category) -> tuple[tuple[str, tuple[str, ...]], ...]:
 def judgement_from_choices(category: Category, probs: Sequence[np.ndarray]) -> Judgement:
     """A judgement from per-step answer probabilities (each step scored given the content).
 
-    The path takes the likeliest answer at each step until a verdict. P(violating) sums, over
-    every route through the steps, the product of its answers' probabilities (the steps are
-    scored independently, so this is the chance that the content is judged violating by the
-    steps, not just along the likeliest route); `confidence` is that probability for the verdict
-    the path reached.
+    P(violating) sums, over every route through the steps to a violating verdict, the product
+    of its answers' probabilities: the chance that the steps, answered as the model would,
+    end in "violating". The verdict is the likelier outcome, and the decision path is the most
+    probable route that ends in it, so the path, the verdict and the confidence always agree.
     """
     if not category.decision_steps:
         p = float(probs[0][0])
@@ -342,46 +341,52 @@ def judgement_from_choices(category: Category, probs: Sequence[np.ndarray]) -> J
             decision_path=[],
             rationale=f"Scored answer to '{DIRECT_QUESTION}': P(yes) = {p:.2f}.",
         )
-    index = {s.id: k for k, s in enumerate(category.decision_steps)}
+    steps = {s.id: (s, probs[k]) for k, s in enumerate(category.decision_steps)}
     memo: dict[str, float] = {}
 
     def p_violating(step_id: str) -> float:
         if step_id not in memo:
-            k = index[step_id]
-            total = 0.0
-            for answer, p in zip(category.decision_steps[k].answers, probs[k], strict=True):
-                if answer.next is not None:
-                    total += float(p) * p_violating(answer.next)
-                elif answer.verdict == "violating":
-                    total += float(p)
-            memo[step_id] = total
+            step, p = steps[step_id]
+            memo[step_id] = sum(
+                float(q) * (p_violating(a.next) if a.next else float(a.verdict == "violating"))
+                for a, q in zip(step.answers, p, strict=True)
+            )
         return memo[step_id]
 
-    p_total = p_violating(category.decision_steps[0].id)
-    path: list[StepAnswer] = []
-    said: list[str] = []
-    step = category.decision_steps[0]
-    while True:
-        k = index[step.id]
-        best = int(np.argmax(probs[k]))
-        answer = step.answers[best]
-        path.append(StepAnswer(step=step.id, answer=answer.answer))
-        said.append(f"{step.id}: {answer.answer} ({float(probs[k][best]):.2f})")
-        if answer.next is None:
-            break
-        step = category.decision_steps[index[answer.next]]
-    violation = answer.verdict == "violating"
-    verdict = "violating" if violation else "not violating"
+    def best_route(step_id: str, verdict: str) -> tuple[float, list[tuple[str, int]]]:
+        """The most probable route from this step to `verdict`: (probability, [(step, answer)])."""
+        step, p = steps[step_id]
+        best: tuple[float, list[tuple[str, int]]] = (-1.0, [])
+        for k, (a, q) in enumerate(zip(step.answers, p, strict=True)):
+            if a.next is not None:
+                rest, route = best_route(a.next, verdict)
+                candidate = (float(q) * rest, [(step_id, k), *route]) if rest >= 0 else (-1.0, [])
+            else:
+                candidate = (float(q), [(step_id, k)]) if a.verdict == verdict else (-1.0, [])
+            if candidate[0] > best[0]:
+                best = candidate
+        return best
+
+    first = category.decision_steps[0].id
+    p_total = p_violating(first)
+    violation = p_total >= 0.5
+    route_p, route = best_route(first, "violating" if violation else "not_violating")
+    path = [StepAnswer(step=sid, answer=steps[sid][0].answers[k].answer) for sid, k in route]
+    said = "; ".join(
+        f"{sid}: {steps[sid][0].answers[k].answer} ({float(steps[sid][1][k]):.2f})"
+        for sid, k in route
+    )
+    last = steps[route[-1][0]][0].answers[route[-1][1]]
     return Judgement(
         violation=violation,
         categories=[category.id] if violation else [],
         severity=category.severity if violation else 0,
-        rule_ids=[answer.rule] if violation and answer.rule else [],
+        rule_ids=[last.rule] if violation and last.rule else [],
         confidence=p_total if violation else 1.0 - p_total,
         decision_path=path,
         rationale=(
-            f"Decision steps answered by scored choice: {'; '.join(said)} \u2192 {verdict}. "
-            f"P(violating) over all routes = {p_total:.2f}."
+            f"Decision steps answered by scored choice: P(violating) over all routes = "
+            f"{p_total:.2f}; likeliest route to the verdict ({route_p:.2f}): {said}."
         ),
     )
 

@@ -65,6 +65,8 @@ def parse_judgement(raw: str) -> tuple[Judgement | None, list[str]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         return None, [f"the JSON is malformed: {exc.msg} at character {exc.pos}"]
+    except RecursionError:  # a degenerate reply ("[[[[..."): a problem, not a crash
+        return None, ["the JSON is nested too deeply to read"]
     try:
         return Judgement.model_validate(data), []
     except ValidationError as exc:
@@ -82,8 +84,11 @@ def _json_object(raw: str) -> str | None:
     for k in range(start, len(raw)):
         ch = raw[k]
         if in_string:
-            escaped = ch == "\\" and not escaped
-            if ch == '"' and not escaped:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
                 in_string = False
             continue
         if ch == '"':
