@@ -74,7 +74,7 @@ def test_a_server_error_is_retried_after_a_backoff(
     result = judge_one(make_judge())
     assert result.error is None
     assert result.judgement is not None and result.judgement.violation
-    assert (result.usage.calls, result.usage.retries) == (1, 1)
+    assert (result.usage.calls, result.usage.retries) == (2, 1)  # every attempt is a call
     assert len(fake_llm.requests) == 2
     assert backoff == [0.01]
 

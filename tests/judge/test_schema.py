@@ -106,9 +106,6 @@ def test_quotes_and_braces_inside_strings_do_not_end_the_object(wrap: str) -> No
     assert parsed(wrap.format(json.dumps(answer))).rationale == rationale
 
 
-@pytest.mark.xfail(
-    strict=True, reason="known: a fenced reply is cut at the first '}```', even inside a string"
-)
 def test_a_code_fence_quoted_inside_a_fenced_reply() -> None:
     rationale = "It ends a code block: {x}```"
     answer = threat_judgement(rationale=rationale)
@@ -121,11 +118,8 @@ def test_parse_never_raises_and_always_gives_a_judgement_or_a_problem(raw: str) 
     assert (judgement is None) == bool(problems)
 
 
-# Any text, or text made of the characters that matter to JSON (backticks left out: see the
-# xfail above).
-texts = st.text(st.characters(codec="utf-8", exclude_characters="`"), max_size=30) | st.text(
-    '{}"\\\n é', max_size=30
-)
+# Any text, or text made of the characters that matter to JSON.
+texts = st.text(st.characters(codec="utf-8"), max_size=30) | st.text('{}"\\\n é`', max_size=30)
 judgements = st.builds(
     Judgement,
     violation=st.booleans(),

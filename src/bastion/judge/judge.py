@@ -52,7 +52,11 @@ MAX_IMAGE_SIDE = 1024
 
 @dataclass
 class JudgeResult:
-    """One (item, category) judgement, or why there is none (`error`; probability NaN)."""
+    """One (item, category) judgement, or why there is none (`error`; probability NaN).
+
+    `repaired` says a repair was asked for (the first answer was unusable), whether or not the
+    second answer was usable; `cached` that no call was made.
+    """
 
     category: str
     judgement: Judgement | None

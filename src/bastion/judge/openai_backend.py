@@ -92,7 +92,7 @@ class OpenAIBackend:
 
     def _first_model(self) -> str:
         try:
-            body, _ = self._post_or_get("GET", "/models", None)
+            body = self._post_or_get("GET", "/models", None)
             return str(body["data"][0]["id"])
         except (CallFailed, KeyError, IndexError, TypeError) as exc:
             raise ModelError(
@@ -181,33 +181,35 @@ class OpenAIBackend:
             return ChoiceReply([], usage, _describe(exc))
 
     def _call(self, payload: dict[str, Any], usage: Usage) -> dict[str, Any]:
-        body, seconds = self._post_or_get("POST", "/chat/completions", payload, usage)
+        body = self._post_or_get("POST", "/chat/completions", payload, usage)
         counted = body.get("usage") or {}
         usage.prompt_tokens += int(counted.get("prompt_tokens") or 0)
         usage.completion_tokens += int(counted.get("completion_tokens") or 0)
-        usage.latency_s += seconds
-        usage.calls += 1
         return body
 
     def _post_or_get(
         self, method: str, path: str, payload: dict[str, Any] | None, usage: Usage | None = None
-    ) -> tuple[dict[str, Any], float]:
+    ) -> dict[str, Any]:
+        """The reply's JSON body. Every attempt, failed or not, counts in `usage` as a call and
+        its seconds as latency; attempts after the first also count as retries."""
+        usage = usage if usage is not None else Usage()
         last = ""
         for attempt in range(self.max_retries + 1):
-            if attempt and usage is not None:
-                usage.retries += 1
+            usage.calls += 1
+            usage.retries += attempt > 0
             start = time.perf_counter()
             try:
                 response = self._client.request(method, path, json=payload)
-            except httpx.TimeoutException:
-                last = f"timed out after {self.timeout_s:g} s"
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                usage.latency_s += time.perf_counter() - start
+                last = (
+                    f"timed out after {self.timeout_s:g} s"
+                    if isinstance(exc, httpx.TimeoutException)
+                    else f"connection failed: {exc}"
+                )
                 self._sleep(attempt, None)
                 continue
-            except httpx.TransportError as exc:
-                last = f"connection failed: {exc}"
-                self._sleep(attempt, None)
-                continue
-            seconds = time.perf_counter() - start
+            usage.latency_s += time.perf_counter() - start
             if response.status_code in RETRY_STATUS:
                 last = f"HTTP {response.status_code}: {response.text[:200]}"
                 self._sleep(attempt, response.headers.get("retry-after"))
@@ -220,7 +222,7 @@ class OpenAIBackend:
                 raise CallFailed(f"the server's reply is not JSON: {response.text[:200]}") from exc
             if not isinstance(body, dict):
                 raise CallFailed("the server's reply is not a JSON object")
-            return body, seconds
+            return body
         raise CallFailed(
             f"{method} {self.base_url}{path} failed after {self.max_retries + 1} tries: {last}"
         )

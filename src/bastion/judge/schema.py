@@ -73,13 +73,23 @@ def parse_judgement(raw: str) -> tuple[Judgement | None, list[str]]:
         return None, [_pydantic_problem(err) for err in exc.errors()]
 
 
-def _json_object(raw: str) -> str | None:
-    fenced = re.search(r"```(?:json)?\s*(\{.*?\})\s*```", raw, re.DOTALL)
-    if fenced:
-        return fenced.group(1)
-    start = raw.find("{")
-    if start < 0:
-        return None
+def _json_object(raw: str, tries: int = 8) -> str | None:
+    """The first balanced {...} that parses as JSON, trying each of the first `tries` opening
+    braces in turn (prose or a code fence before the object may hold a brace of its own); if
+    none parses, the first candidate, so that its error is the one reported."""
+    starts = [m.start() for m in re.finditer(r"\{", raw)][:tries]
+    candidates = [_balanced(raw, start) for start in starts]
+    for candidate in candidates:
+        try:
+            json.loads(candidate)
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        return candidate
+    return candidates[0] if candidates else None
+
+
+def _balanced(raw: str, start: int) -> str:
+    """From the brace at `start` to the brace that closes it (or the end), strings respected."""
     depth, in_string, escaped = 0, False, False
     for k in range(start, len(raw)):
         ch = raw[k]
@@ -115,6 +125,10 @@ def check_judgement(judgement: Judgement, category: Category, content: str) -> l
         problems.append(f"categories must be {json.dumps(expected)}, got {judgement.categories}")
     if not judgement.violation and judgement.severity != 0:
         problems.append("severity must be 0 when the content does not violate")
+    if judgement.violation and judgement.severity == 0:
+        problems.append("severity must be 1-4 when the content violates")
+    if not judgement.violation and judgement.rule_ids:
+        problems.append("rule_ids must be empty when the content does not violate")
     rules = {r.id for r in category.violates}
     unknown = [r for r in judgement.rule_ids if r not in rules]
     if unknown:
@@ -122,6 +136,9 @@ def check_judgement(judgement: Judgement, category: Category, content: str) -> l
             f"unknown rule id(s) {', '.join(unknown)}; known: {', '.join(sorted(rules)) or 'none'}"
         )
     problems += check_path(judgement.violation, judgement.decision_path, category)
+    cited = _path_rule(judgement.decision_path, category)
+    if judgement.violation and cited is not None and cited not in judgement.rule_ids:
+        problems.append(f"the decision path ends in rule '{cited}', which rule_ids must cite")
     flat = _flat(content)
     for answer in judgement.decision_path:
         if answer.evidence and _flat(answer.evidence) not in flat:
@@ -161,6 +178,18 @@ def check_path(violation: bool, path: list[StepAnswer], category: Category) -> l
         assert chosen.next is not None
         expected = chosen.next
     return [f"decision_path stops before a verdict; the next step is '{expected}'"]
+
+
+def _path_rule(path: list[StepAnswer], category: Category) -> str | None:
+    """The rule named by the answer at the end of the path, if the path ends in one."""
+    if not path:
+        return None
+    steps = {s.id: s for s in category.decision_steps}
+    step = steps.get(path[-1].step)
+    if step is None:
+        return None
+    chosen = [a for a in step.answers if a.answer.lower() == path[-1].answer.strip().lower()]
+    return chosen[0].rule if chosen and chosen[0].verdict == "violating" else None
 
 
 def _flat(text: str) -> str:
