@@ -94,7 +94,9 @@ class LocalBackend:
     def __init__(self, path: str | Path | None = None, *, threads: int | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a load takes seconds; its bars would fill the output
         directory = Path(path) if path is not None else local_model_dir()
         if not directory.is_dir():
             raise ModelError(f"no model directory at {directory}")
