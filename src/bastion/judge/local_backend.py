@@ -96,7 +96,8 @@ class LocalBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # a load takes seconds; its bars would fill the output
+        # A load takes seconds; its progress bars would fill the command's output.
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         directory = Path(path) if path is not None else local_model_dir()
         if not directory.is_dir():
             raise ModelError(f"no model directory at {directory}")
