@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -14,10 +14,9 @@ from bastion.cli.output import ExamplesOption, PolicyOption, console, err_consol
 from bastion.cli.output import policy_with_examples as load_policy_option
 from bastion.errors import BastionError, InputError
 from bastion.items import Item
-from bastion.judge import JudgementCache, JudgeResult, LLMJudge, backend_from_spec
-from bastion.judge.judge import MODES, Mode
+from bastion.judge import JudgeResult, LLMJudge
+from bastion.judge.cascade import JudgeSettings
 from bastion.media.sources import MediaSource
-from bastion.policy import LoadedPolicy
 from bastion.records import OnError, Record, count_lines, read_records, stop_error
 
 LLMOption = Annotated[
@@ -58,31 +57,29 @@ VisionOption = Annotated[
 ]
 
 
-def build_judge(
-    policy: LoadedPolicy,
-    backend: str,
-    *,
-    model: str | None = None,
-    mode: str = "auto",
-    few_shot: int = 0,
-    cache: Path | None = None,
-    timeout_s: float = 60.0,
-    concurrency: int = 8,
-    vision: bool = False,
-) -> LLMJudge:
-    """An LLM judge from command-line options (shared by `judge` and `moderate --llm`)."""
-    if mode not in MODES:
-        raise InputError(f"--mode '{mode}' is not one of {', '.join(MODES)}")
-    chosen: Mode = mode  # type: ignore[assignment]
-    return LLMJudge(
-        policy,
-        backend_from_spec(
-            backend, model=model, timeout_s=timeout_s, concurrency=concurrency, vision=vision
-        ),
-        mode=chosen,
-        few_shot=few_shot,
-        cache=JudgementCache(cache) if cache is not None else None,
-    )
+def judge_settings(**options: Any) -> JudgeSettings:
+    """The --llm options as JudgeSettings; a bad value is an InputError naming the option."""
+    from pydantic import ValidationError
+
+    try:
+        return JudgeSettings(**options)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--llm-{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise InputError(f"LLM options: {problems}") from exc
+
+
+def parse_band(text: str) -> tuple[float, float]:
+    """An --llm-band value: "LOW,HIGH"."""
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError as exc:
+        raise InputError(
+            f"--llm-band '{text}' is not LOW,HIGH (two numbers, e.g. 0.2,0.8)"
+        ) from exc
+    return low, high
 
 
 def judge_command(
@@ -137,9 +134,8 @@ def judge_command(
     if single == (input is not None):
         raise BastionError("give either a TEXT argument and/or --image, or --input FILE")
     loaded = load_policy_option(policy, examples)
-    judge = build_judge(
-        loaded,
-        backend,
+    judge = judge_settings(
+        backend=backend,
         model=llm_model,
         mode=mode,
         few_shot=few_shot,
@@ -147,7 +143,7 @@ def judge_command(
         timeout_s=llm_timeout,
         concurrency=llm_concurrency,
         vision=llm_vision,
-    )
+    ).judge(loaded)
     if single:
         item = Item(text=text or "", images=[MediaSource.of(p, "image") for p in image or []])
         results = judge.judge([item], category)[0]

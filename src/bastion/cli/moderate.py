@@ -17,7 +17,8 @@ from bastion.cli.judge import (
     LLMModelOption,
     TimeoutOption,
     VisionOption,
-    build_judge,
+    judge_settings,
+    parse_band,
 )
 from bastion.cli.output import (
     ExamplesOption,
@@ -129,24 +130,18 @@ def moderate_command(
     loaded = policy_with_examples(policy, examples)
     cascade = None
     if llm is not None:
-        from bastion.judge.cascade import LLMCascade
-
-        judge = build_judge(
-            loaded,
-            llm,
+        cascade = judge_settings(
+            backend=llm,
             model=llm_model,
             mode=llm_mode,
+            band=parse_band(llm_band),
+            weight=llm_weight,
+            untrained=llm_untrained,
             cache=llm_cache,
             timeout_s=llm_timeout,
             concurrency=llm_concurrency,
             vision=llm_vision,
-        )
-        try:
-            cascade = LLMCascade(
-                judge, band=_band(llm_band), weight=llm_weight, untrained=llm_untrained
-            )
-        except ValueError as exc:
-            raise InputError(str(exc)) from exc
+        ).cascade(loaded)
     moderator = Moderator(
         loaded,
         model=model,
@@ -183,16 +178,6 @@ def moderate_command(
             return
         with open_output(output) as out:
             _moderate_file(moderator, input, out, on_error, evidence, batch_size)
-
-
-def _band(text: str) -> tuple[float, float]:
-    try:
-        low, high = (float(x) for x in text.split(","))
-    except ValueError as exc:
-        raise InputError(
-            f"--llm-band '{text}' is not LOW,HIGH (two numbers, e.g. 0.2,0.8)"
-        ) from exc
-    return low, high
 
 
 def _describe(item: Item) -> str:

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from bastion.cli.judge import CacheOption, LLMModelOption, judge_settings, parse_band
 from bastion.cli.output import console
 from bastion.errors import InputError
 
@@ -55,6 +56,18 @@ def serve_command(
         float,
         typer.Option(min=0, help="How long a lone request waits to share a model call."),
     ] = 2.0,
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            "--llm",
+            help="Turn on the LLM cascade for every model: 'local' or an OpenAI-compatible URL.",
+        ),
+    ] = None,
+    llm_model: LLMModelOption = None,
+    llm_band: Annotated[
+        str, typer.Option(help="Uncertain band LOW,HIGH of the cheap score sent to the LLM.")
+    ] = "0.2,0.8",
+    llm_cache: CacheOption = None,
 ) -> None:
     """Serve the moderation API: POST /v1/moderations (OpenAI-compatible) and /v1/moderate.
 
@@ -93,6 +106,9 @@ def serve_command(
         log_content=log_content,
         runtime=runtime,
         batch_wait_ms=batch_wait_ms,
+        llm=judge_settings(backend=llm, model=llm_model, band=parse_band(llm_band), cache=llm_cache)
+        if llm
+        else None,
     )
     app = create_app(settings, store)
     config = uvicorn.Config(

@@ -47,6 +47,7 @@ from starlette.routing import Match
 from bastion import __version__
 from bastion.errors import BastionError, InputError
 from bastion.items import Item, item_from_openai_input
+from bastion.judge.cascade import JudgeSettings
 from bastion.media.limits import MediaLimits
 from bastion.media.sources import MediaSource
 from bastion.moderator import Verdict
@@ -97,6 +98,9 @@ class ServerSettings(BaseModel):
     batch_max_items: int = Field(128, gt=0, description="most items in one model call")
     key_cache_s: float = Field(
         5.0, ge=0, description="how long a key found live is trusted without a database read"
+    )
+    llm: JudgeSettings | None = Field(
+        None, description="the LLM judge cascade on every model (off when None)"
     )
 
 
@@ -242,6 +246,7 @@ def create_app(
         runtime=settings.runtime,
         batch_wait_ms=settings.batch_wait_ms,
         batch_max_items=settings.batch_max_items,
+        llm=settings.llm,
     )
     if pool.on_batch is None:
         pool.on_batch = metrics.batch.observe

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bastion.errors import InputError
 from bastion.items import Item
+from bastion.judge.cascade import JudgeSettings
 from bastion.media.limits import MediaLimits
 from bastion.moderator import DEFAULT_MODEL, ZERO_SHOT, Moderator, Verdict
 from bastion.policy import BUILTIN_PACKS, load_policy
@@ -75,8 +76,10 @@ class ModeratorPool:
         batch_wait_ms: float = 2.0,
         batch_max_items: int = 128,
         on_batch: Callable[[int], None] | None = None,
+        llm: JudgeSettings | None = None,
     ) -> None:
         self.home = home
+        self.llm = llm
         self.default = ModelKey(default_policy, default_model)
         self.media_limits = media_limits or MediaLimits()
         self.runtime = runtime
@@ -150,7 +153,13 @@ class ModeratorPool:
         policy = load_policy(local_policy if local_policy.exists() else key.policy)
         local_model = self.home / "models" / key.model
         model: str | Path = local_model if local_model.is_dir() else key.model
-        return Moderator(policy, model=model, media_limits=self.media_limits, runtime=self.runtime)
+        return Moderator(
+            policy,
+            model=model,
+            media_limits=self.media_limits,
+            runtime=self.runtime,
+            cascade=self.llm.cascade(policy) if self.llm is not None else None,
+        )
 
     def loaded(self) -> list[str]:
         with self._lock:
