@@ -118,3 +118,20 @@ def test_moderate_rejects_a_malformed_band() -> None:
     )
     assert result.exit_code != 0
     assert "--llm-band 'high' is not LOW,HIGH" in str(result.exception or result.output)
+
+
+def test_moderate_takes_a_band_per_category(fake_llm: FakeLLM) -> None:
+    fake_llm.script(judgement_reply(threat_judgement()))
+    args = ["moderate", THREAT, "--policy", _starter(), "--model", "zero-shot", "--json"]
+    bands = ["--llm-band", "0,0", "--llm-band", f"{CATEGORY}=0,1"]
+    result = runner.invoke(app, [*args, "--llm", fake_llm.url, "--llm-model", "m", *bands])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rationale"].startswith(CATEGORY)
+    assert len(fake_llm.requests) == 1
+
+
+def test_moderate_names_an_unknown_category_in_a_band(fake_llm: FakeLLM) -> None:
+    args = ["moderate", THREAT, "--policy", _starter(), "--llm", fake_llm.url]
+    result = runner.invoke(app, [*args, "--llm-model", "m", "--llm-band", "hate=0.1,0.9"])
+    assert result.exit_code != 0
+    assert "LLM band for unknown category hate" in str(result.exception)

@@ -71,15 +71,32 @@ def judge_settings(**options: Any) -> JudgeSettings:
         raise InputError(f"LLM options: {problems}") from exc
 
 
-def parse_band(text: str) -> tuple[float, float]:
-    """An --llm-band value: "LOW,HIGH"."""
-    try:
-        low, high = (float(x) for x in text.split(","))
-    except ValueError as exc:
-        raise InputError(
-            f"--llm-band '{text}' is not LOW,HIGH (two numbers, e.g. 0.2,0.8)"
-        ) from exc
-    return low, high
+BandOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--llm-band",
+        help="Uncertain band of the cheap score that is sent to the LLM: LOW,HIGH for every "
+        "category (default 0.2,0.8), or CATEGORY=LOW,HIGH for one (repeat).",
+    ),
+]
+
+
+def parse_bands(values: list[str] | None) -> dict[str, Any]:
+    """--llm-band values as JudgeSettings fields: {"band": (low, high), "bands": {...}}."""
+    out: dict[str, Any] = {"bands": {}}
+    for value in values or []:
+        category, _, numbers = value.rpartition("=")
+        try:
+            low, high = (float(x) for x in numbers.split(","))
+        except ValueError as exc:
+            raise InputError(
+                f"--llm-band '{value}' is not LOW,HIGH or CATEGORY=LOW,HIGH (e.g. 0.2,0.8)"
+            ) from exc
+        if category:
+            out["bands"][category] = (low, high)
+        else:
+            out["band"] = (low, high)
+    return out
 
 
 def judge_command(

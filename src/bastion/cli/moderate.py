@@ -12,13 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bastion.cli.judge import (
+    BandOption,
     CacheOption,
     ConcurrencyOption,
     LLMModelOption,
     TimeoutOption,
     VisionOption,
     judge_settings,
-    parse_band,
+    parse_bands,
 )
 from bastion.cli.output import (
     ExamplesOption,
@@ -87,9 +88,7 @@ def moderate_command(
             "cells whose score is in the uncertain band are judged by the LLM reading the policy.",
         ),
     ] = None,
-    llm_band: Annotated[
-        str, typer.Option(help="Uncertain band LOW,HIGH of the cheap score sent to the LLM.")
-    ] = "0.2,0.8",
+    llm_band: BandOption = None,
     llm_weight: Annotated[
         float, typer.Option(min=0.0, help="Weight of the LLM's log-odds against the cheap score's.")
     ] = 1.0,
@@ -134,7 +133,7 @@ def moderate_command(
             backend=llm,
             model=llm_model,
             mode=llm_mode,
-            band=parse_band(llm_band),
+            **parse_bands(llm_band),
             weight=llm_weight,
             untrained=llm_untrained,
             cache=llm_cache,

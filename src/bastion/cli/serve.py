@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bastion.cli.judge import CacheOption, LLMModelOption, judge_settings, parse_band
+from bastion.cli.judge import BandOption, CacheOption, LLMModelOption, judge_settings, parse_bands
 from bastion.cli.output import console
 from bastion.errors import InputError
 
@@ -64,9 +64,7 @@ def serve_command(
         ),
     ] = None,
     llm_model: LLMModelOption = None,
-    llm_band: Annotated[
-        str, typer.Option(help="Uncertain band LOW,HIGH of the cheap score sent to the LLM.")
-    ] = "0.2,0.8",
+    llm_band: BandOption = None,
     llm_cache: CacheOption = None,
 ) -> None:
     """Serve the moderation API: POST /v1/moderations (OpenAI-compatible) and /v1/moderate.
@@ -106,7 +104,7 @@ def serve_command(
         log_content=log_content,
         runtime=runtime,
         batch_wait_ms=batch_wait_ms,
-        llm=judge_settings(backend=llm, model=llm_model, band=parse_band(llm_band), cache=llm_cache)
+        llm=judge_settings(backend=llm, model=llm_model, **parse_bands(llm_band), cache=llm_cache)
         if llm
         else None,
     )

@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bastion.errors import InputError
 from bastion.judge.backend import JudgeBackend
 from bastion.judge.judge import JudgementCache, LLMJudge
 from bastion.policy import LoadedPolicy
@@ -123,6 +124,9 @@ class JudgeSettings(BaseModel):
     mode: Literal["auto", "generate", "score"] = "auto"
     few_shot: int = Field(0, ge=0)
     band: tuple[float, float] = DEFAULT_BAND
+    bands: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="per-category uncertain bands"
+    )
     weight: float = Field(1.0, ge=0)
     untrained: bool = False
     cache: Path | None = Field(None, description="SQLite file of judgements")
@@ -133,9 +137,11 @@ class JudgeSettings(BaseModel):
 
     @model_validator(mode="after")
     def _band_ordered(self) -> JudgeSettings:
-        low, high = self.band
-        if not 0.0 <= low <= high <= 1.0:
-            raise ValueError(f"band {self.band} must satisfy 0 <= low <= high <= 1")
+        for name, (low, high) in {"default": self.band, **self.bands}.items():
+            if not 0.0 <= low <= high <= 1.0:
+                raise ValueError(
+                    f"band for {name} ({low}, {high}) must satisfy 0 <= low <= high <= 1"
+                )
         return self
 
     def build_backend(self) -> JudgeBackend:
@@ -173,8 +179,18 @@ class JudgeSettings(BaseModel):
         )
 
     def cascade(self, policy: LoadedPolicy) -> LLMCascade:
+        unknown = [c for c in self.bands if c not in policy.category_ids]
+        if unknown:
+            raise InputError(
+                f"LLM band for unknown categor{'y' if len(unknown) == 1 else 'ies'} "
+                f"{', '.join(unknown)}; policy {policy.version} has {', '.join(policy.category_ids)}"
+            )
         return LLMCascade(
-            self.judge(policy), band=self.band, weight=self.weight, untrained=self.untrained
+            self.judge(policy),
+            band=self.band,
+            bands=self.bands,
+            weight=self.weight,
+            untrained=self.untrained,
         )
 
 
