@@ -164,8 +164,11 @@ class LLMJudge:
         self.media_limits = media_limits or MediaLimits()
         self._prompts: dict[str, str] = {}
         self._shots = _ExamplePool(policy, examples, encoder) if few_shot else None
-        settings = f"{self.mode}|{few_shot}|{self.policy_examples}|{max_tokens}"
+        shown = hashlib.sha256(repr(list(examples) if few_shot else []).encode()).hexdigest()
+        settings = f"{self.mode}|{few_shot}|{self.policy_examples}|{max_tokens}|{shown[:16]}"
         self.fingerprint = f"{policy.version}|{backend.name}|{settings}"
+        """What a cached judgement must match beyond the content: policy version (which
+        includes its content hash), model, mode, prompt settings and the user's examples."""
 
     def system_prompt(self, category_id: str) -> str:
         if category_id not in self._prompts:

@@ -14,7 +14,7 @@ step costs only its own few tokens.
 from __future__ import annotations
 
 import copy
-import hashlib
+import fcntl
 import shutil
 import time
 from collections import OrderedDict
@@ -57,15 +57,24 @@ def local_model_dir(root: Path | None = None) -> Path:
     if (target / "model.safetensors").is_file():
         return target
     base.mkdir(parents=True, exist_ok=True)
-    gguf = Path(gemma.assemble(output_path=base / gemma.MODEL_NAME))
+    # Two processes starting at once (test workers, server replicas) must not both write the
+    # GGUF: the first builds while the other waits on the lock, then finds the directory.
+    with open(base / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "model.safetensors").is_file():
+            _build(gemma, base, target)
+    return target
+
+
+def _build(gemma: Any, base: Path, target: Path) -> None:
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    gguf = Path(gemma.assemble(output_path=base / gemma.MODEL_NAME, overwrite=True))
     tokenizer = AutoTokenizer.from_pretrained(str(base), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(base), gguf_file=gguf.name)
-    partial = (
-        base / f"transformers.partial-{hashlib.sha256(str(time.time()).encode()).hexdigest()[:8]}"
-    )
+    partial = base / "transformers.partial"
+    shutil.rmtree(partial, ignore_errors=True)  # left by a build that was killed
     partial.mkdir()
     tokenizer.save_pretrained(partial)
     config = model.config
@@ -73,11 +82,8 @@ def local_model_dir(root: Path | None = None) -> Path:
         delattr(config, "quantization_config")  # the weights below are de-quantised
     config.save_pretrained(partial)
     save_model(model, str(partial / "model.safetensors"))
-    try:
-        partial.rename(target)
-    except OSError:  # another process finished first
-        shutil.rmtree(partial, ignore_errors=True)
-    return target
+    partial.rename(target)
+    gguf.unlink()  # the de-quantised copy is what loads; the chunks stay in the package
 
 
 class LocalBackend:
