@@ -3,10 +3,14 @@ threshold it accepts, however the index was grown."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
+from bastion.banks import mih
 from bastion.banks.mih import MAX_THRESHOLD, MultiIndexHash, flip_masks
+from subprocesses import python_prints
 
 
 def flipped(rng: np.random.Generator, code: np.ndarray, k: int) -> np.ndarray:
@@ -83,3 +87,36 @@ def test_flip_masks_cover_every_key_within_nflip_bits_once() -> None:
         masks = flip_masks(nflip)
         assert len(masks) == len(set(masks.tolist())) == size
         assert max(bin(int(m)).count("1") for m in masks) == nflip
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_queries_split_over_threads_give_the_same_answer(
+    data: tuple[np.ndarray, np.ndarray], threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    codes, queries = data
+    index = MultiIndexHash.build(codes)
+    expected = index.search(queries, 31)
+    monkeypatch.setattr(mih, "_threads", lambda: threads)
+    with ThreadPoolExecutor(4) as callers:  # and from several threads at once
+        answers = list(callers.map(lambda _: index.search(queries, 31), range(8)))
+    for answer in answers:
+        assert all(np.array_equal(x, y) for x, y in zip(answer, expected, strict=True))
+
+
+def test_a_search_leaves_pytorch_threading_alone() -> None:
+    """Numba's parallel loops run on its OpenMP layer, whose start calls omp_set_nested(1) and
+    omp_set_num_threads(all CPUs) on the calling thread, in the libgomp PyTorch uses: PyTorch then
+    ran nested parallel regions there and ignored torch.set_num_threads (a fine-tuning test took
+    minutes instead of seconds after a hash lookup in the same process). A fresh process, since
+    numba starts its threading layer once per process."""
+    pytest.importorskip("torch")
+    script = (
+        "import numpy as np, torch\n"
+        "from bastion.banks.mih import MultiIndexHash\n"
+        "torch.set_num_threads(1)\n"
+        "assert torch.get_num_threads() == 1\n"
+        "codes = np.random.default_rng(0).integers(0, 256, (2000, 32), dtype=np.uint8)\n"
+        "MultiIndexHash.build(codes).search(codes[:64], 31)\n"
+        "print(torch.get_num_threads())\n"
+    )
+    assert python_prints(script, timeout=120) == ["1"]

@@ -6,8 +6,6 @@ from __future__ import annotations
 import collections
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from bastion.models.artifact import HEAD_ONNX, ModelArtifact
 from bastion.models.encoder import SHIPPED_ONNX_ENCODER, load_encoder
 from bastion.models.onnx_runtime import LruEmbeddings, OnnxHead, OnnxTextEncoder, file_sha256
 from bastion.moderator import Moderator, shipped_model_dir
+from subprocesses import python_prints
 
 TEXTS = [
     "I will find you after school and you will regret it",
@@ -144,9 +143,7 @@ def test_default_moderator_serves_int8_without_importing_torch() -> None:
         "v = m.moderate(['I am going to hurt you badly', 'nice photo!'])\n"
         "print(m.model_version, v[0].flagged, v[1].flagged, 'torch' in sys.modules)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
-    ).stdout.split()
+    out = python_prints(code, timeout=300)
     assert out == ["trained:default/all-MiniLM-L6-v2@onnx-int8", "True", "False", "False"]
 
 

@@ -20,16 +20,33 @@ ThreatExchange's PDQ index uses): its per-probe hash-table lookups and candidate
 2,724 lookups/s against 11,832 for this loop (compiled with Numba, parallel over queries) and
 1,866 for a FAISS flat scan; one lookup at a time, 1,065/s against 4,918.
 
+Parallel over queries by threads of our own rather than Numba's `parallel=True`: the loop runs
+without the GIL, each thread on its own slice of the queries, and a batch too small to share runs
+in the calling thread. Numba's parallel loops run on its OpenMP layer where TBB is not installed,
+and starting that layer calls `omp_set_nested(1)` and `omp_set_num_threads(all CPUs)` on the
+calling thread, in the libgomp that PyTorch uses too. From then on PyTorch on that thread ignored
+`torch.set_num_threads`, and MKL opened a nested team of new threads inside each of PyTorch's
+parallel regions: in one pytest process, training from the policy's examples took 377 s after the
+hash-index tests instead of 61 s. Against that loop, at a million codes on 2 busy cores: the same
+~5,500 lookups/s in batches of 1,000, and 5,000/s instead of 125/s one lookup at a time.
+
 Thresholds above 47 bits (nflip 3: 697 probes a chunk) are refused: a flat scan is the better
 tool there, and `HashBank` uses one.
 """
 
 from __future__ import annotations
 
-from itertools import combinations
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from itertools import combinations, pairwise
 
 import numba
 import numpy as np
+
+from bastion.cpus import model_threads
 
 CHUNKS = 16
 CHUNK_BITS = 16
@@ -37,6 +54,8 @@ CODE_BYTES = 32
 MAX_THRESHOLD = 47
 #: Room for matches per query; a batch with a query over it is searched again with room for all.
 _FIRST_CAP = 64
+#: Fewest queries worth handing to another thread (a lookup takes tens of microseconds).
+_MIN_QUERIES_PER_THREAD = 8
 
 
 def flip_masks(nflip: int) -> np.ndarray:
@@ -131,8 +150,9 @@ class MultiIndexHash:
             rows = np.empty((nq, cap), dtype=np.int64)
             dists = np.empty((nq, cap), dtype=np.int64)
             counts = np.zeros(nq, dtype=np.int64)
-            _search(q, self.words, self.orders, self.starts, masks, threshold, nflip, rows,
-                    dists, counts)  # fmt: skip
+            search = partial(_search, q, self.words, self.orders, self.starts, masks, threshold,
+                             nflip, rows, dists, counts)  # fmt: skip
+            _in_slices(nq, search)
             if counts.max() <= cap:
                 break
             cap = int(counts.max())
@@ -155,7 +175,48 @@ def _chunk(w: np.ndarray, j: int) -> int:
     return int((w[j // 4] >> np.uint64(16 * (j % 4))) & np.uint64(0xFFFF))
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)  # type: ignore[misc]
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _threads() -> int:
+    """Threads a batch of lookups may use: $BASTION_THREADS, else every CPU (see bastion.cpus)."""
+    return model_threads()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_threads() - 1, thread_name_prefix="mih")
+        return _pool
+
+
+def _forget_pool() -> None:
+    """In a forked child the pool's threads do not exist; the child starts its own."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _in_slices(n: int, run: Callable[[int, int], None]) -> None:
+    """`run(lo, hi)` over slices of range(n): the first slice in this thread, the others in the
+    pool, each slice at least _MIN_QUERIES_PER_THREAD long."""
+    parts = min(_threads(), n // _MIN_QUERIES_PER_THREAD)
+    if parts <= 1:
+        run(0, n)
+        return
+    first, *rest = pairwise(n * k // parts for k in range(parts + 1))
+    pool = _executor()
+    others = [pool.submit(run, lo, hi) for lo, hi in rest]
+    run(*first)
+    for future in others:
+        future.result()
+
+
+@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
 def _search(
     q: np.ndarray,
     words: np.ndarray,
@@ -167,11 +228,13 @@ def _search(
     out_rows: np.ndarray,
     out_dists: np.ndarray,
     counts: np.ndarray,
+    lo: int,
+    hi: int,
 ) -> None:
-    """For each query (in parallel), every row within `threshold` bits, reported by the first
+    """For each query in [lo, hi), every row within `threshold` bits, reported by the first
     chunk that reaches it; at most out_rows.shape[1] are written, counts[i] is the true count."""
     cap = out_rows.shape[1]
-    for i in numba.prange(q.shape[0]):
+    for i in range(lo, hi):
         qi = q[i]
         found = 0
         for j in range(16):

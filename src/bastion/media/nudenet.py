@@ -25,6 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from bastion.cpus import configured_threads
 from bastion.errors import ModelError
 from bastion.media.decode import check_rgb_image
 
@@ -108,8 +109,9 @@ class NudeNet:
     it effectively reports; that is the default here, and the two agree box for box. Lower it
     to see weaker detections (which then also take part in NMS).
 
-    `threads` sets ONNX Runtime's intra-op threads (0 = its default, one per core). The session
-    is thread-safe for `run`, so one instance can serve several threads.
+    `threads` sets ONNX Runtime's intra-op threads (0 = $BASTION_THREADS if set, else its
+    default, one per core). The session is thread-safe for `run`, so one instance can serve
+    several threads.
     """
 
     def __init__(
@@ -196,7 +198,7 @@ def _load_session(path: Path, threads: int) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads or configured_threads() or 0
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # its shape-inference warnings are noise for this model
     try:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from bastion.cpus import configured_threads
 from bastion.errors import InputError, ModelError
 from bastion.media.decode import SAMPLE_RATE
 from bastion.paths import cache_root
@@ -337,7 +338,7 @@ class Transcriber:
                 str(directory),
                 device="cpu",
                 compute_type=self.compute_type,
-                cpu_threads=self.cpu_threads,
+                cpu_threads=self.cpu_threads or configured_threads() or 0,
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelError(f"cannot load the Whisper model from {directory}: {exc}") from exc

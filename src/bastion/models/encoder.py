@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bastion.cpus import model_threads
 from bastion.errors import ModelError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
@@ -142,7 +143,9 @@ def _load_sentence_transformer(path: str, device: str) -> Any:
     transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    # Every CPU by default (PyTorch's own default is the physical cores); $BASTION_THREADS for
+    # processes that share them (see bastion.cpus).
+    torch.set_num_threads(model_threads())
     try:
         return SentenceTransformer(path, device=device, local_files_only=True)
     except Exception as exc:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from bastion.cpus import model_threads
 from bastion.errors import ModelError
 from bastion.models.embedding_cache import text_key
 from bastion.models.encoder import Encoder
@@ -110,7 +111,7 @@ def session_options(threads: int | None = None) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+    options.intra_op_num_threads = threads or model_threads()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
