@@ -188,8 +188,10 @@ def test_output_line_for_a_scored_record() -> None:
         model_version="m",
         error=None,
         evidence=[SimpleNamespace(model_dump=lambda: {"rule": "R1"})],
+        rationale="hate: a slur aimed at a group",
     )
     out = output_line(rec, verdict, evidence=True)
+    assert out["rationale"] == "hate: a slur aimed at a group"
     assert out["id"] == "ok"
     assert out["line"] == 4
     assert out["flagged"] is True
@@ -213,12 +215,14 @@ def test_output_line_for_a_verdict_with_an_error() -> None:
         policy_version="p",
         model_version="m",
         error="detector failed",
+        rationale=None,
     )
     out = output_line(rec, verdict)
     assert out["flagged"] is None
     assert out["action"] is None
     assert out["categories"] is None
     assert out["error"] == "line 4: detector failed"
+    assert "rationale" not in out
 
 
 def test_on_error_values() -> None:
