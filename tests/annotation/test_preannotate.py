@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-import bastion.policy
 from bastion.annotation import check_annotation
 from bastion.annotation.preannotate import from_judgement, from_scores, in_blind_slice, locate
 from bastion.judge import Judgement, JudgeResult, StepAnswer
-from bastion.policy import LoadedPolicy, load_policy
+from bastion.policy import LoadedPolicy
 
 CATEGORY = "harassment/threatening"
 TEXT = "I know which bus you take home. Tomorrow you won't get off it in one piece."
-
-
-@pytest.fixture(scope="module")
-def policy() -> LoadedPolicy:
-    return load_policy(Path(bastion.policy.__file__).parent / "starter.yaml")
 
 
 def test_a_judgement_becomes_a_valid_suggestion_with_spans(policy: LoadedPolicy) -> None:

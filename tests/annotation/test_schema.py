@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
-import bastion.policy
 from bastion.annotation import Annotation, PathStep, Region, Span, check_annotation, task_form
-from bastion.policy import LoadedPolicy, load_policy
+from bastion.policy import LoadedPolicy
 
 CATEGORY = "harassment/threatening"
 TEXT = "I know which bus you take home. Tomorrow you won't get off it in one piece."
-
-
-@pytest.fixture(scope="module")
-def policy() -> LoadedPolicy:
-    return load_policy(Path(bastion.policy.__file__).parent / "starter.yaml")
 
 
 def span(text: str) -> Span:
