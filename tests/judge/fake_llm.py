@@ -201,8 +201,14 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                 return
             reply = fake._next_reply(body)
             try:
-                if reply.delay_s and fake._closing.wait(reply.delay_s):
-                    return
+                closing = bool(reply.delay_s) and fake._closing.wait(reply.delay_s)
+            finally:
+                # Out of flight before the answer is sent: once the client has its answer it may
+                # send the next request, which must not find this one still counted.
+                fake._done()
+            if closing:
+                return
+            try:
                 if reply.status != 200:
                     error = {"message": reply.content or f"scripted HTTP {reply.status}"}
                     self._send(reply.status, {"error": error}, reply.headers)
@@ -210,8 +216,6 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                     self._send(200, _completion_body(body, reply))
             except OSError:  # the client gave up first (a timeout test)
                 pass
-            finally:
-                fake._done()
 
     return Handler
 
