@@ -156,6 +156,7 @@ class Moderator:
         self.cascade = cascade
         if cascade is not None:
             self.model_version += f"+llm-judge:{cascade.judge.backend.name}"
+        # Categories no detector has a trained model for (the LLM stage may judge them all).
         self.untrained = np.logical_and.reduce(
             [
                 np.asarray(getattr(d, "fallback", np.ones(len(self.thresholds), bool)))
@@ -336,6 +337,9 @@ class Moderator:
             cid: [kind for kind, s in per_type.items() if np.isfinite(s[c]) and s[c] >= t]
             for c, (cid, t) in enumerate(zip(ids, self.thresholds, strict=True))
         }
+        for cid, flagged in zip(ids, flags, strict=True):
+            if flagged and not applied[cid]:  # the LLM stage flagged it: it read the whole item
+                applied[cid] = [kind for kind in per_type if np.isfinite(per_type[kind]).any()]
         actions = {
             cid: band.action(float(s)) for cid, band, s in zip(ids, self.bands, clean, strict=True)
         }

@@ -135,3 +135,19 @@ def test_moderate_names_an_unknown_category_in_a_band(fake_llm: FakeLLM) -> None
     result = runner.invoke(app, [*args, "--llm-model", "m", "--llm-band", "hate=0.1,0.9"])
     assert result.exit_code != 0
     assert "LLM band for unknown category hate" in str(result.exception)
+
+
+def test_a_category_the_judge_flags_says_which_input_it_read(fake_llm: FakeLLM) -> None:
+    quiet = "The cake recipe needs two eggs."
+    path = [{**step, "evidence": ""} for step in threat_judgement()["decision_path"]]
+    fake_llm.script(judgement_reply(threat_judgement(decision_path=path, confidence=0.99)))
+    args = ["moderate", quiet, "--policy", _starter(), "--model", "zero-shot", "--json"]
+    llm = ["--llm", fake_llm.url, "--llm-model", "m", "--llm-band", "0,1", "--llm-weight", "8"]
+    result = runner.invoke(app, [*args, *llm])
+    assert result.exit_code == 0, result.output
+    verdict = json.loads(result.stdout)
+    # The zero-shot detector scores it far below the threshold (it leaves no evidence under
+    # 0.5); the judge's answer, weighted 8, flags it.
+    assert [e["detector"] for e in verdict["evidence"]] == ["llm-judge"]
+    assert verdict["categories"][CATEGORY] is True
+    assert verdict["category_applied_input_types"][CATEGORY] == ["text"]
