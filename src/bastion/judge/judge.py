@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import math
 import sqlite3
 import threading
@@ -476,7 +475,3 @@ def _images(item: Item, limits: MediaLimits) -> tuple[bytes, ...]:
         picture.save(buffer, format="PNG")
         out.append(buffer.getvalue())
     return tuple(out)
-
-
-def results_json(results: Sequence[JudgeResult]) -> str:
-    return json.dumps([r.as_dict() for r in results], ensure_ascii=False)
