@@ -8,6 +8,7 @@ import pytest
 
 from bastion.annotation import Annotation, PathStep
 from bastion.annotation.agreement import (
+    acceptance,
     cohen_kappa,
     gold_accuracy,
     krippendorff_alpha,
@@ -97,3 +98,15 @@ def test_gold_accuracy_per_annotator() -> None:
     accuracy = gold_accuracy(labels, gold)
     assert accuracy["ann1"] == (0.5, 2) and accuracy["ann2"] == (0.0, 1)
     assert math.isnan(accuracy["ann3"][0]) and accuracy["ann3"][1] == 0
+
+
+def test_acceptance_in_the_shown_and_blind_slices() -> None:
+    yes, no = _ann(True, ("target", "yes")), _ann(False, ("target", "no"))
+    pairs = [
+        (yes, yes, False), (yes, yes, False), (no, no, False), (yes, no, False),  # shown: 3/4
+        (yes, no, True), (no, no, True),  # blind: 1/2
+    ]  # fmt: skip
+    rates = acceptance(pairs)
+    assert rates["shown"] == (0.75, 4) and rates["blind"] == (0.5, 2)
+    only_shown = acceptance(pairs[:4])
+    assert math.isnan(only_shown["blind"][0]) and only_shown["blind"][1] == 0

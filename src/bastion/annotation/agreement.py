@@ -118,3 +118,22 @@ def gold_accuracy(
         right = sum(theirs[item] == gold[item] for item in scored)
         out[annotator] = (right / len(scored) if scored else math.nan, len(scored))
     return out
+
+
+def acceptance(
+    pairs: Sequence[tuple[Annotation, Annotation, bool]],
+) -> dict[str, tuple[float, int]]:
+    """How often people's verdicts match the pre-annotation, with it shown and in the blind slice.
+
+    `pairs` are (suggestion, the person's annotation, whether the suggestion was hidden). In the
+    blind slice the match rate is how often the model is simply right by people's lights; in the
+    shown slice it is that plus whatever people accept without checking. The gap between the
+    two estimates the anchoring; a gap near zero says suggestions are checked, not rubber-stamped.
+    Returns {"shown": (rate, n), "blind": (rate, n)}; NaN rate for an empty slice.
+    """
+    out: dict[str, tuple[float, int]] = {}
+    for name, hidden in (("shown", False), ("blind", True)):
+        chosen = [(s, a) for s, a, h in pairs if h == hidden]
+        same = sum(s.violation == a.violation for s, a in chosen)
+        out[name] = (same / len(chosen) if chosen else math.nan, len(chosen))
+    return out
