@@ -40,6 +40,7 @@ from rich.table import Table
 
 from bastion.eval.datasets import load_dataset
 from bastion.eval.metrics import binary_metrics, format_metric
+from bastion.items import Item
 from bastion.judge import JudgeResult, LLMJudge, backend_from_spec
 from bastion.judge.cascade import LLMCascade
 from bastion.moderator import Moderator
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         task = progress.add_task(f"judging ({backend.name}, {judge.mode})", total=len(pairs))
         for k in range(0, len(pairs), BATCH):
             chunk = pairs[k : k + BATCH]
-            results += judge.judge_pairs([(_item(texts[i]), ids[c]) for i, c in chunk])
+            results += judge.judge_pairs([(Item(text=texts[i]), ids[c]) for i, c in chunk])
             progress.advance(task, len(chunk))
     judge_s = time.perf_counter() - start
     judged = np.full(cheap.shape, np.nan)
@@ -141,12 +142,6 @@ def _sample(
     )
     rng.shuffle(chosen)
     return [texts[i] for i in chosen], np.array([binary[i] for i in chosen], dtype=float)
-
-
-def _item(text: str) -> Any:
-    from bastion.items import Item
-
-    return Item(text=text)
 
 
 def _judge_costs(results: list[JudgeResult], n_items: int) -> dict[str, Any]:
@@ -232,7 +227,7 @@ def _generate_sample(
     judge = LLMJudge(moderator.policy, backend, mode="generate", max_tokens=160)
     ids = moderator.policy.category_ids
     k = min(args.generate_sample, len(texts))
-    results = judge.judge_pairs([(_item(texts[i]), ids[top[i, 0]]) for i in range(k)])
+    results = judge.judge_pairs([(Item(text=texts[i]), ids[top[i, 0]]) for i in range(k)])
     return {
         "asked": k,
         "valid_first_time": sum(r.judgement is not None and not r.repaired for r in results),

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.judge.schema import StepAnswer, check_path
+from bastion.judge.schema import StepAnswer, check_path, path_rule
 from bastion.policy import Category, LoadedPolicy
 
 Source = Literal["human", "llm", "classifier"]
@@ -131,12 +131,9 @@ def check_annotation(
     if annotation.category not in policy.category_ids:
         return [f"unknown category '{annotation.category}' in policy {policy.version}"]
     category = policy.policy.category(annotation.category)
-    problems = check_path(
-        annotation.violation,
-        [StepAnswer(step=s.step, answer=s.answer) for s in annotation.path],
-        category,
-    )
-    problems += _rule_problems(annotation, category)
+    path = [StepAnswer(step=s.step, answer=s.answer) for s in annotation.path]
+    problems = check_path(annotation.violation, path, category)
+    problems += _rule_problems(annotation, path, category)
     if annotation.violation and annotation.severity == 0:
         problems.append("severity must be 1-4 when the item violates")
     if not annotation.violation and annotation.severity != 0:
@@ -149,7 +146,7 @@ def check_annotation(
     return problems
 
 
-def _rule_problems(annotation: Annotation, category: Category) -> list[str]:
+def _rule_problems(annotation: Annotation, path: list[StepAnswer], category: Category) -> list[str]:
     known = {r.id for r in category.violates}
     problems = [
         f"rule '{r}' is not a rule of {category.id} (known: {', '.join(sorted(known)) or 'none'})"
@@ -158,13 +155,9 @@ def _rule_problems(annotation: Annotation, category: Category) -> list[str]:
     ]
     if not annotation.violation and annotation.rule_ids:
         problems.append("an item that does not violate cites no rule")
-    if annotation.violation and annotation.path:
-        steps = {s.id: s for s in category.decision_steps}
-        last = annotation.path[-1]
-        step = steps.get(last.step)
-        chosen = [a for a in (step.answers if step else []) if a.answer == last.answer]
-        if chosen and chosen[0].rule and chosen[0].rule not in annotation.rule_ids:
-            problems.append(f"the path ends in rule '{chosen[0].rule}'; cite it")
+    cited = path_rule(path, category)
+    if annotation.violation and cited is not None and cited not in annotation.rule_ids:
+        problems.append(f"the path ends in rule '{cited}'; cite it")
     return problems
 
 

@@ -197,12 +197,18 @@ class LLMJudge:
         """One result per (item, category id); cached ones are not asked again."""
         results: list[JudgeResult | None] = [None] * len(pairs)
         todo: list[tuple[int, Item, Category, str, tuple[bytes, ...], str]] = []
+        # An item asked about several categories is decoded and re-encoded once.
+        decoded: dict[int, tuple[bytes, ...] | str] = {}
         for k, (item, cid) in enumerate(pairs):
             category = self.policy.policy.category(cid)
-            try:
-                images = _images(item, self.media_limits)
-            except (BastionError, OSError, ValueError) as exc:  # a bad image fails this item only
-                results[k] = JudgeResult(cid, None, self.mode, error=f"image refused: {exc}")
+            if id(item) not in decoded:
+                try:
+                    decoded[id(item)] = _images(item, self.media_limits)
+                except (BastionError, OSError, ValueError) as exc:  # fails this item only
+                    decoded[id(item)] = f"image refused: {exc}"
+            images = decoded[id(item)]
+            if isinstance(images, str):
+                results[k] = JudgeResult(cid, None, self.mode, error=images)
                 continue
             if images and not self.backend.vision:
                 results[k] = JudgeResult(

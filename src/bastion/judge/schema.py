@@ -136,7 +136,7 @@ def check_judgement(judgement: Judgement, category: Category, content: str) -> l
             f"unknown rule id(s) {', '.join(unknown)}; known: {', '.join(sorted(rules)) or 'none'}"
         )
     problems += check_path(judgement.violation, judgement.decision_path, category)
-    cited = _path_rule(judgement.decision_path, category)
+    cited = path_rule(judgement.decision_path, category)
     if judgement.violation and cited is not None and cited not in judgement.rule_ids:
         problems.append(f"the decision path ends in rule '{cited}', which rule_ids must cite")
     flat = _flat(content)
@@ -180,7 +180,7 @@ def check_path(violation: bool, path: list[StepAnswer], category: Category) -> l
     return [f"decision_path stops before a verdict; the next step is '{expected}'"]
 
 
-def _path_rule(path: list[StepAnswer], category: Category) -> str | None:
+def path_rule(path: list[StepAnswer], category: Category) -> str | None:
     """The rule named by the answer at the end of the path, if the path ends in one."""
     if not path:
         return None
