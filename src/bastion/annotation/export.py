@@ -1,7 +1,8 @@
 """Exports of finished annotations: classification rows, SFT chats and preference pairs.
 
 - Classification: one JSONL row per item, `label` plus one 0/1 column per category id, the
-  user-file format that `bastion train` and `bastion eval` read.
+  user-file format that `bastion train` and `bastion eval` read, and the decision-path answers
+  under `path` (auxiliary targets for training).
 - SFT: TRL's conversational format, `{"messages": [system, user, assistant]}`. The system
   message is the category's judging prompt (the same one the LLM judge reads), the assistant
   reasons through the decision steps in order, then gives the JSON verdict.
@@ -38,12 +39,16 @@ class Finished:
 
 def classification_rows(finished: Sequence[Finished], policy: LoadedPolicy) -> list[dict[str, Any]]:
     """One row per item: `label` is 1 when any annotated category violates; each annotated
-    category's column is 0/1, and categories nobody annotated for the item are left out."""
+    category's column is 0/1, and categories nobody annotated for the item are left out.
+
+    `path` holds the decision-path answers, `{category: {step id: answer}}`, for training that
+    uses them as auxiliary targets; a reader that only wants labels ignores it."""
     rows: dict[str, dict[str, Any]] = {}
     for f in finished:
-        row = rows.setdefault(f.item_id, {"id": f.item_id, "text": f.text, "label": 0})
+        row = rows.setdefault(f.item_id, {"id": f.item_id, "text": f.text, "label": 0, "path": {}})
         row[f.final.category] = int(f.final.violation)
         row["label"] = max(row["label"], int(f.final.violation))
+        row["path"][f.final.category] = {s.step: s.answer for s in f.final.path}
     return list(rows.values())
 
 
