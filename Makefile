@@ -4,9 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock pyproject.toml | sha1sum | cut -c1-12)
 DATASETS ?= ../shared/datasets
-# Debian packages: OCR, speech synthesis for the tests, a font for rendered test images, and
-# FFmpeg's headers that the vpdq wheel is built against.
-DEB_PACKAGES := libgomp1 tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-core pkg-config cmake g++ \
+# Debian packages: OCR, speech synthesis for the tests, a font for rendered test images,
+# FFmpeg's headers that the vpdq wheel is built against, and the browser the web app's tests
+# drive through Playwright (Debian's chromium: Playwright never downloads one).
+DEB_PACKAGES := libgomp1 tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-core pkg-config cmake g++ chromium \
 	libavcodec-dev libavformat-dev libavdevice-dev libavfilter-dev libavutil-dev libswresample-dev \
 	libswscale-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
