@@ -28,7 +28,21 @@ from bastion.store.keys import SCOPES_BY_ROLE
 from bastion.store.models import Base
 from bastion.store.store import MIGRATIONS_DIR
 
-TABLES = {"alembic_version", "api_keys", "decisions", "review_items", "review_decisions"}
+TABLES = {
+    "alembic_version",
+    "api_keys",
+    "decisions",
+    "review_items",
+    "review_decisions",
+    "people",
+    "web_sessions",
+    "annotation_projects",
+    "project_members",
+    "annotation_tasks",
+    "annotation_assignments",
+    "annotations",
+    "audit_log",
+}
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
 
 
@@ -72,7 +86,7 @@ def test_the_constructor_does_not_migrate(home: Path, database_url: str) -> None
 def test_open_creates_a_private_home_and_database_at_head(home: Path, database_url: str) -> None:
     with Store.open(home, database_url) as store:
         assert set(inspect(store.engine).get_table_names()) == TABLES
-        assert current_revision(store) == head_revision() == "0003"
+        assert current_revision(store) == head_revision() == "0004"
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
 
 

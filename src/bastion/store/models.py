@@ -195,3 +195,128 @@ class ReviewDecisionRow(Base):
     note: Mapped[str] = mapped_column(String())
     reviewer: Mapped[str] = mapped_column(String())
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class PersonRow(Base):
+    """Someone who logs in to the web app: a login name, a role and a salted scrypt hash of
+    their password (never the password)."""
+
+    __tablename__ = "people"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class WebSessionRow(Base):
+    """A logged-in browser: the SHA-256 of the cookie's token (the token itself is not kept),
+    the form token that must come back with every POST, and when it stops working."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(32), ForeignKey("people.id"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AnnotationProjectRow(Base):
+    """An annotation project: the policy it annotates against (its text, frozen at creation, so
+    every task of the project is judged by one policy version) and how tasks are handed out."""
+
+    __tablename__ = "annotation_projects"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String())
+    policy_text: Mapped[str] = mapped_column(String())
+    policy_version: Mapped[str] = mapped_column(String())
+    categories: Mapped[list[str]] = mapped_column(StrictJSON())
+    overlap: Mapped[int] = mapped_column(Integer())
+    borderline_overlap: Mapped[int] = mapped_column(Integer())
+    blind_share: Mapped[float] = mapped_column(Float())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ProjectMemberRow(Base):
+    """Who works on a project (admins work on every project without being members)."""
+
+    __tablename__ = "project_members"
+
+    project_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("annotation_projects.id"), primary_key=True
+    )
+    person_id: Mapped[str] = mapped_column(String(32), ForeignKey("people.id"), primary_key=True)
+
+
+class AnnotationTaskRow(Base):
+    """One item to annotate in a project, with its pre-annotations and, for a gold item, the
+    known answer. `required` is how many people annotate it (higher for borderline items)."""
+
+    __tablename__ = "annotation_tasks"
+    __table_args__ = (
+        UniqueConstraint("project_id", "item_id", name="uq_annotation_tasks_project_id"),
+        Index("ix_annotation_tasks_project_state", "project_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(DecisionId, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(String(64), ForeignKey("annotation_projects.id"))
+    item_id: Mapped[str] = mapped_column(String())
+    text: Mapped[str] = mapped_column(String())
+    media: Mapped[list[str]] = mapped_column(StrictJSON())
+    item_metadata: Mapped[dict[str, Any]] = mapped_column(StrictJSON())
+    borderline: Mapped[bool] = mapped_column(Boolean())
+    blind: Mapped[bool] = mapped_column(Boolean())
+    required: Mapped[int] = mapped_column(Integer())
+    suggestions: Mapped[dict[str, Any]] = mapped_column(StrictJSON())
+    gold: Mapped[dict[str, Any] | None] = mapped_column(StrictJSON(), nullable=True)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AssignmentRow(Base):
+    """A task handed to one person; `submitted_at` is set when their annotation is in."""
+
+    __tablename__ = "annotation_assignments"
+    __table_args__ = (
+        UniqueConstraint("task_id", "person_id", name="uq_annotation_assignments_task_id"),
+    )
+
+    id: Mapped[int] = mapped_column(DecisionId, primary_key=True, autoincrement=True)
+    task_id: Mapped[int] = mapped_column(DecisionId, ForeignKey("annotation_tasks.id"))
+    person_id: Mapped[str] = mapped_column(String(32), ForeignKey("people.id"), index=True)
+    assigned_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AnnotationRow(Base):
+    """One person's annotation of one task for one category (`kind` annotation), or a
+    reviewer's final word on a disagreement (`kind` adjudication). Written once, never changed."""
+
+    __tablename__ = "annotations"
+
+    id: Mapped[int] = mapped_column(DecisionId, primary_key=True, autoincrement=True)
+    task_id: Mapped[int] = mapped_column(DecisionId, ForeignKey("annotation_tasks.id"), index=True)
+    person_id: Mapped[str] = mapped_column(String(32), ForeignKey("people.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String())
+    body: Mapped[dict[str, Any]] = mapped_column(StrictJSON())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditRow(Base):
+    """One change to the annotation workflow: who did what, when, to which project and task.
+    Append-only: the migration installs triggers that refuse UPDATE and DELETE."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(DecisionId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String())
+    action: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    task_id: Mapped[int | None] = mapped_column(DecisionId, nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(StrictJSON())

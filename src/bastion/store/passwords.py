@@ -1,0 +1,60 @@
+"""Passwords of the people who log in to the web app: salted scrypt hashes, checked in constant time.
+
+Unlike an API key (256 random bits, for which `keys.hash_secret`'s plain SHA-256 is right), a
+password is chosen by a person and can be guessed; a memory-hard KDF makes each guess against a
+stolen database cost about 16 MiB and tens of milliseconds. The stored form names its own
+parameters (`scrypt$n$r$p$salt$hash`), so they can be raised later without breaking old hashes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from typing import Final
+
+N: Final = 2**14
+R: Final = 8
+P: Final = 1
+MIN_LENGTH: Final = 10
+"""Shortest password accepted: long enough that guessing one offline costs real money."""
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=N, r=R, p=P, dklen=32)
+    return "$".join(("scrypt", str(N), str(R), str(P), _b64(salt), _b64(digest)))
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Whether `password` is the one `stored` was made from (False for a malformed hash)."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(
+            password.encode("utf-8"),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def password_problem(password: str) -> str | None:
+    """Why a new password is refused, or None."""
+    if len(password) < MIN_LENGTH:
+        return f"a password needs at least {MIN_LENGTH} characters"
+    if password.strip() != password:
+        return "a password may not start or end with spaces"
+    return None
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
