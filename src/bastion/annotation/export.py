@@ -19,10 +19,13 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bastion.annotation.schema import Annotation
+from bastion.atomic import write_atomic
 from bastion.policy import LoadedPolicy
+from bastion.policy.loader import policy_text
 from bastion.policy.render import render_category, render_content
 
 
@@ -159,3 +162,51 @@ def dataset_card(
     lines += ["", "## Files", ""]
     lines += [f"- `{name}`: {rows} rows" for name, rows in files.items()]
     return "\n".join(lines) + "\n"
+
+
+EXPORT_FILES = ("classification.jsonl", "sft.jsonl", "preferences.jsonl")
+
+
+def write_export(
+    out: Path, finished: Sequence[Finished], policy: LoadedPolicy, agreement: Mapping[str, float]
+) -> dict[str, int]:
+    """Write every export into `out`: the three JSONL files, the policy they were made under
+    (`policy.yaml`), a recipe that trains on them (`recipe.yaml`: `bastion train --recipe
+    out/recipe.yaml`) and the dataset card (`README.md`). Returns rows per JSONL file.
+
+    Each file is written whole to a temporary name and renamed, so a crash leaves either the
+    old export or the new one, never half of one."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = {
+        "classification.jsonl": classification_rows(finished, policy),
+        "sft.jsonl": sft_rows(finished, policy),
+        "preferences.jsonl": preference_rows(finished, policy),
+    }
+    for name, content in rows.items():
+        write_atomic(
+            out / name, (json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in content)
+        )
+    counts = {name: len(content) for name, content in rows.items()}
+    write_atomic(out / "policy.yaml", [policy_text(policy).encode()])
+    write_atomic(out / "recipe.yaml", [_recipe(policy).encode()])
+    card = dataset_card(finished, policy, agreement, counts)
+    write_atomic(out / "README.md", [card.encode()])
+    return counts
+
+
+def _recipe(policy: LoadedPolicy) -> str:
+    """A training recipe over the classification export, with the policy it was labelled under.
+
+    The labels are the platform's own, made by its people: `use: ship-ok` is theirs to change
+    if their data may not go into a model they ship."""
+    name = policy.policy.id.replace("/", "-") + "-annotations"
+    return (
+        f"# Train on this export: bastion train --recipe recipe.yaml --out models/{name}\n"
+        f"name: {name}\n"
+        "policy: policy.yaml\n"
+        "sources:\n"
+        "  - file: classification.jsonl\n"
+        "    licence: your own annotations\n"
+        "    use: ship-ok\n"
+        "  - policy_examples: true\n"
+    )

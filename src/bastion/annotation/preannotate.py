@@ -10,10 +10,16 @@ simply accept it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bastion.annotation.schema import Annotation, PathStep, Span
 from bastion.judge.judge import JudgeResult
 from bastion.policy import LoadedPolicy
+
+if TYPE_CHECKING:
+    from bastion.judge.judge import LLMJudge
+    from bastion.moderator import Moderator
 
 
 def from_judgement(
@@ -87,3 +93,44 @@ def in_blind_slice(task_id: str, share: float, salt: str = "") -> bool:
         raise ValueError(f"blind share must be between 0 and 1, got {share}")
     digest = hashlib.sha256(f"{salt}|{task_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def suggest(
+    texts: Sequence[str],
+    policy: LoadedPolicy,
+    categories: Sequence[str],
+    *,
+    moderator: Moderator | None = None,
+    judge: LLMJudge | None = None,
+) -> list[dict[str, Annotation]]:
+    """Suggestions for each text and category: the LLM judge's (path and all) where it gave a
+    valid judgement, else the classifier's verdict and evidence, else none."""
+    out: list[dict[str, Annotation]] = [{} for _ in texts]
+    if moderator is not None:
+        verdicts = moderator.moderate(list(texts))
+        index = {c: n for n, c in enumerate(moderator.policy.category_ids)}
+        for suggestions, verdict in zip(out, verdicts, strict=True):
+            if verdict.error is not None:
+                continue
+            for category in categories:
+                if category not in verdict.category_scores:
+                    continue
+                evidence = "; ".join(
+                    e.detail for e in verdict.evidence if e.category == category and e.detail
+                )
+                suggestions[category] = from_scores(
+                    category,
+                    verdict.category_scores[category],
+                    float(moderator.thresholds[index[category]]),
+                    policy,
+                    verdict.model_version,
+                    evidence,
+                )
+    if judge is not None:
+        results = judge.judge(list(texts), list(categories))
+        for suggestions, text, per_category in zip(out, texts, results, strict=True):
+            for result in per_category:
+                suggestion = from_judgement(result, policy, text, judge.backend.name)
+                if suggestion is not None:
+                    suggestions[result.category] = suggestion
+    return out

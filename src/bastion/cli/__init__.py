@@ -20,7 +20,18 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from bastion.cli import bank, judge, mine, moderate, policy, score, serve, train, triage
+    from bastion.cli import (
+        annotate,
+        bank,
+        judge,
+        mine,
+        moderate,
+        policy,
+        score,
+        serve,
+        train,
+        triage,
+    )
     from bastion.cli import eval as eval_cmd
 
     app.command("moderate")(moderate.moderate_command)
@@ -37,6 +48,7 @@ def _register() -> None:
     app.add_typer(triage.queue_app, name="queue")
     app.add_typer(bank.bank_app, name="bank")
     app.add_typer(mine.mine_app, name="mine")
+    app.add_typer(annotate.annotate_app, name="annotate")
 
 
 _register()

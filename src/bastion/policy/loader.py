@@ -179,3 +179,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def starter_policy_text() -> str:
     """The commented starter file written by `bastion policy new`."""
     return resources.files("bastion.policy").joinpath("starter.yaml").read_text("utf-8")
+
+
+def policy_text(loaded: LoadedPolicy) -> str:
+    """The policy as YAML that parses back to the same version (same content hash): what a
+    project or an export freezes, whatever file or pack it was first loaded from."""
+    return yaml.safe_dump(
+        loaded.policy.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100
+    )

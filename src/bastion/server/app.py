@@ -7,6 +7,9 @@ next instant. A bad request (malformed JSON, wrong types, an oversized body, an 
 not an image, bad base64, a decode over its time limit) gets a 4xx JSON error in OpenAI's
 error shape naming the problem; nothing a request sends can take the process down.
 
+The annotation and review web app (`bastion.annotation.web`, under `/ui` and `/login`) is
+served here too, on the same store; people log in to it with a password.
+
 `GET /v1/decisions` reads that log back ('decisions:read'), fenced to the key's project; see
 `_readable_project` for who may read which project. Review queues and banks
 (`bastion.server.triage_routes`) and recall jobs (`bastion.server.recall_jobs`) are routers
@@ -45,6 +48,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from bastion import __version__
+from bastion.annotation.web import web_router
+from bastion.annotation.workflow import Workflow
 from bastion.errors import BastionError, InputError
 from bastion.items import Item, item_from_openai_input
 from bastion.judge.cascade import JudgeSettings
@@ -101,6 +106,10 @@ class ServerSettings(BaseModel):
     )
     llm: JudgeSettings | None = Field(
         None, description="the LLM judge cascade on every model (off when None)"
+    )
+    web: bool = Field(True, description="serve the annotation and review web app under /ui")
+    secure_cookies: bool = Field(
+        False, description="mark the web app's session cookie Secure (set it behind HTTPS)"
     )
 
 
@@ -542,8 +551,35 @@ def create_app(
         triage_router(store, settings.home, require, _HTTPError, settings.media_limits)
     )
     app.include_router(recall_router(store, settings.home, pool, require, _HTTPError))
+    if settings.web:
+        app.include_router(
+            web_router(
+                Workflow(store),
+                settings.media_limits,
+                review_queues=lambda: _review_queues(store),
+                secure_cookies=settings.secure_cookies,
+            )
+        )
 
     return app
+
+
+def _review_queues(store: Store, top: int = 5) -> list[dict[str, Any]]:
+    """The triage review queues for the web app's home page: name, pending count, top items."""
+    from bastion.triage import ReviewQueue
+    from bastion.triage.queue import ItemState, queue_names
+
+    out = []
+    for name in queue_names(store):
+        queue = ReviewQueue(store, name)
+        out.append(
+            {
+                "name": name,
+                "pending": queue.counts().pending,
+                "items": queue.list(ItemState.pending, limit=top),
+            }
+        )
+    return out
 
 
 class _HTTPError(Exception):

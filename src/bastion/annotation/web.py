@@ -1,0 +1,578 @@
+"""The web app annotators and reviewers work in: log in, queues, the task page, adjudication, admin.
+
+Served by the same FastAPI service as the API (`bastion serve`), as server-rendered HTML with a
+little JavaScript (`static/task.js`: the next step appears from the previous answer, evidence
+spans are selected with the mouse, and keys answer the common questions). Everything the page
+does also works as a plain form post: the server rebuilds the decision path from the answers by
+following the policy's steps from the first, and the validator has the last word, so a page
+that misbehaves can never store an annotation the policy does not allow.
+
+People log in with a password (a salted scrypt hash in the store); the session cookie is
+HttpOnly and SameSite=Lax, and every form carries the session's form token (CSRF). Images are
+shown with NudeNet's regions blurred by default (reviewer wellbeing); a click asks the server
+for the unblurred image, which is only then sent.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import json
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Final
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from bastion.annotation.schema import Annotation, PathStep, Span, task_form
+from bastion.annotation.workflow import (
+    AnnotationRejected,
+    ForbiddenError,
+    NotFoundError,
+    Person,
+    PersonRole,
+    Project,
+    Task,
+    TaskState,
+    Workflow,
+    final_annotations,
+)
+from bastion.errors import BastionError
+from bastion.media.limits import MediaLimits
+
+COOKIE: Final = "bastion_session"
+STATIC: Final = {"task.js": "text/javascript", "app.css": "text/css"}
+VIDEO_SUFFIXES: Final = (".mp4", ".webm", ".mov", ".mkv", ".avi")
+
+_templates = Environment(
+    loader=PackageLoader("bastion.annotation", "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+class _LoginRequired(Exception):
+    pass
+
+
+class _PageRoute(APIRoute):
+    """Routes whose errors come back as an HTML page (or a redirect to the login page), not the
+    API's JSON: a person reads them."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except _LoginRequired:
+                return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+            except ForbiddenError as exc:
+                return _error_page(request, 403, "Not allowed", str(exc))
+            except NotFoundError as exc:
+                return _error_page(request, 404, "Not found", str(exc))
+            except BastionError as exc:
+                return _error_page(request, 400, "Cannot do that", str(exc))
+
+        return handle
+
+
+@dataclass(frozen=True)
+class _Viewer:
+    person: Person
+    csrf: str
+
+
+def web_router(
+    workflow: Workflow,
+    media_limits: MediaLimits | None = None,
+    review_queues: Callable[[], list[dict[str, Any]]] | None = None,
+    *,
+    secure_cookies: bool = False,
+) -> APIRouter:
+    """The web app's routes. `review_queues` lists the triage review queues for the home page
+    (name, pending, top items); `secure_cookies` marks the session cookie Secure (behind HTTPS)."""
+    media = _MediaView(media_limits or MediaLimits())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(media.close)
+
+    router = APIRouter(route_class=_PageRoute, include_in_schema=False, lifespan=lifespan)
+
+    def viewer(request: Request) -> _Viewer:
+        token = request.cookies.get(COOKIE)
+        found = workflow.session(token) if token else None
+        if found is None:
+            raise _LoginRequired
+        return _Viewer(*found)
+
+    async def form_of(request: Request, who: _Viewer) -> Mapping[str, Any]:
+        form = await request.form()
+        if not hmac.compare_digest(str(form.get("csrf", "")), who.csrf):
+            raise ForbiddenError("the form token is missing or stale; reload the page and retry")
+        return form
+
+    def page(
+        request: Request, template: str, who: _Viewer | None, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        return _page(request, template, who, status, **context)
+
+    # -- log in and out ----------------------------------------------------------------------
+
+    @router.get("/login")
+    def login_page(request: Request, next: str = "/ui") -> HTMLResponse:
+        return page(request, "login.html", None, next=_local(next))
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        name, password = str(form.get("name", "")), str(form.get("password", ""))
+        target = _local(str(form.get("next", "/ui")))
+        found = await run_in_threadpool(workflow.log_in, name, password)
+        if found is None:
+            return page(
+                request, "login.html", None, 401, next=target, name=name,
+                error="Wrong name or password.",
+            )  # fmt: skip
+        _, token, _ = found
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            COOKIE, token, httponly=True, samesite="lax", secure=secure_cookies, path="/"
+        )
+        return response
+
+    @router.post("/logout")
+    async def logout(request: Request) -> Response:
+        who = viewer(request)
+        await form_of(request, who)
+        workflow.log_out(request.cookies.get(COOKIE, ""))
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    @router.get("/ui/static/{name}")
+    def static(name: str) -> Response:
+        if name not in STATIC:
+            raise NotFoundError(f"no static file {name!r}")
+        body = files("bastion.annotation").joinpath("static", name).read_bytes()
+        return Response(body, media_type=STATIC[name], headers={"Cache-Control": "max-age=300"})
+
+    # -- queues ------------------------------------------------------------------------------
+
+    @router.get("/ui")
+    def home(request: Request, message: str = "") -> HTMLResponse:
+        who = viewer(request)
+        projects = [
+            {"project": p, "counts": workflow.counts(p.id)} for p in workflow.projects(who.person)
+        ]
+        adjudication = (
+            workflow.adjudication_queue(who.person) if who.person.can_adjudicate() else []
+        )
+        queues = review_queues() if review_queues and who.person.can_adjudicate() else []
+        return page(
+            request, "home.html", who, projects=projects, adjudication=adjudication,
+            queues=queues, message=message,
+        )  # fmt: skip
+
+    @router.post("/ui/projects/{project_id}/next")
+    async def next_task(request: Request, project_id: str) -> Response:
+        who = viewer(request)
+        await form_of(request, who)
+        task = workflow.next_task(who.person, project_id)
+        if task is None:
+            return RedirectResponse(
+                f"/ui?message=Nothing+left+for+you+in+{project_id}", status_code=303
+            )
+        return RedirectResponse(f"/ui/tasks/{task.id}", status_code=303)
+
+    # -- the task page -----------------------------------------------------------------------
+
+    @router.get("/ui/tasks/{task_id}")
+    def task_page(request: Request, task_id: int) -> HTMLResponse:
+        who = viewer(request)
+        task = workflow.task_for(who.person, task_id)
+        return _task_page(request, who, workflow, media, task, "annotate")
+
+    @router.post("/ui/tasks/{task_id}")
+    async def submit(request: Request, task_id: int) -> Response:
+        who = viewer(request)
+        form = await form_of(request, who)
+        task = workflow.task_for(who.person, task_id)
+        project = workflow.project(task.project_id)
+        annotations, problems = annotations_from_form(form, project, task)
+        if not problems:
+            try:
+                await run_in_threadpool(workflow.submit, who.person, task_id, annotations)
+            except AnnotationRejected as exc:
+                problems = exc.problems
+        if problems:
+            return _task_page(request, who, workflow, media, task, "annotate", form, problems, 422)
+        return RedirectResponse(f"/ui?message=Saved+task+{task_id}.+Thank+you.", status_code=303)
+
+    @router.get("/ui/tasks/{task_id}/media/{index}")
+    async def task_media(
+        request: Request, task_id: int, index: int, reveal: int = 0, frame: int = 0
+    ) -> Response:
+        who = viewer(request)
+        task = workflow.task_for(who.person, task_id)
+        if not 0 <= index < len(task.media):
+            raise NotFoundError(f"task {task_id} has no media number {index}")
+        body = await run_in_threadpool(media.png, task.media[index], frame, bool(reveal))
+        return Response(
+            body, media_type="image/png", headers={"Cache-Control": "private, no-store"}
+        )
+
+    # -- adjudication ------------------------------------------------------------------------
+
+    @router.get("/ui/adjudication/{task_id}")
+    def adjudication_page(request: Request, task_id: int) -> HTMLResponse:
+        who = viewer(request)
+        if not who.person.can_adjudicate():
+            raise ForbiddenError(f"{who.person.name} ({who.person.role}) may not adjudicate")
+        task = workflow.task_for(who.person, task_id)
+        return _task_page(request, who, workflow, media, task, "adjudicate")
+
+    @router.post("/ui/adjudication/{task_id}")
+    async def adjudicate(request: Request, task_id: int) -> Response:
+        who = viewer(request)
+        form = await form_of(request, who)
+        task = workflow.task_for(who.person, task_id)
+        project = workflow.project(task.project_id)
+        annotations, problems = annotations_from_form(form, project, task)
+        if not problems:
+            try:
+                await run_in_threadpool(workflow.adjudicate, who.person, task_id, annotations)
+            except AnnotationRejected as exc:
+                problems = exc.problems
+        if problems:
+            return _task_page(
+                request, who, workflow, media, task, "adjudicate", form, problems, 422
+            )
+        return RedirectResponse(f"/ui?message=Adjudicated+task+{task_id}.", status_code=303)
+
+    # -- reports and admin -------------------------------------------------------------------
+
+    @router.get("/ui/projects/{project_id}/report")
+    def report_page(request: Request, project_id: str) -> HTMLResponse:
+        who = viewer(request)
+        if not who.person.can_adjudicate():
+            raise ForbiddenError("reports are for reviewers and admins")
+        workflow.check_access(who.person, project_id)
+        report = workflow.report(project_id)
+        return page(request, "report.html", who, report=report)
+
+    @router.get("/ui/admin")
+    def admin_page(request: Request, message: str = "") -> HTMLResponse:
+        who = viewer(request)
+        _admin_only(who.person)
+        return page(
+            request, "admin.html", who, people=workflow.people(),
+            projects=workflow.projects(who.person), audit=workflow.audit(limit=50),
+            roles=[r.value for r in PersonRole], message=message,
+        )  # fmt: skip
+
+    @router.post("/ui/admin/people")
+    async def add_person(request: Request) -> Response:
+        who = viewer(request)
+        _admin_only(who.person)
+        form = await form_of(request, who)
+        name = str(form.get("name", ""))
+        await run_in_threadpool(
+            workflow.add_person, name, str(form.get("role", "")),
+            str(form.get("password", "")), who.person.name,
+        )  # fmt: skip
+        return RedirectResponse(f"/ui/admin?message=Added+{name}.", status_code=303)
+
+    @router.post("/ui/admin/members")
+    async def add_member(request: Request) -> Response:
+        who = viewer(request)
+        _admin_only(who.person)
+        form = await form_of(request, who)
+        project, name = str(form.get("project", "")), str(form.get("name", ""))
+        workflow.add_member(project, name, who.person.name)
+        return RedirectResponse(f"/ui/admin?message=Added+{name}+to+{project}.", status_code=303)
+
+    return router
+
+
+def annotations_from_form(
+    form: Mapping[str, Any], project: Project, task: Task
+) -> tuple[list[Annotation], list[str]]:
+    """The annotations a task form says, one per category, and what is missing.
+
+    The path is rebuilt by following the policy's steps from the first, taking each step's
+    answer from the form: answers to steps off that path (left over after the annotator changed
+    an earlier answer) are ignored, as the page hides them. The verdict and rule come from the
+    answer that ends the path, so they cannot contradict it."""
+    annotations, problems = [], []
+    for k, category_id in enumerate(project.categories):
+        category = project.policy.policy.category(category_id)
+        steps = {s.id: s for s in category.decision_steps}
+        path: list[PathStep] = []
+        step = category.decision_steps[0]
+        verdict, rule = None, None
+        while verdict is None:
+            given = str(form.get(f"c{k}.{step.id}", "")).strip()
+            chosen = next((a for a in step.answers if a.answer == given), None)
+            if chosen is None:
+                problems.append(f"{category_id}: answer '{step.question}'")
+                break
+            spans, span_problems = _spans(
+                str(form.get(f"c{k}.{step.id}.spans", "") or "[]"), task.text
+            )
+            problems += [f"{category_id}, step '{step.id}': {p}" for p in span_problems]
+            path.append(PathStep(step=step.id, answer=chosen.answer, spans=spans))
+            if chosen.next is not None:
+                if chosen.next in (s.step for s in path) or chosen.next not in steps:
+                    problems.append(f"{category_id}: the policy's steps loop at '{chosen.next}'")
+                    break
+                step = steps[chosen.next]
+            else:
+                verdict, rule = chosen.verdict, chosen.rule
+        if verdict is None:
+            continue
+        violation = verdict == "violating"
+        cited = [str(r) for r in _list(form, f"c{k}.rules") if str(r)]
+        rule_ids = list(dict.fromkeys(([rule] if rule else []) + cited)) if violation else []
+        try:
+            severity = int(str(form.get(f"c{k}.severity", "") or category.severity))
+            confidence = float(str(form.get(f"c{k}.confidence", "") or "1"))
+            annotations.append(
+                Annotation(
+                    category=category_id,
+                    path=path,
+                    violation=violation,
+                    severity=severity if violation else 0,
+                    rule_ids=rule_ids,
+                    rationale=str(form.get(f"c{k}.rationale", "")).strip(),
+                    confidence=confidence,
+                    policy_version=project.policy.version,
+                )
+            )
+        except ValueError as exc:
+            problems.append(f"{category_id}: {_first_line(exc)}")
+    return annotations, problems
+
+
+def _spans(raw: str, text: str) -> tuple[list[Span], list[str]]:
+    """Evidence spans from the page: a JSON list of [start, end] character offsets."""
+    try:
+        pairs = json.loads(raw)
+        if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(v, int) for v in p)
+            for p in pairs
+        ):
+            raise ValueError
+    except ValueError:
+        return [], [f"evidence spans {raw[:60]!r} are not a list of [start, end] pairs"]
+    spans, problems = [], []
+    for start, end in pairs:
+        if not 0 <= start < end <= len(text):
+            problems.append(f"evidence [{start}, {end}) is outside the text")
+        else:
+            spans.append(Span(start=start, end=end, text=text[start:end]))
+    return spans, problems
+
+
+def _list(form: Mapping[str, Any], key: str) -> list[Any]:
+    getlist = getattr(form, "getlist", None)
+    if getlist is not None:
+        return list(getlist(key))
+    value = form.get(key)
+    return [] if value is None else [value]
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _task_page(
+    request: Request,
+    who: _Viewer,
+    workflow: Workflow,
+    media: _MediaView,
+    task: Task,
+    mode: str,
+    form: Mapping[str, Any] | None = None,
+    problems: list[str] | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    project = workflow.project(task.project_id)
+    stored = workflow.annotations(task.id)
+    done = mode == "annotate" and workflow.submitted(who.person, task.id)
+    show_others = mode == "adjudicate" or who.person.role == PersonRole.admin
+    categories = []
+    for k, category_id in enumerate(project.categories):
+        form_spec = task_form(project.policy, category_id)
+        suggestion = None if task.blind else task.suggestions.get(category_id)
+        categories.append(
+            {
+                "k": k,
+                "form": form_spec,
+                "suggestion": suggestion,
+                "others": [s for s in stored if s.annotation.category == category_id]
+                if show_others
+                else [],
+                "spec": json.dumps(form_spec.model_dump(mode="json")),
+            }
+        )
+    # A fresh form starts empty: suggestions are shown beside it, never pre-filled into it, so
+    # accepting one is a decision rather than a default.
+    values = _form_values(form) if form is not None else {}
+    images = [
+        {
+            "index": n,
+            "name": Path(ref).name,
+            "frames": media.timestamps(ref) if _is_video(ref) else None,
+        }
+        for n, ref in enumerate(task.media)
+    ]
+    return _page(
+        request,
+        "task.html",
+        who,
+        status,
+        task=task,
+        project=project,
+        mode=mode,
+        categories=categories,
+        problems=problems or [],
+        values=json.dumps(values),
+        done=done,
+        images=images,
+        transcript=str(task.metadata.get("transcript", "")),
+        final=final_annotations(stored, task) if task.state == TaskState.done else {},
+    )
+
+
+def _form_values(form: Mapping[str, Any]) -> dict[str, Any]:
+    """What the person typed, to put back on the page after a refusal."""
+    return {
+        key: _list(form, key) if key.endswith(".rules") else str(form.get(key, ""))
+        for key in form
+        if key != "csrf"
+    }
+
+
+def _is_video(ref: str) -> bool:
+    return ref.lower().endswith(VIDEO_SUFFIXES)
+
+
+def _admin_only(person: Person) -> None:
+    if person.role != PersonRole.admin:
+        raise ForbiddenError(f"{person.name} ({person.role}) may not open the admin pages")
+
+
+def _local(target: str) -> str:
+    """A redirect target inside this site (an open redirect would help phishing)."""
+    return target if target.startswith("/") and not target.startswith("//") else "/ui"
+
+
+def _page(
+    request: Request, template: str, who: _Viewer | None, status: int = 200, **context: Any
+) -> HTMLResponse:
+    body = _templates.get_template(template).render(
+        who=who.person if who else None,
+        csrf=who.csrf if who else "",
+        path=request.url.path,
+        **context,
+    )
+    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
+    return _page(request, "error.html", None, status, title=title, message=message)
+
+
+class _MediaView:
+    """Images and video frames for the task page, decoded in a sandboxed decoder process under
+    the media limits, with NudeNet's regions blurred unless the person asked to see them."""
+
+    BLUR_RADIUS: Final = 28
+
+    def __init__(self, limits: MediaLimits) -> None:
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._pool: Any = None
+        self._nudenet: Any = None
+        self._recent: dict[str, Any] = {}
+
+    def png(self, ref: str, frame: int, reveal: bool) -> bytes:
+        from PIL import Image, ImageFilter
+
+        from bastion.media.decode import DecodedVideo
+
+        decoded = self._decoded(ref)
+        if isinstance(decoded, DecodedVideo):
+            if not 0 <= frame < len(decoded.frames):
+                raise NotFoundError(f"{Path(ref).name} has no frame {frame}")
+            pixels = decoded.frames[frame].image
+        else:
+            pixels = decoded.frames[0]
+        image = Image.fromarray(pixels)
+        if not reveal:
+            for region in self._detector().detect([pixels])[0]:
+                x, y, w, h = region.box
+                box = (max(0, x), max(0, y), min(image.width, x + w), min(image.height, y + h))
+                if box[2] > box[0] and box[3] > box[1]:
+                    patch = image.crop(box).filter(ImageFilter.GaussianBlur(self.BLUR_RADIUS))
+                    image.paste(patch, box[:2])
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+        return out.getvalue()
+
+    def timestamps(self, ref: str) -> list[float]:
+        """The times (seconds) of a video's sampled frames, which the page shows under each."""
+        from bastion.media.decode import DecodedVideo
+
+        decoded = self._decoded(ref)
+        return [f.timestamp_s for f in decoded.frames] if isinstance(decoded, DecodedVideo) else []
+
+    def _decoded(self, ref: str) -> Any:
+        """A decoded file; the last few are kept, as a video's page asks for each of its frames."""
+        from bastion.media.sources import MediaSource
+
+        with self._lock:
+            if ref in self._recent:
+                return self._recent[ref]
+        decoded = self._decoder().decode(
+            MediaSource.of(ref, "video" if _is_video(ref) else "image")
+        )
+        with self._lock:
+            self._recent[ref] = decoded
+            while len(self._recent) > 4:
+                self._recent.pop(next(iter(self._recent)))
+        return decoded
+
+    def _decoder(self) -> Any:
+        with self._lock:
+            if self._pool is None:
+                from bastion.media.sandbox import DecoderPool
+
+                self._pool = DecoderPool(self.limits, workers=1)
+            return self._pool
+
+    def _detector(self) -> Any:
+        with self._lock:
+            if self._nudenet is None:
+                from bastion.media.nudenet import NudeNet
+
+                self._nudenet = NudeNet()
+            return self._nudenet
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
