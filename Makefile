@@ -12,7 +12,7 @@ DEB_PACKAGES := libgomp1 tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-
 	libswscale-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: system-deps install run demo test lint typecheck pytest model bench-zero-shot bench-media bench-throughput bench-serve bench-recall bench-ranking bench-bank-scale bench-mining bench-llm-judge clean
+.PHONY: system-deps install run demo test lint typecheck pytest model screenshots bench-zero-shot bench-media bench-throughput bench-serve bench-recall bench-ranking bench-bank-scale bench-mining bench-llm-judge clean
 
 # Pinned dependencies; torch 2.13.0 resolves to the CPU build this machine's pip finds locally.
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -52,6 +52,10 @@ typecheck: install
 
 pytest: install
 	BASTION_DATASETS=$(DATASETS) $(BIN)/pytest -n 2 --dist loadfile -q
+
+## Screenshots of the web app's main pages (docs/screenshots/, shown in the README).
+screenshots: install
+	cd tests/annotation && ../../$(BIN)/python screenshots.py
 
 ## Rebuild the default model from its recipe (ship-ok data only) into the package.
 model: install

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from browser import CHROMIUM, PASSWORD, LiveServer, free_port
+from browser import CHROMIUM, PASSWORD, LiveServer, chromium, running
 
 import bastion.policy
 from bastion.annotation.workflow import Workflow
@@ -40,23 +37,10 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
         )
     }
     settings = ServerSettings(home=home, preload=False, rate_limit_per_minute=None)
-    app = create_app(settings, store=store)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", store, workflow, home, people)
+        with running(create_app(settings, store=store)) as url:
+            yield LiveServer(url, store, workflow, home, people)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
         store.close()
 
 
@@ -64,11 +48,5 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(f"the browser tests need Debian's chromium at {CHROMIUM} (make install)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
