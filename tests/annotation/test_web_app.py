@@ -82,3 +82,129 @@ def test_an_annotator_answers_the_steps_cites_a_span_and_the_annotation_is_store
     assert a.rule_ids == ["direct-threat"] and a.severity == 4
     assert a.rationale == "A specific threat to a person's safety."
     assert live_server.workflow.task(1).state == TaskState.open  # one of two annotations in
+
+
+def _answer_steps(page: Any, *answers: str) -> None:
+    """Answer the visible steps in order by clicking (each answer brings the next step)."""
+    for n, answer in enumerate(answers):
+        step = page.locator("fieldset.step:visible").nth(n)
+        step.locator(f"input[type=radio][value='{answer}']").check()
+
+
+def test_a_second_annotator_who_disagrees_sends_the_task_to_adjudication(
+    browser: Any, live_server: LiveServer
+) -> None:
+    _project(live_server)
+    live_server.workflow.add_tasks("threats", [NewTask("t1", THREAT)], "test")
+    for name, serious in (("ann", "no"), ("ben", "yes")):
+        page = _log_in(browser, live_server, name)
+        page.get_by_role("button", name="Next task").click()
+        page.wait_for_url("**/ui/tasks/1")
+        _answer_steps(page, "yes", "yes", serious)
+        page.get_by_role("button", name="Submit").click()
+        page.wait_for_url("**/ui?message=*")
+        # Annotators never see the adjudication queue.
+        assert page.get_by_role("heading", name="Adjudication").count() == 0
+        page.close()
+    assert live_server.workflow.task(1).state == TaskState.adjudication
+
+    page = _log_in(browser, live_server, "rita")
+    queue = page.locator("#adjudication-queue")
+    assert "Task 1" in queue.inner_text()
+    queue.get_by_role("link", name="Task 1").click()
+    page.wait_for_url("**/ui/adjudication/1")
+    said = page.locator("ul.others").inner_text()
+    assert "ann (annotation): does not violate" in said
+    assert "ben (annotation): violates" in said
+    _answer_steps(page, "yes", "yes", "yes")
+    page.get_by_label("Rationale").fill("A concrete threat naming the bus.")
+    page.get_by_role("button", name="Save final answer").click()
+    page.wait_for_url("**/ui?message=*")
+    assert "No disagreements waiting." in page.content()
+    assert live_server.workflow.task(1).state == TaskState.done
+    [final] = live_server.workflow.finished("threats")
+    assert final.final.annotator == "rita" and final.final.violation is True
+
+
+def test_an_annotator_cannot_open_admin_pages_or_tasks_that_are_not_theirs(
+    browser: Any, live_server: LiveServer
+) -> None:
+    _project(live_server, "threats", "ann", "ben")
+    _project(live_server, "other", "ben")
+    live_server.workflow.add_tasks("threats", [NewTask("t1", THREAT)], "test")
+    live_server.workflow.add_tasks("other", [NewTask("o1", "Another project's item.")], "test")
+    ben = live_server.people["ben"]
+    theirs = live_server.workflow.next_task(ben, "other")
+    held_by_ben = live_server.workflow.next_task(ben, "threats")
+    assert theirs is not None and held_by_ben is not None
+    page = _log_in(browser, live_server, "ann")
+    assert page.get_by_role("link", name="Admin").count() == 0
+    for path, status in (
+        ("/ui/admin", 403),
+        (f"/ui/tasks/{theirs.id}", 403),  # another project's task
+        (f"/ui/tasks/{held_by_ben.id}", 403),  # her project, but handed to ben, not her
+        ("/ui/projects/other/report", 403),
+        ("/ui/tasks/999", 404),
+    ):
+        response = page.goto(live_server.url + path)
+        assert response is not None and response.status == status, path
+        assert page.get_by_role("alert").count() == 1
+    page.goto(live_server.url + "/ui")
+    assert "other" not in page.locator("table").inner_text()  # the project list is hers only
+    # A forged admin form post is refused too, even with her own form token.
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    response = page.request.post(
+        live_server.url + "/ui/admin/people",
+        form={"csrf": csrf or "", "name": "mallory", "role": "admin", "password": PASSWORD},
+    )
+    assert response.status == 403
+    assert "mallory" not in [p.name for p in live_server.workflow.people()]
+
+
+def test_a_refused_answer_shows_the_reasons_keeps_the_answers_and_stores_nothing(
+    browser: Any, live_server: LiveServer
+) -> None:
+    _project(live_server)
+    live_server.workflow.add_tasks("threats", [NewTask("t1", THREAT)], "test")
+    page = _log_in(browser, live_server, "ann")
+    page.get_by_role("button", name="Next task").click()
+    page.wait_for_url("**/ui/tasks/1")
+    _answer_steps(page, "yes", "yes")
+    # Evidence that is not in the text (as a broken or forged page would send it).
+    page.locator("input[name='c0.harm.spans']").evaluate("(el) => { el.value = '[[5, 999]]'; }")
+    page.get_by_role("button", name="Submit").click()
+    problems = page.locator("#problems")
+    assert "answer 'Would a reasonable reader" in problems.inner_text()
+    assert "evidence [5, 999) is outside the text" in problems.inner_text()
+    assert page.evaluate("document.activeElement.id") == "problems"  # read out first
+    # What she answered is still there; she fixes it and submits.
+    assert page.locator("#c0-harm input[value=yes]").is_checked()
+    page.locator("input[name='c0.harm.spans']").evaluate("(el) => { el.value = '[]'; }")
+    _answer_steps(page, "yes", "yes", "no")
+    assert live_server.workflow.annotations(1) == []
+    page.get_by_role("button", name="Submit").click()
+    page.wait_for_url("**/ui?message=*")
+    assert [s.annotation.violation for s in live_server.workflow.annotations(1)] == [False]
+    actions = [e.action for e in live_server.workflow.audit("threats")]
+    assert "annotation.submit" in actions
+
+
+def test_log_in_refuses_a_wrong_password_and_forms_need_the_session_token(
+    browser: Any, live_server: LiveServer
+) -> None:
+    page = browser.new_page()
+    page.goto(live_server.url + "/login")
+    page.get_by_label("Name").fill("ann")
+    page.get_by_label("Password").fill("not the password at all")
+    page.get_by_role("button", name="Log in").click()
+    assert page.get_by_role("alert").inner_text() == "Wrong name or password."
+    assert "login.failed" in [e.action for e in live_server.workflow.audit()]
+    _project(live_server)
+    page = _log_in(browser, live_server, "ann")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "bastion_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    response = page.request.post(live_server.url + "/ui/projects/threats/next", form={})
+    assert response.status == 403  # no form token: a cross-site post cannot hand out tasks
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url("**/login")
+    assert "/login" in (page.goto(live_server.url + "/ui") or page).url
