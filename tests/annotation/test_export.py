@@ -75,7 +75,9 @@ def test_classification_rows_round_trip_through_the_training_reader(
     assert data.binary.tolist() == [1.0, 0.0]
     assert matrix is not None and matrix[:, 0].tolist() == [1.0, 0.0]
     assert data.ids == ["a", "b"] and columns == [CATEGORY]
-    assert rows[1]["path"] == {CATEGORY: {s.step: s.answer for s in _joke(policy, serious="no").path}}
+    assert rows[1]["path"] == {
+        CATEGORY: {s.step: s.answer for s in _joke(policy, serious="no").path}
+    }
     assert rows[1]["path"][CATEGORY]["serious"] == "no"
 
 
