@@ -75,3 +75,22 @@ def chromium() -> Iterator[Any]:
             yield b
         finally:
             b.close()
+
+
+def log_in(browser: Any, server: LiveServer, name: str) -> Any:
+    """A new page logged in as `name` (checking that /ui first sends it to the login page)."""
+    page = browser.new_page(viewport={"width": 1366, "height": 860})
+    page.goto(server.url + "/ui")
+    assert "/login" in page.url  # not logged in: sent to the login page
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(server.url + "/ui")
+    return page
+
+
+def answer_steps(page: Any, *answers: str) -> None:
+    """Answer the visible steps in order by clicking (each answer brings the next step)."""
+    for n, answer in enumerate(answers):
+        step = page.locator("fieldset.step:visible").nth(n)
+        step.locator(f"input[type=radio][value='{answer}']").check()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from browser import PASSWORD, STARTER, LiveServer
+from browser import PASSWORD, STARTER, LiveServer, answer_steps, log_in
 
 from bastion.annotation.workflow import NewTask, TaskState
 
@@ -17,17 +17,6 @@ def _project(server: LiveServer, project_id: str = "threats", *members: str) -> 
     server.workflow.create_project(project_id, STARTER.read_text(), overlap=2, actor="test")
     for name in members or ("ann", "ben", "rita"):
         server.workflow.add_member(project_id, name, "test")
-
-
-def _log_in(browser: Any, server: LiveServer, name: str) -> Any:
-    page = browser.new_page(viewport={"width": 1366, "height": 860})
-    page.goto(server.url + "/ui")
-    assert "/login" in page.url  # not logged in: sent to the login page
-    page.get_by_label("Name").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(server.url + "/ui")
-    return page
 
 
 def _select(page: Any, needle: str) -> None:
@@ -53,7 +42,7 @@ def test_an_annotator_answers_the_steps_cites_a_span_and_the_annotation_is_store
 ) -> None:
     _project(live_server)
     live_server.workflow.add_tasks("threats", [NewTask("t1", THREAT)], "test")
-    page = _log_in(browser, live_server, "ann")
+    page = log_in(browser, live_server, "ann")
     page.get_by_role("button", name="Next task").click()
     page.wait_for_url("**/ui/tasks/*")
     # Only the first step shows; each answer brings the next one.
@@ -84,23 +73,16 @@ def test_an_annotator_answers_the_steps_cites_a_span_and_the_annotation_is_store
     assert live_server.workflow.task(1).state == TaskState.open  # one of two annotations in
 
 
-def _answer_steps(page: Any, *answers: str) -> None:
-    """Answer the visible steps in order by clicking (each answer brings the next step)."""
-    for n, answer in enumerate(answers):
-        step = page.locator("fieldset.step:visible").nth(n)
-        step.locator(f"input[type=radio][value='{answer}']").check()
-
-
 def test_a_second_annotator_who_disagrees_sends_the_task_to_adjudication(
     browser: Any, live_server: LiveServer
 ) -> None:
     _project(live_server)
     live_server.workflow.add_tasks("threats", [NewTask("t1", THREAT)], "test")
     for name, serious in (("ann", "no"), ("ben", "yes")):
-        page = _log_in(browser, live_server, name)
+        page = log_in(browser, live_server, name)
         page.get_by_role("button", name="Next task").click()
         page.wait_for_url("**/ui/tasks/1")
-        _answer_steps(page, "yes", "yes", serious)
+        answer_steps(page, "yes", "yes", serious)
         page.get_by_role("button", name="Submit").click()
         page.wait_for_url("**/ui?message=*")
         # Annotators never see the adjudication queue.
@@ -108,7 +90,7 @@ def test_a_second_annotator_who_disagrees_sends_the_task_to_adjudication(
         page.close()
     assert live_server.workflow.task(1).state == TaskState.adjudication
 
-    page = _log_in(browser, live_server, "rita")
+    page = log_in(browser, live_server, "rita")
     queue = page.locator("#adjudication-queue")
     assert "Task 1" in queue.inner_text()
     queue.get_by_role("link", name="Task 1").click()
@@ -116,7 +98,7 @@ def test_a_second_annotator_who_disagrees_sends_the_task_to_adjudication(
     said = page.locator("ul.others").inner_text()
     assert "ann (annotation): does not violate" in said
     assert "ben (annotation): violates" in said
-    _answer_steps(page, "yes", "yes", "yes")
+    answer_steps(page, "yes", "yes", "yes")
     page.get_by_label("Rationale").fill("A concrete threat naming the bus.")
     page.get_by_role("button", name="Save final answer").click()
     page.wait_for_url("**/ui?message=*")
@@ -137,7 +119,7 @@ def test_an_annotator_cannot_open_admin_pages_or_tasks_that_are_not_theirs(
     theirs = live_server.workflow.next_task(ben, "other")
     held_by_ben = live_server.workflow.next_task(ben, "threats")
     assert theirs is not None and held_by_ben is not None
-    page = _log_in(browser, live_server, "ann")
+    page = log_in(browser, live_server, "ann")
     assert page.get_by_role("link", name="Admin").count() == 0
     for path, status in (
         ("/ui/admin", 403),
@@ -166,10 +148,10 @@ def test_a_refused_answer_shows_the_reasons_keeps_the_answers_and_stores_nothing
 ) -> None:
     _project(live_server)
     live_server.workflow.add_tasks("threats", [NewTask("t1", THREAT)], "test")
-    page = _log_in(browser, live_server, "ann")
+    page = log_in(browser, live_server, "ann")
     page.get_by_role("button", name="Next task").click()
     page.wait_for_url("**/ui/tasks/1")
-    _answer_steps(page, "yes", "yes")
+    answer_steps(page, "yes", "yes")
     # Evidence that is not in the text (as a broken or forged page would send it).
     page.locator("input[name='c0.harm.spans']").evaluate("(el) => { el.value = '[[5, 999]]'; }")
     page.get_by_role("button", name="Submit").click()
@@ -180,7 +162,7 @@ def test_a_refused_answer_shows_the_reasons_keeps_the_answers_and_stores_nothing
     # What she answered is still there; she fixes it and submits.
     assert page.locator("#c0-harm input[value=yes]").is_checked()
     page.locator("input[name='c0.harm.spans']").evaluate("(el) => { el.value = '[]'; }")
-    _answer_steps(page, "yes", "yes", "no")
+    answer_steps(page, "yes", "yes", "no")
     assert live_server.workflow.annotations(1) == []
     page.get_by_role("button", name="Submit").click()
     page.wait_for_url("**/ui?message=*")
@@ -200,7 +182,7 @@ def test_log_in_refuses_a_wrong_password_and_forms_need_the_session_token(
     assert page.get_by_role("alert").inner_text() == "Wrong name or password."
     assert "login.failed" in [e.action for e in live_server.workflow.audit()]
     _project(live_server)
-    page = _log_in(browser, live_server, "ann")
+    page = log_in(browser, live_server, "ann")
     cookie = next(c for c in page.context.cookies() if c["name"] == "bastion_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
     response = page.request.post(live_server.url + "/ui/projects/threats/next", form={})
