@@ -190,3 +190,83 @@ def test_log_in_refuses_a_wrong_password_and_forms_need_the_session_token(
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url("**/login")
     assert "/login" in (page.goto(live_server.url + "/ui") or page).url
+
+
+def _png_pixels(body: bytes) -> Any:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
+
+
+def _video(path: Path, seconds: int = 3, fps: int = 10) -> Path:
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for n in range(seconds * fps):
+            shade = np.full((48, 64, 3), (n * 8) % 256, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(shade, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_images_come_blurred_where_nudenet_finds_regions_until_revealed_and_video_frames_show_times(
+    browser: Any, live_server: LiveServer, tmp_path: Path
+) -> None:
+    import numpy as np
+    from PIL import Image
+    from skimage import data as sample_images
+
+    from bastion.media.nudenet import NudeNet
+
+    photo = sample_images.astronaut()
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    _project(live_server)
+    live_server.workflow.add_tasks(
+        "threats",
+        [
+            NewTask(
+                "m1",
+                "Look at this.",
+                media=[str(tmp_path / "photo.png"), str(_video(tmp_path / "clip.mp4"))],
+            )
+        ],
+        "test",
+    )
+    page = log_in(browser, live_server, "ann")
+    page.get_by_role("button", name="Next task").click()
+    page.wait_for_url("**/ui/tasks/1")
+    image = page.get_by_role(
+        "img", name="Image 1 of the item (photo.png); sensitive regions blurred"
+    )
+    assert image.count() == 1
+    blurred = _png_pixels(page.request.get(live_server.url + "/ui/tasks/1/media/0").body())
+    revealed = _png_pixels(
+        page.request.get(live_server.url + "/ui/tasks/1/media/0?reveal=1").body()
+    )
+    assert np.array_equal(revealed, photo)  # revealed: the image as it is
+    [regions] = NudeNet().detect([photo])
+    assert regions  # the detector finds the face, which is blurred
+    changed = np.any(blurred != photo, axis=2)
+    inside = np.zeros_like(changed)
+    for r in regions:
+        x, y, w, h = r.box
+        inside[max(0, y) : y + h, max(0, x) : x + w] = True
+    assert changed[inside].mean() > 0.5 and not changed[~inside].any()
+    page.get_by_role("button", name="Reveal image 1").click()
+    shown = page.locator("figure.media img").first
+    assert "reveal=1" in (shown.get_attribute("src") or "")
+    assert shown.get_attribute("alt") == "Image 1 of the item (photo.png) (revealed)"
+    frames = page.get_by_role("group", name="Video clip.mp4").locator("figure")
+    assert frames.count() >= 2
+    times = frames.locator("time").all_inner_texts()
+    assert times[0] == "0:00.0" and times == sorted(times)
+    # Media of a task that is not hers stays out of reach.
+    assert page.request.get(live_server.url + "/ui/tasks/1/media/7").status == 404
