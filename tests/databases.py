@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,17 @@ def _postgres_database() -> Iterator[str]:
                 connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.dispose()
+
+
+class Clock:
+    """A clock the test moves by hand, so claims, sessions and assignments expire without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, by: float | timedelta) -> None:
+        """Move on by `by` (seconds, or a timedelta)."""
+        self.now += by if isinstance(by, timedelta) else timedelta(seconds=by)

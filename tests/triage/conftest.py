@@ -3,26 +3,11 @@ hand-driven clock, a queue."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
 from bastion.store import Store
 from bastion.triage import ReviewQueue
-from databases import backend, database_url, home, store  # noqa: F401  (fixtures)
-
-
-class Clock:
-    """A clock the test moves by hand, so claims expire without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+from databases import Clock, backend, database_url, home, store  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

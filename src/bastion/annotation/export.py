@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bastion.annotation.schema import Annotation
+from bastion.annotation.schema import Annotation, decision_key
 from bastion.atomic import write_atomic
 from bastion.policy import LoadedPolicy
 from bastion.policy.loader import policy_text
@@ -117,7 +117,7 @@ def preference_rows(finished: Sequence[Finished], policy: LoadedPolicy) -> list[
     rows = []
     for f in finished:
         s = f.suggestion
-        if s is None or (_decision(s) == _decision(f.final)):
+        if s is None or (decision_key(s) == decision_key(f.final)):
             continue
         rows.append(
             {
@@ -127,10 +127,6 @@ def preference_rows(finished: Sequence[Finished], policy: LoadedPolicy) -> list[
             }
         )
     return rows
-
-
-def _decision(a: Annotation) -> tuple[object, ...]:
-    return (a.violation, tuple((s.step, s.answer.strip().lower()) for s in a.path))
 
 
 def dataset_card(

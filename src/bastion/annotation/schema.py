@@ -65,6 +65,15 @@ class Annotation(BaseModel):
     source: Source = "human"
 
 
+def decision_key(annotation: Annotation) -> tuple[object, ...]:
+    """What two annotations must share to say the same thing: the verdict and the path's
+    answers (evidence, rationale and confidence may differ)."""
+    return (
+        annotation.violation,
+        tuple((s.step, s.answer.strip().lower()) for s in annotation.path),
+    )
+
+
 class FormAnswer(BaseModel):
     answer: str
     next: str | None

@@ -42,7 +42,7 @@ from bastion.annotation.agreement import (
 )
 from bastion.annotation.export import Finished
 from bastion.annotation.preannotate import in_blind_slice
-from bastion.annotation.schema import Annotation, check_annotation
+from bastion.annotation.schema import Annotation, check_annotation, decision_key
 from bastion.errors import BastionError
 from bastion.policy import LoadedPolicy, parse_policy
 from bastion.store.models import (
@@ -587,9 +587,12 @@ class Workflow:
                 )
                 session.flush()
                 row = self._task_row(session, task_id)
-                row.state = _state_after_submission(session, row).value
-                if row.state != TaskState.open:
-                    self._audit(session, "bastion", f"task.{row.state}", project.id, task_id)
+                # A late annotation of a finished task joins the record (and the agreement
+                # figures) but does not reopen it: the agreed or adjudicated answer stands.
+                if row.state != TaskState.done.value:
+                    row.state = _state_after_submission(session, row).value
+                    if row.state != TaskState.open:
+                        self._audit(session, "bastion", f"task.{row.state}", project.id, task_id)
         if problems:
             raise AnnotationRejected(problems)
         return self.task(task_id)
@@ -806,9 +809,9 @@ def final_annotations(stored: Sequence[StoredAnnotation], task: Task) -> dict[st
             if right:
                 final[category] = right[0]
             continue
-        votes = Counter(_decision(a) for a in given)
+        votes = Counter(decision_key(a) for a in given)
         best = max(votes.values())
-        final[category] = next(a for a in given if votes[_decision(a)] == best)
+        final[category] = next(a for a in given if votes[decision_key(a)] == best)
     return final
 
 
@@ -868,10 +871,6 @@ def _new_task_problem(task: NewTask, project: Project) -> str | None:
             f"({', '.join(project.categories)}), got {', '.join(task.gold) or 'none'}"
         )
     return None
-
-
-def _decision(a: Annotation) -> tuple[object, ...]:
-    return (a.violation, tuple((s.step, s.answer.strip().lower()) for s in a.path))
 
 
 def _annotation_row(

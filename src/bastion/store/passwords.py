@@ -17,13 +17,14 @@ from typing import Final
 N: Final = 2**14
 R: Final = 8
 P: Final = 1
+DIGEST_BYTES: Final = 32
 MIN_LENGTH: Final = 10
 """Shortest password accepted: long enough that guessing one offline costs real money."""
 
 
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=N, r=R, p=P, dklen=32)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=N, r=R, p=P, dklen=DIGEST_BYTES)
     return "$".join(("scrypt", str(N), str(R), str(P), _b64(salt), _b64(digest)))
 
 
@@ -31,18 +32,21 @@ def verify_password(password: str, stored: str) -> bool:
     """Whether `password` is the one `stored` was made from (False for a malformed hash)."""
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
+        expected = base64.b64decode(digest, validate=True)
+        # A digest cut short would still match the start of the right one (and 1 wrong
+        # password in 256 per byte left): only the full length counts.
+        if scheme != "scrypt" or len(expected) != DIGEST_BYTES:
             return False
-        expected = base64.b64decode(digest)
         actual = hashlib.scrypt(
             password.encode("utf-8"),
-            salt=base64.b64decode(salt),
+            salt=base64.b64decode(salt, validate=True),
             n=int(n),
             r=int(r),
             p=int(p),
-            dklen=len(expected),
+            dklen=DIGEST_BYTES,
         )
-    except ValueError:
+    except (ValueError, TypeError, OverflowError, MemoryError):
+        # Malformed, or parameters scrypt refuses (negative, huge): not a match, never a crash.
         return False
     return hmac.compare_digest(actual, expected)
 
