@@ -270,3 +270,44 @@ def test_images_come_blurred_where_nudenet_finds_regions_until_revealed_and_vide
     assert times[0] == "0:00.0" and times == sorted(times)
     # Media of a task that is not hers stays out of reach.
     assert page.request.get(live_server.url + "/ui/tasks/1/media/7").status == 404
+
+
+def test_every_control_on_the_task_page_has_a_name_and_the_keyboard_reaches_the_answers_first(
+    browser: Any, live_server: LiveServer
+) -> None:
+    _project(live_server)
+    live_server.workflow.add_tasks("threats", [NewTask("t1", THREAT)], "test")
+    page = log_in(browser, live_server, "ann")
+    page.get_by_role("button", name="Next task").click()
+    page.wait_for_url("**/ui/tasks/1")
+    answer_steps(page, "yes", "yes", "yes")  # every step and the violating-only fields show
+    unnamed = page.evaluate(
+        """() => Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea, button'))
+            .filter((el) => el.offsetParent !== null)
+            .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                            && !(el.textContent || '').trim())
+            .map((el) => el.outerHTML.slice(0, 80))"""
+    )
+    assert unnamed == []
+    assert page.locator("html").get_attribute("lang") == "en"
+    # Tab order: skip link, header, then the steps' answers before the submit button.
+    page.goto(live_server.url + "/ui/tasks/1")
+    order = []
+    for _ in range(9):
+        page.keyboard.press("Tab")
+        order.append(
+            page.evaluate(
+                "(el => el.name || el.id || el.textContent.trim())(document.activeElement)"
+            )
+        )
+    assert order == [
+        "Skip to content",
+        "Bastion",
+        "Queue",
+        "Log out",
+        "c0.target",  # the first step's answers (one tab stop per radio group)
+        "Add selected text as evidence",
+        "c0.rationale",  # later steps stay hidden, so out of the order, until reached
+        "c0.confidence",
+        "submit",
+    ]
