@@ -60,7 +60,7 @@ def _work_through(browser: Any, server: LiveServer, name: str, answer: Any) -> i
         text = page.locator("#item-text").inner_text()
         answer_steps(page, *answer(text))
         page.get_by_role("button", name="Submit").click()
-        page.wait_for_url("**/ui?message=*")
+        page.wait_for_url("**/ui?done=*")
         done += 1
     page.close()
     return done
@@ -128,7 +128,7 @@ def test_mine_annotate_adjudicate_export_train(
     page.wait_for_url("**/ui/adjudication/*")
     answer_steps(page, "yes", "yes", "yes")
     page.get_by_role("button", name="Save final answer").click()
-    page.wait_for_url("**/ui?message=*")
+    page.wait_for_url("**/ui?done=*")
     assert live_server.workflow.counts("round")["done"] == 9
     assert all(
         t.state == TaskState.done for t in [live_server.workflow.task(n) for n in range(1, 10)]

@@ -57,7 +57,7 @@ def test_an_annotator_answers_the_steps_cites_a_span_and_the_annotation_is_store
     assert "Outcome: violates (rule direct-threat)" in page.locator("#outcome-0").inner_text()
     page.get_by_label("Rationale").fill("A specific threat to a person's safety.")
     page.get_by_role("button", name="Submit").click()
-    page.wait_for_url("**/ui?message=*")
+    page.wait_for_url("**/ui?done=*")
     [stored] = live_server.workflow.annotations(1)
     a = stored.annotation
     assert stored.person == "ann" and a.category == CATEGORY and a.violation is True
@@ -84,7 +84,7 @@ def test_a_second_annotator_who_disagrees_sends_the_task_to_adjudication(
         page.wait_for_url("**/ui/tasks/1")
         answer_steps(page, "yes", "yes", serious)
         page.get_by_role("button", name="Submit").click()
-        page.wait_for_url("**/ui?message=*")
+        page.wait_for_url("**/ui?done=*")
         # Annotators never see the adjudication queue.
         assert page.get_by_role("heading", name="Adjudication").count() == 0
         page.close()
@@ -101,7 +101,7 @@ def test_a_second_annotator_who_disagrees_sends_the_task_to_adjudication(
     answer_steps(page, "yes", "yes", "yes")
     page.get_by_label("Rationale").fill("A concrete threat naming the bus.")
     page.get_by_role("button", name="Save final answer").click()
-    page.wait_for_url("**/ui?message=*")
+    page.wait_for_url("**/ui?done=*")
     assert "No disagreements waiting." in page.content()
     assert live_server.workflow.task(1).state == TaskState.done
     [final] = live_server.workflow.finished("threats")
@@ -165,7 +165,7 @@ def test_a_refused_answer_shows_the_reasons_keeps_the_answers_and_stores_nothing
     answer_steps(page, "yes", "yes", "no")
     assert live_server.workflow.annotations(1) == []
     page.get_by_role("button", name="Submit").click()
-    page.wait_for_url("**/ui?message=*")
+    page.wait_for_url("**/ui?done=*")
     assert [s.annotation.violation for s in live_server.workflow.annotations(1)] == [False]
     actions = [e.action for e in live_server.workflow.audit("threats")]
     assert "annotation.submit" in actions
@@ -311,3 +311,34 @@ def test_every_control_on_the_task_page_has_a_name_and_the_keyboard_reaches_the_
         "c0.confidence",
         "submit",
     ]
+
+
+def test_repeated_wrong_passwords_are_throttled_and_redirects_stay_on_the_site(
+    browser: Any, live_server: LiveServer
+) -> None:
+    page = browser.new_page()
+    form = {"name": "ann", "password": "not the password", "next": "/ui"}
+    statuses = [
+        page.request.post(live_server.url + "/login", form=form, max_redirects=0).status
+        for _ in range(11)
+    ]
+    assert statuses == [401] * 10 + [429]  # the 11th is refused without trying the password
+    right = {**form, "password": PASSWORD}
+    refused = page.request.post(live_server.url + "/login", form=right, max_redirects=0)
+    assert refused.status == 429 and "Too many failed log-ins" in refused.text()
+    failures = [e for e in live_server.workflow.audit() if e.action == "login.failed"]
+    assert len(failures) == 10
+    # Another person logs in as usual, and a foreign "next" sends nobody off the site.
+    for target in ("https://evil.example/", "//evil.example/", "/\\\\evil.example/"):
+        response = page.request.post(
+            live_server.url + "/login",
+            form={"name": "ben", "password": PASSWORD, "next": target},
+            max_redirects=0,
+        )
+        assert response.status == 303 and response.headers["location"] == "/ui"
+    # A crafted notice link cannot put words of its own on the page.
+    page = log_in(browser, live_server, "ben")
+    page.goto(live_server.url + "/ui?done=Your+account+is+locked,+call+555")
+    assert page.get_by_role("status").count() == 0
+    page.goto(live_server.url + "/ui?done=saved:12")
+    assert page.get_by_role("status").inner_text() == "Saved task 12. Thank you."

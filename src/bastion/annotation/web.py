@@ -19,12 +19,14 @@ import hmac
 import io
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -86,6 +88,43 @@ class _PageRoute(APIRoute):
         return handle
 
 
+class LoginThrottle:
+    """Failed log-ins counted per login name and per client address over a sliding window.
+    Past `per_name` failures for a name, or `per_client` from one address (higher: an office
+    shares one address), log-ins are refused (429) without checking the password until the
+    oldest failure leaves the window. Guessing a password stays slow, and a flood of guesses
+    cannot make the server run scrypt for each one. Kept in memory: per process, and a restart
+    forgets it (the audit log keeps every failure)."""
+
+    def __init__(self, per_name: int = 10, per_client: int = 100, window_s: float = 900.0) -> None:
+        self.limits = {"name": per_name, "client": per_client}
+        self.window_s = window_s
+        self._failures: dict[tuple[str, str], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, name: str, client: str) -> float:
+        """Seconds until `name` may try to log in from `client` again (0: now)."""
+        now = time.monotonic()
+        waits = [0.0]
+        with self._lock:
+            for key in (("name", name), ("client", client)):
+                recent = [t for t in self._failures.get(key, []) if t > now - self.window_s]
+                self._failures[key] = recent
+                if len(recent) >= self.limits[key[0]]:
+                    waits.append(recent[0] + self.window_s - now)
+        return max(waits)
+
+    def failed(self, name: str, client: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) > 100_000:  # bounded: forget the quiet ones
+                self._failures = {
+                    k: v for k, v in self._failures.items() if v and v[-1] > now - self.window_s
+                }
+            for key in (("name", name), ("client", client)):
+                self._failures.setdefault(key, []).append(now)
+
+
 @dataclass(frozen=True)
 class _Viewer:
     person: Person
@@ -98,10 +137,12 @@ def web_router(
     review_queues: Callable[[], list[dict[str, Any]]] | None = None,
     *,
     secure_cookies: bool = False,
+    throttle: LoginThrottle | None = None,
 ) -> APIRouter:
     """The web app's routes. `review_queues` lists the triage review queues for the home page
     (name, pending, top items); `secure_cookies` marks the session cookie Secure (behind HTTPS)."""
     media = _MediaView(media_limits or MediaLimits())
+    throttle = throttle or LoginThrottle()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -139,8 +180,17 @@ def web_router(
         form = await request.form()
         name, password = str(form.get("name", "")), str(form.get("password", ""))
         target = _local(str(form.get("next", "/ui")))
+        who_tries = (name.strip().lower(), request.client.host if request.client else "?")
+        wait = throttle.wait(*who_tries)
+        if wait > 0:
+            minutes = max(1, round(wait / 60))
+            return page(
+                request, "login.html", None, 429, next=target, name=name,
+                error=f"Too many failed log-ins. Try again in {minutes} minute{'s' * (minutes > 1)}.",
+            )  # fmt: skip
         found = await run_in_threadpool(workflow.log_in, name, password)
         if found is None:
+            throttle.failed(*who_tries)
             return page(
                 request, "login.html", None, 401, next=target, name=name,
                 error="Wrong name or password.",
@@ -171,7 +221,7 @@ def web_router(
     # -- queues ------------------------------------------------------------------------------
 
     @router.get("/ui")
-    def home(request: Request, message: str = "") -> HTMLResponse:
+    def home(request: Request, done: str = "") -> HTMLResponse:
         who = viewer(request)
         projects = [
             {"project": p, "counts": workflow.counts(p.id)} for p in workflow.projects(who.person)
@@ -182,7 +232,7 @@ def web_router(
         queues = review_queues() if review_queues and who.person.can_adjudicate() else []
         return page(
             request, "home.html", who, projects=projects, adjudication=adjudication,
-            queues=queues, message=message,
+            queues=queues, message=_notice(done),
         )  # fmt: skip
 
     @router.post("/ui/projects/{project_id}/next")
@@ -191,9 +241,7 @@ def web_router(
         await form_of(request, who)
         task = workflow.next_task(who.person, project_id)
         if task is None:
-            return RedirectResponse(
-                f"/ui?message=Nothing+left+for+you+in+{project_id}", status_code=303
-            )
+            return RedirectResponse(f"/ui?done=nothing:{quote(project_id)}", status_code=303)
         return RedirectResponse(f"/ui/tasks/{task.id}", status_code=303)
 
     # -- the task page -----------------------------------------------------------------------
@@ -218,7 +266,7 @@ def web_router(
                 problems = exc.problems
         if problems:
             return _task_page(request, who, workflow, media, task, "annotate", form, problems, 422)
-        return RedirectResponse(f"/ui?message=Saved+task+{task_id}.+Thank+you.", status_code=303)
+        return RedirectResponse(f"/ui?done=saved:{task_id}", status_code=303)
 
     @router.get("/ui/tasks/{task_id}/media/{index}")
     async def task_media(
@@ -259,7 +307,7 @@ def web_router(
             return _task_page(
                 request, who, workflow, media, task, "adjudicate", form, problems, 422
             )
-        return RedirectResponse(f"/ui?message=Adjudicated+task+{task_id}.", status_code=303)
+        return RedirectResponse(f"/ui?done=adjudicated:{task_id}", status_code=303)
 
     # -- reports and admin -------------------------------------------------------------------
 
@@ -273,13 +321,13 @@ def web_router(
         return page(request, "report.html", who, report=report)
 
     @router.get("/ui/admin")
-    def admin_page(request: Request, message: str = "") -> HTMLResponse:
+    def admin_page(request: Request, done: str = "") -> HTMLResponse:
         who = viewer(request)
         _admin_only(who.person)
         return page(
             request, "admin.html", who, people=workflow.people(),
             projects=workflow.projects(who.person), audit=workflow.audit(limit=50),
-            roles=[r.value for r in PersonRole], message=message,
+            roles=[r.value for r in PersonRole], message=_notice(done),
         )  # fmt: skip
 
     @router.post("/ui/admin/people")
@@ -292,7 +340,7 @@ def web_router(
             workflow.add_person, name, str(form.get("role", "")),
             str(form.get("password", "")), who.person.name,
         )  # fmt: skip
-        return RedirectResponse(f"/ui/admin?message=Added+{name}.", status_code=303)
+        return RedirectResponse(f"/ui/admin?done=person:{quote(name)}", status_code=303)
 
     @router.post("/ui/admin/members")
     async def add_member(request: Request) -> Response:
@@ -301,7 +349,7 @@ def web_router(
         form = await form_of(request, who)
         project, name = str(form.get("project", "")), str(form.get("name", ""))
         workflow.add_member(project, name, who.person.name)
-        return RedirectResponse(f"/ui/admin?message=Added+{name}+to+{project}.", status_code=303)
+        return RedirectResponse(f"/ui/admin?done=member:{quote(name)}", status_code=303)
 
     return router
 
@@ -465,6 +513,25 @@ def _form_values(form: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+NOTICES: Final = {
+    "saved": "Saved task {}. Thank you.",
+    "adjudicated": "Adjudicated task {}.",
+    "nothing": "Nothing left for you in {}.",
+    "person": "Added {}.",
+    "member": "Added {} to the project.",
+}
+"""What a page may say after a redirect. The link names a notice and its one value, never the
+words: a crafted link cannot put a message of its own on a trusted page."""
+
+
+def _notice(done: str) -> str:
+    kind, _, value = done.partition(":")
+    template = NOTICES.get(kind)
+    if template is None or not value or len(value) > 64:
+        return ""
+    return template.format(value)
+
+
 def _is_video(ref: str) -> bool:
     return ref.lower().endswith(VIDEO_SUFFIXES)
 
@@ -475,8 +542,10 @@ def _admin_only(person: Person) -> None:
 
 
 def _local(target: str) -> str:
-    """A redirect target inside this site (an open redirect would help phishing)."""
-    return target if target.startswith("/") and not target.startswith("//") else "/ui"
+    """A redirect target inside this site (an open redirect would help phishing). Browsers read
+    a backslash as a slash, so `/\\host` is as foreign as `//host`."""
+    local = target.startswith("/") and not target.startswith("//") and "\\" not in target
+    return target if local else "/ui"
 
 
 def _page(
