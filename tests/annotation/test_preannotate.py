@@ -67,3 +67,22 @@ def test_the_blind_slice_is_stable_and_about_the_share_asked() -> None:
     assert all(in_blind_slice(t, 1.0) for t in ids[:100])
     with pytest.raises(ValueError, match="between 0 and 1"):
         in_blind_slice("t", 1.5)
+
+
+@pytest.mark.slow
+def test_the_local_llm_judge_suggests_a_full_path_that_the_validator_accepts(
+    policy: LoadedPolicy,
+) -> None:
+    from bastion.annotation.preannotate import suggest
+    from bastion.judge import LLMJudge
+    from bastion.judge.local_backend import LocalBackend
+
+    judge = LLMJudge(policy, LocalBackend(), mode="score")
+    texts = [TEXT, "Lovely weather for the picnic today."]
+    [first, second] = suggest(texts, policy, [CATEGORY], judge=judge)
+    for text, suggestions in zip(texts, (first, second), strict=True):
+        s = suggestions[CATEGORY]
+        assert s.source == "llm" and s.annotator == judge.backend.name
+        assert s.policy_version == policy.version
+        assert s.path and s.path[0].step == "target"  # the decision path, from the first step
+        assert check_annotation(s, policy, text) == []
