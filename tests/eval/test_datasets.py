@@ -13,7 +13,15 @@ import pytest
 
 from bastion.errors import DatasetError
 from bastion.eval import datasets as ds
-from bastion.eval.datasets import ADAPTERS, data_root, label_map_for, load_dataset, load_file
+from bastion.eval.datasets import (
+    ADAPTERS,
+    data_root,
+    file_column,
+    file_columns,
+    label_map_for,
+    load_dataset,
+    load_file,
+)
 from bastion.eval.labels import LabelMap, category_labels
 
 REAL_ROOT = (Path(__file__).parents[2] / ".." / "shared" / "datasets").resolve()
@@ -659,3 +667,24 @@ def test_real_native_label_counts(real_root: Path) -> None:
     assert harmful[None] == 945 and harmful["private_information_individual"] == 81
     sst = Counter(load_dataset("simple_safety_tests", root=real_root).native)
     assert len(sst) == 5 and set(sst.values()) == {20}
+
+
+def test_file_column_follows_the_rows_load_file_keeps(tmp_path: Path) -> None:
+    path = tmp_path / "export.jsonl"
+    rows = [
+        {"text": "a", "label": 1, "path": {"hate": {"target": "yes"}}},
+        {"text": "  ", "label": 0, "path": {"hate": {"target": "no"}}},  # empty: skipped
+        {"text": "c", "label": 0, "extra": 1},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data, _, _ = load_file(path)
+    assert file_columns(path) == ["text", "label", "path", "extra"]
+    assert file_column(path, "path") == [
+        (f"{path}, line 1", {"hate": {"target": "yes"}}),
+        (f"{path}, line 3", None),
+    ]
+    assert len(file_column(path, "path")) == len(data)
+    csv_path = tmp_path / "f.csv"
+    csv_path.write_text('text,label,path\nx,1,"{""a"": {}}"\n')
+    assert file_columns(csv_path) == ["text", "label", "path"]
+    assert file_column(csv_path, "path") == [(f"{csv_path}, line 2", '{"a": {}}')]

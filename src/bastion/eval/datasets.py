@@ -713,6 +713,25 @@ def _user_rows(
     raise DatasetError(f"{path}: unknown file type {suffix!r}; use .jsonl (JSON lines) or .csv")
 
 
+class _TextRows:
+    """(line, row, text) for each row of a user file with non-empty text; counts the others."""
+
+    def __init__(
+        self, path: Path, rows: Iterator[tuple[int, Mapping[str, Any]]], text_col: str
+    ) -> None:
+        self.path, self.rows, self.text_col, self.empty = path, rows, text_col, 0
+
+    def __iter__(self) -> Iterator[tuple[int, Mapping[str, Any], str]]:
+        for line, row in self.rows:
+            if self.text_col not in row:
+                raise DatasetError(f"{self.path}, line {line}: no {self.text_col!r} field")
+            text = _text(self.path, f"line {line}", row[self.text_col], self.text_col)
+            if not text.strip():
+                self.empty += 1
+                continue
+            yield line, row, text
+
+
 def load_file(
     path: str | Path,
     text_col: str = "text",
@@ -745,14 +764,8 @@ def load_file(
     binary: list[float] = []
     matrix: list[list[float]] = []
     ids: list[str] = []
-    empty = 0
-    for line, row in rows:
-        if text_col not in row:
-            raise DatasetError(f"{path}, line {line}: no {text_col!r} field")
-        text = _text(path, f"line {line}", row[text_col], text_col)
-        if not text.strip():
-            empty += 1
-            continue
+    kept = _TextRows(path, rows, text_col)
+    for line, row, text in kept:
         cells = [_label(row.get(c), path, line, c) for c in cats]
         if use_label:
             assert label_col is not None
@@ -776,8 +789,8 @@ def load_file(
     if cats:
         what += f", category columns {', '.join(cats)}"
     notes = [f"User file {path} ({what})."]
-    if empty:
-        notes.append(_skipped(empty))
+    if kept.empty:
+        notes.append(_skipped(kept.empty))
     data = LabelledSet(
         name or path.stem,
         texts,
@@ -790,3 +803,24 @@ def load_file(
         return data, None, []
     labels = np.asarray(matrix, dtype=np.float64).reshape(len(texts), len(cats))
     return data, labels, cats
+
+
+def file_columns(path: str | Path) -> list[str]:
+    """The columns of a user's JSONL or CSV file (the CSV header, or every key any line has)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
+    return _user_rows(path, [])[0]
+
+
+def file_column(path: str | Path, column: str, text_col: str = "text") -> list[tuple[str, Any]]:
+    """(where, raw value or None) of one column for each row `load_file` keeps, in its order:
+    what `load_file` does not read, such as an annotation export's decision paths."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
+    _, rows = _user_rows(path, [text_col])
+    return [
+        (f"{path}, line {line}", row.get(column))
+        for line, row, _ in _TextRows(path, rows, text_col)
+    ]
