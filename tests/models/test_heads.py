@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from bastion.models.heads import MultiLabelHead
 
@@ -104,3 +104,83 @@ def test_unnamed_violations_teach_at_least_one_category() -> None:
 def test_at_least_one_must_match_the_rows() -> None:
     with pytest.raises(ValueError, match="at_least_one has 2 rows"):
         MultiLabelHead().fit(np.zeros((3, 4)), np.zeros((3, 1)), at_least_one=np.ones(2, bool))
+
+
+def _and_task(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A category that is a conjunction of two steps (x0 > 0, then x1 > 0); the second step is
+    reached only when the first says yes (else unknown), as on a decision path."""
+    X = rng.normal(size=(n, 16)).astype(np.float32)
+    first, second = X[:, 0] > 0, X[:, 1] > 0
+    Y = (first & second).astype(float)[:, None]
+    steps = np.column_stack([(~first).astype(int), np.where(first, (~second).astype(int), -1)])
+    return X, Y, steps  # answer 0 = "yes", 1 = "no", as the policy lists them
+
+
+def _small_head(hidden: int, seed: int, step_weight: float = 0.5) -> MultiLabelHead:
+    return MultiLabelHead(
+        hidden=hidden, epochs=200, patience=30, lr=1e-2, step_weight=step_weight, seed=seed
+    )
+
+
+def test_decision_steps_are_learned_and_help_the_category_through_the_shared_layer() -> None:
+    """Labels on 40 items, paths on 1,000: the step outputs shape the hidden layer, so the
+    category (a conjunction of the steps) is ranked better than from the labels alone."""
+    gains = []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        X, Y, steps = _and_task(1000, rng)
+        Y[40:] = np.nan
+        Xt, Yt, steps_t = _and_task(4000, rng)
+        plain = _small_head(32, seed).fit(X, Y)
+        with_steps = _small_head(32, seed, step_weight=1.0).fit(
+            X, Y, steps=steps, step_sizes=[2, 2]
+        )
+        first = with_steps.predict_steps(Xt)[0]
+        assert first.shape == (4000, 2) and np.allclose(first.sum(axis=1), 1.0)
+        assert (first.argmax(axis=1) == steps_t[:, 0]).mean() > 0.9
+        p, q = with_steps.predict_proba(Xt)[:, 0], plain.predict_proba(Xt)[:, 0]
+        gains.append(average_precision_score(Yt[:, 0], p) - average_precision_score(Yt[:, 0], q))
+    assert np.mean(gains) > 0.03
+
+
+def test_unknown_step_answers_are_masked_not_read_as_an_answer() -> None:
+    """Most "no" answers are unrecorded. Masked, the few left still teach where "no" lies;
+    read as "yes" (index 0), they would teach that most of that region answers "yes"."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 8)).astype(np.float32)
+    Y = (X[:, :1] > 0).astype(float)
+    answer = (X[:, 0] > 0).astype(int)  # 1 = "no"
+    steps = np.where((answer == 1) & (rng.random(3000) < 0.85), -1, answer)[:, None]
+    masked = _small_head(16, 0).fit(X, Y, steps=steps, step_sizes=[2])
+    wrong = _small_head(16, 0).fit(X, Y, steps=np.maximum(steps, 0), step_sizes=[2])
+    Xt = rng.normal(size=(2000, 8)).astype(np.float32)
+    region = Xt[:, 0] > 0.5
+    says_no = masked.predict_steps(Xt)[0].argmax(axis=1) == 1
+    assert says_no[region].mean() > 0.8
+    assert (wrong.predict_steps(Xt)[0].argmax(axis=1) == 1)[region].mean() < 0.3
+
+
+def test_step_outputs_are_not_saved_so_the_model_is_unchanged_in_form() -> None:
+    rng = np.random.default_rng(2)
+    X, Y, steps = _and_task(600, rng)
+    plain = MultiLabelHead(hidden=8, epochs=5).fit(X, Y)
+    head = MultiLabelHead(hidden=8, epochs=5).fit(X, Y, steps=steps, step_sizes=[2, 2])
+    assert head.predict_proba(X).shape == plain.predict_proba(X).shape == (600, 1)
+    state = head.state_dict()
+    assert {k: v.shape for k, v in state.items()} == {
+        k: v.shape for k, v in plain.state_dict().items()
+    }
+    again = MultiLabelHead.from_state_dict(state, 1, hidden=8)
+    assert np.allclose(again.predict_proba(X), head.predict_proba(X), atol=1e-6)
+    with pytest.raises(ValueError, match="not fitted with decision-step targets"):
+        again.predict_steps(X)
+
+
+def test_step_targets_need_a_hidden_layer_and_matching_shapes() -> None:
+    X, Y = np.zeros((4, 3)), np.zeros((4, 1))
+    with pytest.raises(ValueError, match="need a hidden layer"):
+        MultiLabelHead().fit(X, Y, steps=np.zeros((4, 1)), step_sizes=[2])
+    with pytest.raises(ValueError, match=r"must be \(4, 2\)"):
+        MultiLabelHead(hidden=4).fit(X, Y, steps=np.zeros((4, 1)), step_sizes=[2, 3])
+    with pytest.raises(ValueError, match="not below its step's number of answers"):
+        MultiLabelHead(hidden=4).fit(X, Y, steps=np.full((4, 1), 2), step_sizes=[2])

@@ -10,10 +10,19 @@ unsafe replies) still says something: at least one category applies. Its loss is
 likelihood -log(1 - prod_j (1 - p_j)), which pushes up whichever categories are already most
 plausible for it and pushes none down. Dropping such rows instead would leave one style of text
 (say, long chatbot prompts) with only safe examples, and the head would learn "style = safe".
+
+Decision steps as auxiliary targets (`steps`, see `bastion.models.steps`): one more output group
+per step, a softmax over its answers, trained on the *shared hidden layer* next to the category
+outputs, its masked cross-entropy weighted by `step_weight`. The hidden layer is what lets the
+answers help: over frozen embeddings a linear category output gains nothing from a separate
+linear step output, since the two share no parameters. The step outputs are not saved; they only
+shape the hidden layer, so a model trained with them loads, exports and serves as any other.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +53,7 @@ class MultiLabelHead:
         val_fraction: float = 0.15,
         dropout: float = 0.1,
         balance: bool = True,
+        step_weight: float = 0.5,
         seed: int = 0,
     ) -> None:
         self.hidden = hidden
@@ -55,6 +65,7 @@ class MultiLabelHead:
         self.val_fraction = val_fraction
         self.dropout = dropout
         self.balance = balance
+        self.step_weight = step_weight
         self.seed = seed
 
     def _build(self, dim: int, n_out: int) -> object:
@@ -79,11 +90,16 @@ class MultiLabelHead:
         sample_weight: np.ndarray | None = None,
         validation: tuple[np.ndarray, ...] | None = None,
         at_least_one: np.ndarray | None = None,
+        steps: np.ndarray | None = None,
+        step_sizes: Sequence[int] | None = None,
     ) -> MultiLabelHead:
         """Fit on embeddings X (n, d) and labels Y (n, C) in {0, 1, NaN}; returns self.
 
         `at_least_one` (n,) marks rows that violate some category not named in Y (their Y is
-        all NaN); `validation` is (X, Y) or (X, Y, at_least_one).
+        all NaN); `validation` is (X, Y) or (X, Y, at_least_one). `steps` (n, S) holds each
+        row's answer index per decision step, -1 where unknown, and `step_sizes` the number of
+        answers of each step; they need a hidden layer. Early stopping watches the category loss
+        alone: the step outputs serve it and are not kept.
         """
         import torch
 
@@ -92,6 +108,18 @@ class MultiLabelHead:
         if Y.ndim != 2 or len(X) != len(Y):
             raise ValueError(f"X {X.shape} and Y {Y.shape} must have the same number of rows")
         n, c = Y.shape
+        sizes = [int(k) for k in step_sizes or []]
+        step_y = (
+            np.full((n, 0), -1, dtype=np.int64) if steps is None else np.asarray(steps, np.int64)
+        )
+        if step_y.shape != (n, len(sizes)):
+            raise ValueError(
+                f"steps {step_y.shape} must be ({n}, {len(sizes)}): one column per size"
+            )
+        if sizes and not self.hidden:
+            raise ValueError("decision-step targets need a hidden layer (hidden > 0) to share")
+        if step_y.size and (step_y >= np.asarray(sizes)).any():
+            raise ValueError("a step answer index is not below its step's number of answers")
         w = (
             np.ones(n, dtype=np.float32)
             if sample_weight is None
@@ -106,7 +134,7 @@ class MultiLabelHead:
             n_val = round(n * self.val_fraction) if n >= 20 else 0
             val_idx, tr_idx = order[:n_val], order[n_val:]
             Xv, Yv, wv, a1v = X[val_idx], Y[val_idx], w[val_idx], a1[val_idx]
-            X, Y, w, a1 = X[tr_idx], Y[tr_idx], w[tr_idx], a1[tr_idx]
+            X, Y, w, a1, step_y = X[tr_idx], Y[tr_idx], w[tr_idx], a1[tr_idx], step_y[tr_idx]
         else:
             Xv, Yv = (np.asarray(a, dtype=np.float32) for a in validation[:2])
             wv = np.ones(len(Xv), dtype=np.float32)
@@ -123,10 +151,16 @@ class MultiLabelHead:
         )
         self.n_known_ = known.sum(axis=0)
         self.n_positive_ = pos.astype(int)
+        self.n_step_known_ = (step_y >= 0).sum(axis=0)
         model = self._build(X.shape[1], c)
-        assert isinstance(model, torch.nn.Module)
-        opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        assert isinstance(model, torch.nn.Sequential)
+        step_layer = torch.nn.Linear(self.hidden, sum(sizes)) if sizes else None
+        params = list(model.parameters()) + (
+            [] if step_layer is None else list(step_layer.parameters())
+        )
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         pw = torch.from_numpy(self.pos_weight_)
+        bounds = [int(b) for b in np.cumsum([0, *sizes])]
 
         def masked_loss(
             logits: torch.Tensor, y: torch.Tensor, wt: torch.Tensor, any_pos: torch.Tensor
@@ -147,44 +181,91 @@ class MultiLabelHead:
                 norm = norm + wt[any_pos].sum()
             return total / norm.clamp_min(1.0)
 
-        Xt, Yt, wt, at = (torch.from_numpy(a) for a in (X, Y, w, a1))
+        def step_loss(logits: torch.Tensor, s: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
+            """Cross-entropy of each step's answer among its own answers, where it is known."""
+            total, norm = logits.new_zeros(()), logits.new_zeros(())
+            for j in range(len(sizes)):
+                mask = s[:, j] >= 0
+                if not bool(mask.any()):
+                    continue
+                ce = torch.nn.functional.cross_entropy(
+                    logits[mask, bounds[j] : bounds[j + 1]], s[mask, j], reduction="none"
+                )
+                total = total + (ce * wt[mask]).sum()
+                norm = norm + wt[mask].sum()
+            return total / norm.clamp_min(1.0)
+
+        def loss_on(idx: torch.Tensor) -> torch.Tensor:
+            if step_layer is None:
+                return masked_loss(model(Xt[idx]), Yt[idx], wt[idx], at[idx])
+            hidden = model[:-1](Xt[idx])  # dropout, linear, GELU, dropout: shared by both
+            loss = masked_loss(model[-1](hidden), Yt[idx], wt[idx], at[idx])
+            return loss + self.step_weight * step_loss(step_layer(hidden), step_t[idx], wt[idx])
+
+        Xt, Yt, wt, at, step_t = (torch.from_numpy(a) for a in (X, Y, w, a1, step_y))
         Xvt, Yvt, wvt, avt = (torch.from_numpy(a) for a in (Xv, Yv, wv, a1v))
         best, best_state, best_epoch, stale = float("inf"), None, 0, 0
         history = FitHistory([], [], 0)
         gen = torch.Generator().manual_seed(self.seed)
+        modules = [model] if step_layer is None else [model, step_layer]
         for epoch in range(self.epochs):
-            model.train()
+            for m in modules:
+                m.train()
             perm = torch.randperm(len(Xt), generator=gen)
             total = 0.0
             for start in range(0, len(Xt), self.batch_size):
                 idx = perm[start : start + self.batch_size]
                 opt.zero_grad()
-                loss = masked_loss(model(Xt[idx]), Yt[idx], wt[idx], at[idx])
+                loss = loss_on(idx)
                 loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
                 total += loss.item() * len(idx)
             history.train_loss.append(total / max(len(Xt), 1))
             if len(Xvt) == 0:
                 continue
-            model.eval()
+            for m in modules:
+                m.eval()
             with torch.no_grad():
                 val = float(masked_loss(model(Xvt), Yvt, wvt, avt))
             history.val_loss.append(val)
             if val < best - 1e-5:
                 best, best_epoch, stale = val, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = [
+                    {k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules
+                ]
             else:
                 stale += 1
                 if stale >= self.patience:
                     break
         if best_state is not None:
-            model.load_state_dict(best_state)
-        model.eval()
+            for m, state in zip(modules, best_state, strict=True):
+                m.load_state_dict(state)
+        for m in modules:
+            m.eval()
         history.best_epoch = best_epoch
         self.model_ = model
+        self.step_layer_ = step_layer
+        self.step_sizes_ = sizes
         self.history_ = history
         self.n_categories_ = c
         return self
+
+    def predict_steps(self, X: np.ndarray) -> list[np.ndarray]:
+        """Per decision step, the probability of each of its answers (n, answers); only for a
+        head just fitted with steps (the step outputs are not saved)."""
+        import torch
+
+        layer = getattr(self, "step_layer_", None)
+        if layer is None:
+            raise ValueError("this head was not fitted with decision-step targets")
+        bounds = np.cumsum([0, *self.step_sizes_])
+        with torch.no_grad():
+            x = torch.from_numpy(np.asarray(X, dtype=np.float32))
+            logits = layer(self.model_[:-1](x))
+            return [
+                torch.softmax(logits[:, a:b], dim=1).numpy().astype(np.float64)
+                for a, b in itertools.pairwise(bounds)
+            ]
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Logits (n, C)."""
@@ -212,9 +293,10 @@ class MultiLabelHead:
         head = cls(hidden=hidden)
         first = state["1.weight"]
         model = head._build(int(first.shape[1]), n_categories)
-        assert isinstance(model, torch.nn.Module)
+        assert isinstance(model, torch.nn.Sequential)
         model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
         model.eval()
         head.model_ = model
+        head.step_layer_, head.step_sizes_ = None, []  # never saved: they served training only
         head.n_categories_ = n_categories
         return head
