@@ -14,7 +14,7 @@ from bastion.errors import BastionError
 from bastion.models.artifact import ModelArtifact
 from bastion.models.training import Recipe, TrainingData, source_weights, split, train
 from bastion.moderator import Moderator
-from bastion.policy import load_policy
+from bastion.policy import load_policy, parse_policy
 
 
 def _recipe(tmp_path: Path, body: str) -> Path:
@@ -257,3 +257,151 @@ def test_a_recipe_can_fine_tune_the_encoder(tmp_path: Path) -> None:
     train(Recipe.from_file(_recipe(tmp_path, plain)), tmp_path / "m", cache_path=tmp_path / "c")
     assert not (tmp_path / "m" / "encoder").exists()
     assert not (tmp_path / "m" / "encoder-int8").exists()
+
+
+STARTER = Path(__file__).resolve().parents[2] / "src" / "bastion" / "policy" / "starter.yaml"
+THREAT = "harassment/threatening"
+
+
+def _export(tmp_path: Path, n: int = 30, every: int = 5) -> Path:
+    """An annotation export in the format `classification_rows` writes: every `every`-th item a
+    threat (the full path), the others safe, some ending at the first step, some at the second,
+    and a few annotated without a path or for no category of this policy."""
+    rows = []
+    for i in range(n):
+        if i % every == 0:
+            text = f"I know the bus you take, number {i}; you will not get off it in one piece"
+            path = {"target": "yes", "harm": "yes", "serious": "yes"}
+        elif i % 2:
+            text, path = f"What a lovely day at beach number {i}", {"target": "no"}
+        else:
+            text = f"I could kill for coffee number {i} right now"
+            path = {"target": "yes", "harm": "yes", "serious": "no"}
+        violates = int(i % every == 0)
+        row = {"id": f"item-{i}", "text": text, "label": violates, THREAT: violates}
+        row["path"] = {THREAT: path}
+        rows.append(row)
+    rows[1]["path"] = {}  # annotated without a path
+    rows.append({"id": "other", "text": "spam spam", "label": 0, "spam": 0, "path": {}})
+    out = tmp_path / "export.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return out
+
+
+def test_a_file_source_reads_an_export_with_its_paths(tmp_path: Path) -> None:
+    from bastion.models.training import assemble, recipe_policy
+
+    _export(tmp_path)
+    (tmp_path / "policy.yaml").write_text(STARTER.read_text())
+    body = (
+        "name: x\npolicy: policy.yaml\nhead: {hidden: 8, step_targets: true}\n"
+        "sources: [{file: export.jsonl, licence: our annotations, use: ship-ok}]\n"
+    )
+    recipe = Recipe.from_file(_recipe(tmp_path, body))
+    policy = recipe_policy(recipe)  # the policy file beside the recipe
+    assert policy.category_ids == [THREAT]
+    data = assemble(recipe, policy)
+    # The row that names no category of this policy says nothing: dropped.
+    assert len(data.texts) == 30 and "spam spam" not in data.texts
+    assert data.labels[:, 0].tolist() == [float(i % 5 == 0) for i in range(30)]
+    assert data.sources[0].name == "export.jsonl" and data.sources[0].positives == 6
+    assert [c.name for c in data.step_columns] == [
+        f"{THREAT}:{s}" for s in ("target", "harm", "serious")
+    ]
+    assert data.steps[0].tolist() == [0, 0, 0]  # yes, yes, yes
+    assert data.steps[1].tolist() == [-1, -1, -1]  # no path recorded
+    assert data.steps[3].tolist() == [1, -1, -1]  # "no" at the first step: the rest unreached
+    assert data.steps[2].tolist() == [0, 0, 1]
+    sub = data.subset(np.array([0, 3]))
+    assert sub.steps.tolist() == [[0, 0, 0], [1, -1, -1]] and sub.step_columns == data.step_columns
+
+
+def test_a_file_source_masks_categories_it_does_not_give(tmp_path: Path) -> None:
+    from bastion.models.training import assemble
+
+    rows = [
+        {"text": "a", "label": 1, "violence/graphic": 1, "path": {}},
+        {"text": "b", "label": 0, "hate": 0, "path": {}},
+        {"text": "c", "label": 0, "hate": 0, "violence/graphic": 0},
+    ]
+    (tmp_path / "f.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    body = "name: x\nsources: [{file: f.jsonl, licence: ours, use: dev-only}]\n"
+    policy = load_policy("openai")
+    data = assemble(Recipe.from_file(_recipe(tmp_path, body)), policy)
+    ids = policy.category_ids
+    hate, graphic = ids.index("hate"), ids.index("violence/graphic")
+    assert data.labels[0, graphic] == 1 and np.isnan(data.labels[0, hate])
+    assert data.labels[1, hate] == 0 and np.isnan(data.labels[1, graphic])
+    assert data.labels[2, [hate, graphic]].tolist() == [0, 0]
+    others = [j for j in range(len(ids)) if j not in (hate, graphic)]
+    assert np.isnan(data.labels[:, others]).all()  # never "safe" for what nobody annotated
+    assert data.steps.shape == (3, 0)  # no step targets asked for
+
+
+def test_a_file_source_needs_terms_policy_columns_and_paths_for_steps(tmp_path: Path) -> None:
+    from bastion.models.training import assemble
+
+    policy = load_policy("openai")
+    (tmp_path / "f.jsonl").write_text('{"text": "a", "label": 1, "toxic": 1}\n')
+    (tmp_path / "g.jsonl").write_text('{"text": "a", "label": 0, "hate": 0}\n')
+
+    def recipe(body: str) -> Recipe:
+        return Recipe.from_file(_recipe(tmp_path, "name: x\n" + body))
+
+    with pytest.raises(BastionError, match=r"f\.jsonl: give its `licence` and `use`"):
+        assemble(recipe("sources: [{file: f.jsonl}]\n"), policy)
+    dev = "ship: true\nsources: [{file: g.jsonl, licence: NC, use: dev-only}]\n"
+    with pytest.raises(BastionError, match=r"ships its model, but g\.jsonl is dev-only"):
+        assemble(recipe(dev), policy)
+    with pytest.raises(BastionError, match=r"no column is a category .*columns are: text, label"):
+        assemble(recipe("sources: [{file: f.jsonl, licence: x, use: ship-ok}]\n"), policy)
+    (tmp_path / "h.jsonl").write_text(json.dumps({"text": "a", "label": 0, THREAT: 0}) + "\n")
+    no_paths = (
+        "head: {hidden: 8, step_targets: true}\n"
+        "sources: [{file: h.jsonl, licence: x, use: ship-ok}]\n"
+    )
+    with pytest.raises(BastionError, match="no source gives a decision-step answer"):
+        assemble(recipe(no_paths), load_policy(STARTER))
+    plain = parse_policy(
+        f"id: plain\nversion: 1.0.0\nname: P\ncategories:\n  - {{id: {THREAT}, name: T, "
+        "severity: 2, definition: threats}\n"
+    )
+    with pytest.raises(BastionError, match="policy 'plain' has no decision steps"):
+        assemble(recipe(no_paths), plain)
+    with pytest.raises(BastionError, match="step_targets needs a hidden layer"):
+        recipe("head: {step_targets: true}\nsources: [{file: g.jsonl}]\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("steps", [False, True])
+def test_train_on_a_small_export_then_moderate(tmp_path: Path, steps: bool) -> None:
+    """30 annotated items, 6 violating (fewer than min_positives): the model trains, the category
+    falls back to zero-shot, and the saved model loads and moderates; with step targets the
+    steps were learned and the saved model has the same form."""
+    from safetensors.numpy import load_file
+
+    export = _export(tmp_path)
+    head = "head: {hidden: 16, step_targets: true}\n" if steps else ""
+    body = f"name: round\npolicy: {STARTER}\n{head}sources: [{{file: {export.name}, licence: ours, use: dev-only}}]\n"
+    result = CliRunner().invoke(
+        app, ["train", "--recipe", str(_recipe(tmp_path, body)), "--out", str(tmp_path / "m")],
+        env={"BASTION_HOME": str(tmp_path / "home")},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    m = ModelArtifact.load(tmp_path / "m").manifest
+    assert m.categories == [THREAT] and m.zero_shot_fallback == [THREAT]
+    assert m.sources[0].rows == 30 and m.sources[0].positives == 6
+    weights = load_file(str(tmp_path / "m" / "head.safetensors"))
+    assert set(weights) == (
+        {"1.weight", "1.bias", "4.weight", "4.bias"} if steps else {"1.weight", "1.bias"}
+    )
+    # One output (the category): the step outputs were not saved.
+    assert weights["4.weight" if steps else "1.weight"].shape[0] == 1
+    step_metrics = [k for k in m.metrics if k.startswith("val_step_accuracy/")]
+    assert len(step_metrics) == (3 if steps else 0)
+    if steps:
+        assert "decision steps learned alongside" in result.output
+    verdicts = Moderator(load_policy(STARTER), model=tmp_path / "m").moderate(
+        ["I know the bus you take; you will not get off it in one piece", "What a lovely day"]
+    )
+    assert verdicts[0].category_scores[THREAT] > verdicts[1].category_scores[THREAT]

@@ -74,6 +74,7 @@ def show(directory: Annotated[Path, typer.Argument(help="A trained model directo
 
 def _show(m: object) -> None:
     from bastion.models.artifact import Manifest
+    from bastion.models.training import STEP_METRIC
 
     assert isinstance(m, Manifest)
     console.print(
@@ -102,6 +103,14 @@ def _show(m: object) -> None:
         f"{'–' if binary is None else f'{binary:.3f}'}",
         highlight=False,
     )
+    steps = {k.split("/", 1)[1]: v for k, v in m.metrics.items() if k.startswith(STEP_METRIC)}
+    if steps:
+        answered = ", ".join(f"{escape(k)} {v:.2f}" for k, v in steps.items() if v is not None)
+        console.print(
+            f"decision steps learned alongside (not part of the model); held-out accuracy: "
+            f"{answered}",
+            highlight=False,
+        )
     check = m.runtime_check
     if check is None:
         console.print("int8 ONNX path: not checked (served with PyTorch)", highlight=False)

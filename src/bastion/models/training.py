@@ -5,6 +5,10 @@ and label maps, the policy's own examples, the user's files), split each source 
 early-stopping / calibration parts, fit a multi-label head on frozen encoder embeddings with
 missing labels masked, calibrate each category on the held-out part, pick thresholds for the
 recipe's target there, and save everything with a manifest that names every source and licence.
+
+A user's file (an annotation export, say) may carry each item's decision path; with
+`head.step_targets` the head also learns to answer every decision step (see heads.py), which
+shapes its hidden layer and is then dropped: the saved model is the same kind as any other.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bastion.errors import BastionError, ModelError
 from bastion.eval.labels import LabelMap, binary_from_categories, category_labels
@@ -42,13 +46,23 @@ from bastion.models.calibration import (
 from bastion.models.finetune import FineTuneConfig
 from bastion.models.heads import MultiLabelHead
 from bastion.models.scoring import any_category, blend_with_zero_shot
-from bastion.policy import LoadedPolicy, load_policy
+from bastion.models.steps import (
+    UNKNOWN,
+    DecisionPath,
+    StepColumn,
+    answer_accuracy,
+    parse_path,
+    step_columns,
+    step_targets,
+)
+from bastion.policy import BUILTIN_PACKS, LoadedPolicy, load_policy
 
 if TYPE_CHECKING:
     from bastion.models.encoder import Encoder, TextEncoder
 
 
 FINETUNED_ENCODER = "encoder"  # sub-directory of a model with a fine-tuned encoder
+STEP_METRIC = "val_step_accuracy/"  # + "category:step", in a manifest's metrics
 
 
 class _Strict(BaseModel):
@@ -56,14 +70,21 @@ class _Strict(BaseModel):
 
 
 class SourceSpec(_Strict):
-    """One training source: a shared dataset by adapter name, the policy's own examples, or
-    Bastion's corpus of everyday content (safe for every category)."""
+    """One training source: a shared dataset by adapter name, the policy's own examples,
+    Bastion's corpus of everyday content (safe for every category), or a user's file."""
 
     dataset: str | None = None
     policy_examples: bool = False
     background: bool = False
     safe_texts: str | None = Field(
         None, description="a text file, one safe text per line (path relative to the recipe)"
+    )
+    file: str | None = Field(
+        None,
+        description="a JSONL or CSV file (path relative to the recipe) in the format `bastion "
+        "eval --data` reads: `text`, optional `label`, and a 0/1 column per category id of the "
+        "policy (blank or absent: unknown); an optional `path` column holds decision paths, "
+        "{category: {step: answer}}, as annotation exports write them",
     )
     licence: str | None = None
     use: Literal["ship-ok", "dev-only"] | None = None
@@ -88,13 +109,32 @@ class HeadSpec(_Strict):
     weight_decay: float = 1e-4
     patience: int = 15
     dropout: float = 0.1
+    step_targets: bool = Field(
+        False,
+        description="also predict each decision step's answer where a source's rows carry "
+        "their decision paths (auxiliary outputs on the shared hidden layer; needs `hidden`)",
+    )
+    step_weight: float = Field(
+        0.5, ge=0.0, description="weight of the decision-step loss next to the category loss"
+    )
+
+    @model_validator(mode="after")
+    def _steps_need_a_hidden_layer(self) -> HeadSpec:
+        if self.step_targets and self.hidden <= 0:
+            raise ValueError(
+                "step_targets needs a hidden layer (e.g. hidden: 128): over frozen embeddings a "
+                "linear head shares no weights with the step outputs, so they could not help"
+            )
+        return self
 
 
 class Recipe(_Strict):
     """What `bastion train --recipe FILE` reads."""
 
     name: str
-    policy: str = "openai"
+    policy: str = Field(
+        "openai", description="a built-in pack, or a policy file (path relative to the recipe)"
+    )
     encoder: str | None = None
     ship: bool = Field(False, description="refuse every source not marked ship-ok")
     sources: list[SourceSpec]
@@ -145,10 +185,15 @@ class TrainingData:
     sources: list[TrainingSource] = field(default_factory=list)
     # Rows that violate some category without naming it (labels all NaN); see heads.py.
     at_least_one: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # Decision-step answers (n, len(step_columns)), UNKNOWN where not given; see steps.py.
+    steps: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    step_columns: list[StepColumn] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if len(self.at_least_one) == 0:
             self.at_least_one = np.zeros(len(self.texts), dtype=bool)
+        if len(self.steps) == 0:
+            self.steps = np.full((len(self.texts), len(self.step_columns)), UNKNOWN, np.int64)
 
     def binary(self) -> np.ndarray:
         """Violating in any category (1), safe in every category (0), or unknown (NaN)."""
@@ -163,22 +208,40 @@ class TrainingData:
             np.array([remap[int(s)] for s in self.source[rows]], dtype=np.int64),
             [self.sources[int(s)] for s in kept],
             self.at_least_one[rows],
+            self.steps[rows],
+            self.step_columns,
         )
+
+
+def recipe_policy(recipe: Recipe) -> LoadedPolicy:
+    """The recipe's policy: a built-in pack, or a policy file relative to the recipe (else to the
+    working directory)."""
+    if recipe.policy not in BUILTIN_PACKS:
+        beside = Path(recipe.base_dir) / recipe.policy
+        if beside.is_file():
+            return load_policy(beside)
+    return load_policy(recipe.policy)
 
 
 def assemble(
     recipe: Recipe, policy: LoadedPolicy, data_root: Path | str | None = None
 ) -> TrainingData:
-    """Rows from every source, labelled in the policy's categories (NaN where unknown)."""
+    """Rows from every source, labelled in the policy's categories (NaN where unknown), with
+    their decision-step answers when the recipe's head learns them."""
     from bastion.eval import datasets as ds
 
     ids = policy.category_ids
+    columns = _step_columns(recipe, policy)
     texts: list[str] = []
     blocks: list[np.ndarray] = []
+    step_blocks: list[np.ndarray] = []
     source_idx: list[np.ndarray] = []
     sources: list[TrainingSource] = []
     unnamed_blocks: list[np.ndarray] = []
     for spec in recipe.sources:
+        binary: np.ndarray | None = None  # the source's own violating / safe label, if any
+        paths: list[DecisionPath] | None = None
+        where: list[str] | None = None
         if spec.policy_examples:
             t, y = _policy_rows(policy)
             name, licence, use = f"policy:{policy.policy.id}", "written for Bastion", "ship-ok"
@@ -189,20 +252,17 @@ def assemble(
             y = np.zeros((len(t), len(ids)))
             name, licence, use = "bastion:background", "written for Bastion", "ship-ok"
         elif spec.safe_texts:
+            name, licence, use = _user_source(recipe, spec, spec.safe_texts)
             path = Path(recipe.base_dir) / spec.safe_texts
-            if spec.licence is None or spec.use is None:
-                raise BastionError(f"recipe source {spec.safe_texts}: give its `licence` and `use`")
-            if recipe.ship and spec.use != "ship-ok":
-                raise BastionError(
-                    f"recipe '{recipe.name}' ships its model, but {spec.safe_texts} is {spec.use}"
-                )
             try:
                 lines = path.read_text("utf-8").splitlines()
             except (OSError, UnicodeDecodeError) as exc:
                 raise BastionError(f"recipe source {path}: cannot read: {exc}") from None
             t = [line.strip() for line in lines if line.strip()]
             y = np.zeros((len(t), len(ids)))
-            name, licence, use = str(spec.safe_texts), spec.licence, spec.use
+        elif spec.file:
+            name, licence, use = _user_source(recipe, spec, spec.file)
+            t, y, binary, paths, where = _file_rows(recipe, spec, policy, spec.file)
         elif spec.dataset:
             adapter = ds.ADAPTERS.get(spec.dataset)
             if adapter is None:
@@ -220,20 +280,23 @@ def assemble(
                 if spec.label_map is not None
                 else ds.label_map_for(spec.dataset, policy.policy.id)
             )
-            t, y = data.texts, category_labels(data, policy, lmap)
+            t, y, binary = data.texts, category_labels(data, policy, lmap), data.binary
             name, licence, use = spec.dataset, adapter.licence, adapter.use
         else:
             raise BastionError(
                 "a recipe source needs `dataset: NAME`, `policy_examples: true`, `background: true`"
-                " or `safe_texts: FILE`"
+                ", `safe_texts: FILE` or `file: FILE`"
             )
         unnamed = np.zeros(len(t), dtype=bool)
-        if spec.dataset and spec.unnamed_violations == "at_least_one":
-            unnamed = (data.binary == 1) & ~np.isfinite(y).any(axis=1)
+        if binary is not None and spec.unnamed_violations == "at_least_one":
+            unnamed = (binary == 1) & ~np.isfinite(y).any(axis=1)
+        steps = np.full((len(t), len(columns)), UNKNOWN, dtype=np.int64)
+        if columns and paths is not None:
+            steps = step_targets(columns, paths, where)
         # A row that says nothing about any category is useless, unless it is kept as unnamed.
         keep = np.isfinite(y).any(axis=1) | unnamed
         t = [x for x, k in zip(t, keep, strict=True) if k]
-        y, unnamed = y[keep], unnamed[keep]
+        y, unnamed, steps = y[keep], unnamed[keep], steps[keep]
         sources.append(
             TrainingSource(
                 name=name,
@@ -247,12 +310,85 @@ def assemble(
         unnamed_blocks.append(unnamed)
         texts.extend(t)
         blocks.append(y)
+        step_blocks.append(steps)
         source_idx.append(np.full(len(t), len(sources) - 1))
     if not texts:
         raise BastionError(f"recipe '{recipe.name}' produced no labelled rows")
-    labels = np.vstack(blocks) if blocks else np.zeros((0, len(ids)))
+    all_steps = np.vstack(step_blocks)
+    if columns and not (all_steps != UNKNOWN).any():
+        raise BastionError(
+            f"recipe '{recipe.name}' sets head.step_targets, but no source gives a decision-step "
+            "answer: only `file:` sources with a `path` column (annotation exports) carry them"
+        )
     return TrainingData(
-        texts, labels, np.concatenate(source_idx), sources, np.concatenate(unnamed_blocks)
+        texts,
+        np.vstack(blocks),
+        np.concatenate(source_idx),
+        sources,
+        np.concatenate(unnamed_blocks),
+        all_steps,
+        columns,
+    )
+
+
+def _step_columns(recipe: Recipe, policy: LoadedPolicy) -> list[StepColumn]:
+    if not recipe.head.step_targets:
+        return []
+    columns = step_columns(policy)
+    if not columns:
+        raise BastionError(
+            f"recipe '{recipe.name}' sets head.step_targets, but policy '{policy.policy.id}' has "
+            "no decision steps to learn; add `decision_steps` to its categories or drop the option"
+        )
+    return columns
+
+
+def _user_source(recipe: Recipe, spec: SourceSpec, file: str) -> tuple[str, str, str]:
+    """Name, licence and use of a source read from the user's file, which must state the
+    latter two; a shipped model refuses a file that is not ship-ok."""
+    if spec.licence is None or spec.use is None:
+        raise BastionError(f"recipe source {file}: give its `licence` and `use`")
+    if recipe.ship and spec.use != "ship-ok":
+        raise BastionError(f"recipe '{recipe.name}' ships its model, but {file} is {spec.use}")
+    return file, spec.licence, spec.use
+
+
+def _file_rows(
+    recipe: Recipe, spec: SourceSpec, policy: LoadedPolicy, file: str
+) -> tuple[list[str], np.ndarray, np.ndarray, list[DecisionPath], list[str]]:
+    """Texts, category labels (the policy's categories that are columns of the file; NaN
+    elsewhere), binary labels, decision paths and row names of a user's file."""
+    from bastion.eval import datasets as ds
+
+    path = Path(recipe.base_dir) / file
+    ids = policy.category_ids
+    columns = ds.file_columns(path)
+    present = [c for c in ids if c in columns]
+    if not present:
+        raise BastionError(
+            f"recipe source {file}: no column is a category of policy '{policy.policy.id}' "
+            f"({', '.join(ids)}); its columns are: {', '.join(columns) or '(none)'}"
+        )
+    data, matrix, _ = ds.load_file(path, category_cols=present)
+    assert matrix is not None
+    y = np.full((len(data), len(ids)), np.nan)
+    y[:, [ids.index(c) for c in present]] = matrix
+    if "path" in columns:
+        cells = ds.file_column(path, "path")
+        paths, where = [parse_path(v, w) for w, v in cells], [w for w, _ in cells]
+    else:
+        paths, where = [{} for _ in data.texts], [f"{path}, row {i + 1}" for i in range(len(data))]
+    rows = np.arange(len(data))
+    if spec.max_rows is not None:
+        # A stratified sample, as for shared sets; its ids are the rows kept.
+        data.ids = [str(i) for i in rows]
+        rows = np.sort([int(i) for i in data.sample(spec.max_rows, recipe.seed).ids])
+    return (
+        [data.texts[i] for i in rows],
+        y[rows],
+        data.binary[rows],
+        [paths[i] for i in rows],
+        [where[i] for i in rows],
     )
 
 
@@ -317,7 +453,7 @@ def train(
     from bastion.models.embedding_cache import EmbeddingCache
     from bastion.models.encoder import load_encoder
 
-    policy = load_policy(recipe.policy)
+    policy = recipe_policy(recipe)
     data = assemble(recipe, policy, data_root)
     encoder = load_encoder(recipe.encoder)
     total = len(data.texts)
@@ -466,12 +602,15 @@ def fit_model(
     Y = data.labels
     w = source_weights(data.source)
     h = recipe.head
+    learn_steps = h.step_targets and bool(data.step_columns)
     head = MultiLabelHead(
         hidden=h.hidden, epochs=h.epochs, lr=h.lr, weight_decay=h.weight_decay,
-        patience=h.patience, dropout=h.dropout, seed=recipe.seed,
+        patience=h.patience, dropout=h.dropout, step_weight=h.step_weight, seed=recipe.seed,
     ).fit(
         X[tr], Y[tr], sample_weight=w[tr], at_least_one=data.at_least_one[tr],
         validation=(X[stop], Y[stop], data.at_least_one[stop]),
+        steps=data.steps[tr] if learn_steps else None,
+        step_sizes=[len(c.answers) for c in data.step_columns] if learn_steps else None,
     )  # fmt: skip
     ids = policy.category_ids
     default = policy.policy.bands
@@ -526,6 +665,11 @@ def fit_model(
         metrics={
             **_validation_metrics(Y[cal], data.binary()[cal], scores, ids, thresholds),
             **({"threshold_logit_shift": safe_shift} if safe_shift is not None else {}),
+            **(
+                _step_metrics(head, X[cal], data.steps[cal], data.step_columns)
+                if learn_steps
+                else {}
+            ),
         },
         recipe=recipe.model_dump(mode="json"),
     )
@@ -547,6 +691,17 @@ def _validation_metrics(
         if np.nansum(Y[:, j]) > 0:
             out[f"val_auprc/{cid}"] = binary_metrics(Y[:, j], scores[:, j], thresholds[cid]).auprc
     return out
+
+
+def _step_metrics(
+    head: MultiLabelHead, X: np.ndarray, steps: np.ndarray, columns: list[StepColumn]
+) -> dict[str, float | None]:
+    """How often the auxiliary outputs pick the recorded answer on held-out rows (the decision
+    steps are not part of the saved model; this says whether they were learned at all)."""
+    accuracy = answer_accuracy(head.predict_steps(X), steps)
+    return {
+        STEP_METRIC + c.name: a for c, a in zip(columns, accuracy, strict=True) if a is not None
+    }
 
 
 def _default_cache() -> Path:
