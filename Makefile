@@ -12,7 +12,7 @@ DEB_PACKAGES := libgomp1 tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-
 	libswscale-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: system-deps install run demo test lint typecheck pytest model screenshots bench-zero-shot bench-media bench-throughput bench-serve bench-recall bench-ranking bench-bank-scale bench-mining bench-llm-judge clean
+.PHONY: system-deps install run demo test lint typecheck pytest model screenshots bench-zero-shot bench-media bench-throughput bench-serve bench-recall bench-ranking bench-bank-scale bench-mining bench-llm-judge bench-cot-value clean
 
 # Pinned dependencies; torch 2.13.0 resolves to the CPU build this machine's pip finds locally.
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -93,6 +93,10 @@ bench-mining: install
 ## LLM judge alone and as the cascade stage on ToxicChat; BENCH_ARGS="--backend http://host:8000/v1 --llm-model M" for a server.
 bench-llm-judge: install
 	BASTION_DATASETS=$(DATASETS) $(BIN)/python bench/llm_judge.py $(BENCH_ARGS)
+
+## Decision paths as auxiliary targets: label-only vs label-plus-path training at 100-800 items (~5 min).
+bench-cot-value: install
+	BASTION_DATASETS=$(DATASETS) $(BIN)/python bench/cot_value.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache reports bench/out
