@@ -114,6 +114,12 @@ def _show(m: object) -> None:
     check = m.runtime_check
     if check is None:
         console.print("int8 ONNX path: not checked (served with PyTorch)", highlight=False)
+    elif check.binary_auprc_torch is None or check.binary_auprc_onnx is None:
+        console.print(
+            f"int8 ONNX path NOT used: its {check.rows} held-out rows lack violating or safe "
+            "items to compare AUPRC on, so it could not be verified (served with PyTorch)",
+            highlight=False,
+        )
     else:
         verdict = "used" if check.within_tolerance else "NOT used (outside tolerance)"
         console.print(
