@@ -183,6 +183,9 @@ def test_log_in_refuses_a_wrong_password_and_forms_need_the_session_token(
     assert "login.failed" in [e.action for e in live_server.workflow.audit()]
     _project(live_server)
     page = log_in(browser, live_server, "ann")
+    headers = page.request.get(live_server.url + "/ui").headers
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
     cookie = next(c for c in page.context.cookies() if c["name"] == "bastion_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
     response = page.request.post(live_server.url + "/ui/projects/threats/next", form={})

@@ -53,6 +53,16 @@ from bastion.media.limits import MediaLimits
 COOKIE: Final = "bastion_session"
 STATIC: Final = {"task.js": "text/javascript", "app.css": "text/css"}
 VIDEO_SUFFIXES: Final = (".mp4", ".webm", ".mov", ".mkv", ".avi")
+PAGE_HEADERS: Final = {
+    "Cache-Control": "no-store",
+    # Only this site's own script, styles and images; never inside another site's frame (a
+    # framed task page could trick an annotator into clicking answers).
+    "Content-Security-Policy": "default-src 'self'; img-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 _templates = Environment(
     loader=PackageLoader("bastion.annotation", "templates"),
@@ -557,7 +567,7 @@ def _page(
         path=request.url.path,
         **context,
     )
-    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
 
 
 def _error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
