@@ -215,6 +215,8 @@ def test_a_session_expires_after_its_ttl_and_log_out_ends_it(
     assert workflow.session(first[1]) is None
     assert workflow.session(second[1]) == (ann, second[2])  # only that session ended
     workflow.log_out("not a token")  # nothing to end: no error
+    workflow.log_out(first[1])  # already ended: not logged twice
+    assert [e.action for e in workflow.audit() if e.actor == "ann"].count("logout") == 1
     clock.advance(SESSION_TTL - timedelta(seconds=1))
     assert workflow.session(second[1]) is not None
     clock.advance(timedelta(seconds=1))

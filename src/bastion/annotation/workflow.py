@@ -299,8 +299,10 @@ class Workflow:
     def log_out(self, token: str) -> None:
         with self._write("log out") as session:
             found = session.get(WebSessionRow, _token_hash(token))
-            if found is not None:
+            if found is not None and found.expires_at > self._clock():
                 found.expires_at = self._clock()
+                person = session.get(PersonRow, found.person_id)
+                self._audit(session, person.name if person else found.person_id, "logout")
 
     # -- projects ----------------------------------------------------------------------------
 
