@@ -427,6 +427,8 @@ def test_an_unsubmitted_assignment_frees_its_slot_after_the_ttl(
     workflow.submit(bob, task.id, [judge(VIOLATES)])
     assert workflow.task(task.id).state == TaskState.done
     assert len(workflow.annotations(task.id)) == 2
+    # Cat still holds the finished task unsubmitted: she is not sent back to it.
+    assert workflow.next_task(cat, "p1") is None
 
 
 # -- submission ------------------------------------------------------------------------------

@@ -461,9 +461,9 @@ class Workflow:
         return AddResult(len(rows), already, problems)
 
     def next_task(self, person: Person, project_id: str) -> Task | None:
-        """The task `person` should do next in the project: the one they hold unsubmitted, else
-        a new assignment of the oldest open task they have not done that still needs someone;
-        None when there is nothing left for them."""
+        """The task `person` should do next in the project: the open one they hold unsubmitted,
+        else a new assignment of the oldest open task they have not done that still needs
+        someone; None when there is nothing left for them."""
         self.check_access(person, project_id)
         with self._write(f"hand out a task of {project_id!r}") as session:
             if self.store.dialect == "postgresql":  # one hand-out at a time per project
@@ -477,6 +477,8 @@ class Workflow:
                 .join(AssignmentRow, AssignmentRow.task_id == AnnotationTaskRow.id)
                 .where(
                     AnnotationTaskRow.project_id == project_id,
+                    # a held task that others finished meanwhile is not worth her time
+                    AnnotationTaskRow.state == TaskState.open.value,
                     AssignmentRow.person_id == person.id,
                     AssignmentRow.submitted_at.is_(None),
                 )
