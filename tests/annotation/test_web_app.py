@@ -345,3 +345,42 @@ def test_repeated_wrong_passwords_are_throttled_and_redirects_stay_on_the_site(
     assert page.get_by_role("status").count() == 0
     page.goto(live_server.url + "/ui?done=saved:12")
     assert page.get_by_role("status").inner_text() == "Saved task 12. Thank you."
+
+
+def test_a_reviewer_works_the_triage_queue_worst_first_and_annotators_cannot(
+    browser: Any, live_server: LiveServer
+) -> None:
+    from bastion.triage import ReviewQueue
+    from bastion.triage.queue import QueueItem, ReviewLabel
+
+    queue = ReviewQueue(live_server.store, "reported")
+    queue.enqueue(
+        [
+            QueueItem(item_id="low", priority=0.2, text="Nice goal last night."),
+            QueueItem(item_id="high", priority=0.9, text=THREAT, channels=["reports"]),
+        ]
+    )
+    page = log_in(browser, live_server, "rita")
+    assert "reported (2 pending)" in page.get_by_role("heading", name="reported").inner_text()
+    page.get_by_role("button", name="Review the next item in reported").click()
+    page.wait_for_url("**/ui/review/reported/high")  # the worst first
+    assert "Found by: reports" in page.content()
+    page.get_by_role("button", name="Save decision").click()
+    assert "choose a verdict" in page.get_by_role("alert").inner_text()
+    assert queue.get("high").decision is None
+    page.locator("input[name=label][value=violating]").check()
+    page.get_by_label("Categories (comma-separated policy ids)").fill("harassment/threatening")
+    page.get_by_label("Note").fill("Specific threat.")
+    page.get_by_role("button", name="Save decision").click()
+    page.wait_for_url("**/ui?done=reviewed:high")
+    decision = queue.get("high").decision
+    assert decision is not None and decision.label == ReviewLabel.violating
+    assert decision.reviewer == "rita" and decision.categories == ["harassment/threatening"]
+    assert decision.note == "Specific threat."
+
+    annotator = log_in(browser, live_server, "ann")
+    assert "Review queues" not in annotator.content()
+    response = annotator.goto(live_server.url + "/ui/review/reported/low")
+    assert response is not None and response.status == 403
+    missing = page.goto(live_server.url + "/ui/review/reported/nope")
+    assert missing is not None and missing.status == 404

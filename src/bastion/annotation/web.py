@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -135,6 +135,28 @@ class LoginThrottle:
                 self._failures.setdefault(key, []).append(now)
 
 
+class ReviewDesk(Protocol):
+    """The triage review queues as the web app works them (the server passes one in, so this
+    module does not depend on triage): list, claim the next item, read one, decide it."""
+
+    def queues(self) -> list[dict[str, Any]]:
+        """Each queue: {"name", "pending", "items": the top pending items}."""
+        ...
+
+    def claim(self, queue: str, reviewer: str) -> Any | None:
+        """The next item of `queue`, claimed for `reviewer`, or None when none is free."""
+        ...
+
+    def item(self, queue: str, item_id: str) -> Any: ...
+
+    def decide(
+        self, queue: str, item_id: str, reviewer: str, label: str, categories: list[str], note: str
+    ) -> Any: ...
+
+
+REVIEW_LABELS: Final = ("violating", "not_violating", "unsure")
+
+
 @dataclass(frozen=True)
 class _Viewer:
     person: Person
@@ -144,13 +166,13 @@ class _Viewer:
 def web_router(
     workflow: Workflow,
     media_limits: MediaLimits | None = None,
-    review_queues: Callable[[], list[dict[str, Any]]] | None = None,
+    desk: ReviewDesk | None = None,
     *,
     secure_cookies: bool = False,
     throttle: LoginThrottle | None = None,
 ) -> APIRouter:
-    """The web app's routes. `review_queues` lists the triage review queues for the home page
-    (name, pending, top items); `secure_cookies` marks the session cookie Secure (behind HTTPS)."""
+    """The web app's routes. `desk` is the triage review queues, which reviewers and admins
+    work from the home page; `secure_cookies` marks the session cookie Secure (behind HTTPS)."""
     media = _MediaView(media_limits or MediaLimits())
     throttle = throttle or LoginThrottle()
 
@@ -239,7 +261,7 @@ def web_router(
         adjudication = (
             workflow.adjudication_queue(who.person) if who.person.can_adjudicate() else []
         )
-        queues = review_queues() if review_queues and who.person.can_adjudicate() else []
+        queues = desk.queues() if desk and who.person.can_adjudicate() else []
         return page(
             request, "home.html", who, projects=projects, adjudication=adjudication,
             queues=queues, message=_notice(done),
@@ -318,6 +340,63 @@ def web_router(
                 request, who, workflow, media, task, "adjudicate", form, problems, 422
             )
         return RedirectResponse(f"/ui?done=adjudicated:{task_id}", status_code=303)
+
+    # -- triage review queues ----------------------------------------------------------------
+
+    def reviewer_desk(who: _Viewer) -> ReviewDesk:
+        if desk is None:
+            raise NotFoundError("this service has no review queues")
+        if not who.person.can_adjudicate():
+            raise ForbiddenError(f"{who.person.name} ({who.person.role}) may not review queues")
+        return desk
+
+    @router.post("/ui/review/{queue}/next")
+    async def review_next(request: Request, queue: str) -> Response:
+        who = viewer(request)
+        await form_of(request, who)
+        item = await run_in_threadpool(reviewer_desk(who).claim, queue, who.person.name)
+        if item is None:
+            return RedirectResponse(f"/ui?done=empty:{quote(queue)}", status_code=303)
+        return RedirectResponse(
+            f"/ui/review/{quote(queue)}/{quote(item.item_id, safe='')}", status_code=303
+        )
+
+    @router.get("/ui/review/{queue}/{item_id}")
+    def review_page(request: Request, queue: str, item_id: str) -> HTMLResponse:
+        who = viewer(request)
+        item = reviewer_desk(who).item(queue, item_id)
+        return page(request, "review.html", who, item=item, labels=REVIEW_LABELS)
+
+    @router.get("/ui/review/{queue}/{item_id}/media/{index}")
+    async def review_media(
+        request: Request, queue: str, item_id: str, index: int, reveal: int = 0
+    ) -> Response:
+        who = viewer(request)
+        item = reviewer_desk(who).item(queue, item_id)
+        if not 0 <= index < len(item.media):
+            raise NotFoundError(f"item {item_id} has no media number {index}")
+        body = await run_in_threadpool(media.png, item.media[index], 0, bool(reveal))
+        return Response(
+            body, media_type="image/png", headers={"Cache-Control": "private, no-store"}
+        )
+
+    @router.post("/ui/review/{queue}/{item_id}")
+    async def review_decide(request: Request, queue: str, item_id: str) -> Response:
+        who = viewer(request)
+        form = await form_of(request, who)
+        label = str(form.get("label", ""))
+        if label not in REVIEW_LABELS:
+            item = reviewer_desk(who).item(queue, item_id)
+            return page(
+                request, "review.html", who, 422, item=item, labels=REVIEW_LABELS,
+                problems=["choose a verdict"], note=str(form.get("note", "")),
+            )  # fmt: skip
+        categories = [c.strip() for c in str(form.get("categories", "")).split(",") if c.strip()]
+        await run_in_threadpool(
+            reviewer_desk(who).decide, queue, item_id, who.person.name, label, categories,
+            str(form.get("note", "")),
+        )  # fmt: skip
+        return RedirectResponse(f"/ui?done=reviewed:{quote(item_id)}", status_code=303)
 
     # -- reports and admin -------------------------------------------------------------------
 
@@ -529,6 +608,8 @@ NOTICES: Final = {
     "nothing": "Nothing left for you in {}.",
     "person": "Added {}.",
     "member": "Added {} to the project.",
+    "reviewed": "Decided {}.",
+    "empty": "No item is waiting in {}.",
 }
 """What a page may say after a redirect. The link names a notice and its one value, never the
 words: a crafted link cannot put a message of its own on a trusted page."""

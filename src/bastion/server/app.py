@@ -556,7 +556,7 @@ def create_app(
             web_router(
                 Workflow(store),
                 settings.media_limits,
-                review_queues=lambda: _review_queues(store),
+                desk=_ReviewDesk(store),
                 secure_cookies=settings.secure_cookies,
             )
         )
@@ -564,22 +564,57 @@ def create_app(
     return app
 
 
-def _review_queues(store: Store, top: int = 5) -> list[dict[str, Any]]:
-    """The triage review queues for the web app's home page: name, pending count, top items."""
-    from bastion.triage import ReviewQueue
-    from bastion.triage.queue import ItemState, queue_names
+class _ReviewDesk:
+    """The triage review queues for the web app (`bastion.annotation.web.ReviewDesk`): the
+    queue's own errors become the web app's (an unknown item is a 404 page)."""
 
-    out = []
-    for name in queue_names(store):
-        queue = ReviewQueue(store, name)
-        out.append(
-            {
-                "name": name,
-                "pending": queue.counts().pending,
-                "items": queue.list(ItemState.pending, limit=top),
-            }
-        )
-    return out
+    def __init__(self, store: Store, top: int = 5) -> None:
+        self.store = store
+        self.top = top
+
+    def queues(self) -> list[dict[str, Any]]:
+        from bastion.triage.queue import ItemState, queue_names
+
+        out = []
+        for name in queue_names(self.store):
+            queue = self._queue(name)
+            out.append(
+                {
+                    "name": name,
+                    "pending": queue.counts().pending,
+                    "items": queue.list(ItemState.pending, limit=self.top),
+                }
+            )
+        return out
+
+    def claim(self, queue: str, reviewer: str) -> Any | None:
+        items = self._call(self._queue(queue).claim, reviewer, 1)
+        return items[0] if items else None
+
+    def item(self, queue: str, item_id: str) -> Any:
+        return self._call(self._queue(queue).get, item_id)
+
+    def decide(
+        self, queue: str, item_id: str, reviewer: str, label: str, categories: list[str], note: str
+    ) -> Any:
+        return self._call(self._queue(queue).decide, item_id, reviewer, label, categories, note)
+
+    def _queue(self, name: str) -> Any:
+        from bastion.triage import ReviewQueue
+
+        return ReviewQueue(self.store, name)
+
+    @staticmethod
+    def _call(method: Callable[..., Any], *args: Any) -> Any:
+        from bastion.annotation.workflow import NotFoundError, WorkflowError
+        from bastion.triage.queue import ClaimError, UnknownItemError
+
+        try:
+            return method(*args)
+        except UnknownItemError as exc:
+            raise NotFoundError(str(exc)) from exc
+        except ClaimError as exc:
+            raise WorkflowError(str(exc)) from exc
 
 
 class _HTTPError(Exception):
