@@ -284,21 +284,27 @@ def web_router(
         task = workflow.task_for(who.person, task_id)
         return _task_page(request, who, workflow, media, task, "annotate")
 
-    @router.post("/ui/tasks/{task_id}")
-    async def submit(request: Request, task_id: int) -> Response:
+    async def save(
+        request: Request, task_id: int, mode: str, record: Callable[..., Any], done: str
+    ) -> Response:
+        """Read the form, rebuild and record the annotations (`record`: submit or adjudicate);
+        a refusal shows the page again with every reason and the answers kept."""
         who = viewer(request)
         form = await form_of(request, who)
         task = workflow.task_for(who.person, task_id)
-        project = workflow.project(task.project_id)
-        annotations, problems = annotations_from_form(form, project, task)
+        annotations, problems = annotations_from_form(form, workflow.project(task.project_id), task)
         if not problems:
             try:
-                await run_in_threadpool(workflow.submit, who.person, task_id, annotations)
+                await run_in_threadpool(record, who.person, task_id, annotations)
             except AnnotationRejected as exc:
                 problems = exc.problems
         if problems:
-            return _task_page(request, who, workflow, media, task, "annotate", form, problems, 422)
-        return RedirectResponse(f"/ui?done=saved:{task_id}", status_code=303)
+            return _task_page(request, who, workflow, media, task, mode, form, problems, 422)
+        return RedirectResponse(f"/ui?done={done}:{task_id}", status_code=303)
+
+    @router.post("/ui/tasks/{task_id}")
+    async def submit(request: Request, task_id: int) -> Response:
+        return await save(request, task_id, "annotate", workflow.submit, "saved")
 
     @router.get("/ui/tasks/{task_id}/media/{index}")
     async def task_media(
@@ -325,21 +331,7 @@ def web_router(
 
     @router.post("/ui/adjudication/{task_id}")
     async def adjudicate(request: Request, task_id: int) -> Response:
-        who = viewer(request)
-        form = await form_of(request, who)
-        task = workflow.task_for(who.person, task_id)
-        project = workflow.project(task.project_id)
-        annotations, problems = annotations_from_form(form, project, task)
-        if not problems:
-            try:
-                await run_in_threadpool(workflow.adjudicate, who.person, task_id, annotations)
-            except AnnotationRejected as exc:
-                problems = exc.problems
-        if problems:
-            return _task_page(
-                request, who, workflow, media, task, "adjudicate", form, problems, 422
-            )
-        return RedirectResponse(f"/ui?done=adjudicated:{task_id}", status_code=303)
+        return await save(request, task_id, "adjudicate", workflow.adjudicate, "adjudicated")
 
     # -- triage review queues ----------------------------------------------------------------
 

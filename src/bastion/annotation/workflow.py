@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -553,10 +554,7 @@ class Workflow:
         the last annotation the task needed, it is done or goes to adjudication."""
         task = self.task_for(person, task_id)
         project = self.project(task.project_id)
-        annotations = [
-            a.model_copy(update={"annotator": person.name, "source": "human"}) for a in annotations
-        ]
-        problems = _submission_problems(annotations, project, task)
+        annotations, problems = _checked_as(person, annotations, project, task)
         with self._write(f"submit task {task_id}") as session:
             assignment = session.scalar(
                 select(AssignmentRow).where(
@@ -628,10 +626,7 @@ class Workflow:
                 f"task {task_id} is {task.state.value}, not waiting for adjudication"
             )
         project = self.project(task.project_id)
-        annotations = [
-            a.model_copy(update={"annotator": person.name, "source": "human"}) for a in annotations
-        ]
-        problems = _submission_problems(annotations, project, task)
+        annotations, problems = _checked_as(person, annotations, project, task)
         if problems:
             raise AnnotationRejected(problems)
         with self._write(f"adjudicate task {task_id}") as session:
@@ -840,6 +835,17 @@ def _state_after_submission(session: Session, row: AnnotationTaskRow) -> TaskSta
     return TaskState.adjudication
 
 
+def _checked_as(
+    person: Person, given: Sequence[Annotation], project: Project, task: Task
+) -> tuple[list[Annotation], list[str]]:
+    """The annotations as `person`'s own (whatever the client said of annotator and source),
+    and why they cannot be accepted for the task."""
+    annotations = [
+        a.model_copy(update={"annotator": person.name, "source": "human"}) for a in given
+    ]
+    return annotations, _submission_problems(annotations, project, task)
+
+
 def _submission_problems(
     annotations: Sequence[Annotation], project: Project, task: Task
 ) -> list[str]:
@@ -923,12 +929,19 @@ def _project(row: AnnotationProjectRow) -> Project:
     return Project(
         id=row.id,
         name=row.name,
-        policy=parse_policy(row.policy_text, f"project {row.id}"),
+        policy=_frozen_policy(row.policy_text, row.id),
         categories=list(row.categories),
         overlap=row.overlap,
         borderline_overlap=row.borderline_overlap,
         blind_share=row.blind_share,
     )
+
+
+@lru_cache(maxsize=32)
+def _frozen_policy(text: str, project_id: str) -> LoadedPolicy:
+    """A project's policy, parsed once per process: every page and submission reads the project,
+    and its text never changes."""
+    return parse_policy(text, f"project {project_id}")
 
 
 def _task(row: AnnotationTaskRow) -> Task:
