@@ -514,12 +514,19 @@ def test_threads_claiming_at_once_never_share_an_item(store: Store) -> None:
     handed: list[tuple[str, str]] = []
     errors: list[BaseException] = []
     start = threading.Barrier(6)
+    # Everyone claims once before anyone claims again: on a loaded machine one thread could
+    # otherwise drain the queue before the others were scheduled, and nothing would race.
+    first_round = threading.Barrier(6, timeout=60)
 
     def reviewer(name: str) -> None:
         try:
             start.wait()
+            claims = 0
             while True:
                 got = queue.claim(name, n=3)
+                claims += 1
+                if claims == 1:
+                    first_round.wait()
                 if not got:
                     return
                 handed.extend((name, i.item_id) for i in got)
