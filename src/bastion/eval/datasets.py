@@ -12,191 +12,35 @@ the first row it cannot read. Rows with empty text are skipped and counted in th
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from bastion.errors import DatasetError
+from bastion.eval import prompt_sets, social_sets
 from bastion.eval.labels import LabelledSet, LabelMap
+from bastion.eval.readers import (
+    NAN,
+    Adapter,
+    Loader,
+    Rows,
+    columns_error,
+    csv_rows,
+    csv_table,
+    decode_text,
+    field_at,
+    json_document,
+    record_list,
+    skipped_note,
+    text_value,
+)
 
 DEFAULT_ROOT = Path("../shared/datasets")
 ENV_VAR = "BASTION_DATASETS"
-
-Use = Literal["ship-ok", "dev-only"]
-Kind = Literal["posts", "prompts", "conversations"]
-Loader = Callable[[Path], LabelledSet]
-NAN = float("nan")
-
-
-@dataclass(frozen=True)
-class Adapter:
-    """How one shared dataset is read and what its labels mean."""
-
-    name: str
-    path: str  # relative to the datasets folder: a file, or a folder for multi-file sets
-    licence: str
-    use: Use
-    kind: Kind
-    description: str  # documents the label mapping: what is 1, what is 0, what `native` holds
-    loader: Loader
-    label_maps: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    exclusive: bool = False  # one native label per row: a mapped row is negative elsewhere
-
-
-# --------------------------------------------------------------------------------------------
-# Reading helpers: every failure names the file and the line or record.
-
-
-def _decode(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read file: {exc.strerror or exc}") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DatasetError(
-            f"{path}, line {line}: not valid UTF-8 (byte {raw[exc.start]:#04x}); "
-            "save the file as UTF-8"
-        ) from None
-
-
-def _columns_error(path: Path, what: str, missing: Sequence[str], columns: Sequence[str]) -> str:
-    names = ", ".join(map(repr, missing))
-    return f"{path}: no {what} {names}; columns are: {', '.join(map(repr, columns)) or '(none)'}"
-
-
-CsvRows = Callable[[Sequence[str]], Iterator[tuple[int, dict[str, str]]]]
-
-
-def _csv(path: Path) -> tuple[list[str], CsvRows]:
-    """The header of a CSV file and a function yielding (line where a record starts, row).
-
-    The row function takes the columns every row must have a value for (a short row that lacks
-    one is an error naming the line); other missing cells read as "".
-    """
-    reader = csv.reader(io.StringIO(_decode(path), newline=""))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise DatasetError(f"{path}: empty file, expected a CSV header") from None
-    except csv.Error as exc:
-        raise DatasetError(f"{path}, line 1: not valid CSV: {exc}") from None
-    index = {name: i for i, name in reversed(list(enumerate(header)))}
-
-    def rows(required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
-        start = reader.line_num + 1
-        while True:
-            try:
-                values = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise DatasetError(f"{path}, line {start}: not valid CSV: {exc}") from None
-            if not values:  # a blank line
-                start = reader.line_num + 1
-                continue
-            short = [c for c in required if index[c] >= len(values)]
-            if short:
-                raise DatasetError(
-                    f"{path}, line {start}: row has {len(values)} fields, header has "
-                    f"{len(header)}; no value for column(s) {', '.join(map(repr, short))}"
-                )
-            yield start, {k: values[i] if i < len(values) else "" for k, i in index.items()}
-            start = reader.line_num + 1
-
-    return header, rows
-
-
-def _csv_rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line, row) for each record of a CSV file that must have the `required` columns."""
-    header, rows = _csv(path)
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise DatasetError(_columns_error(path, "column(s)", missing, header))
-    return rows(required)
-
-
-def _json_document(path: Path) -> Any:
-    text = _decode(path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}, line {exc.lineno}: not valid JSON: {exc.msg}") from None
-
-
-def _records(path: Path, doc: Any, key: str | None) -> list[Any]:
-    records = doc.get(key) if key is not None and isinstance(doc, dict) else doc
-    if not isinstance(records, list):
-        where = f"a top-level object with a list under {key!r}" if key else "a top-level list"
-        raise DatasetError(f"{path}: expected {where}")
-    return records
-
-
-def _field(path: Path, where: str, obj: Any, *keys: str) -> Any:
-    """obj[k1][k2]..., or a DatasetError naming the file, record and the missing key."""
-    cur = obj
-    for depth, key in enumerate(keys):
-        if not isinstance(cur, dict) or key not in cur:
-            dotted = ".".join(keys[: depth + 1])
-            raise DatasetError(f"{path}, {where}: missing field {dotted!r}")
-        cur = cur[key]
-    return cur
-
-
-def _text(path: Path, where: str, value: Any, column: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise DatasetError(
-            f"{path}, {where}: {column!r} must be a string, got {type(value).__name__}"
-        )
-    return value
-
-
-def _skipped(n: int) -> str:
-    return f"skipped {n:,} empty rows." if n else ""
-
-
-class _Rows:
-    """Accumulates rows of one set; skips and counts empty texts."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.texts: list[str] = []
-        self.binary: list[float] = []
-        self.native: list[str | None] = []
-        self.ids: list[str] = []
-        self.empty = 0
-
-    def add(self, text: str, label: float, native: str | None, row_id: str) -> None:
-        if not text.strip():
-            self.empty += 1
-            return
-        self.texts.append(text)
-        self.binary.append(label)
-        self.native.append(native)
-        self.ids.append(row_id)
-
-    def build(self, note: str = "") -> LabelledSet:
-        description = " ".join(s for s in (note, _skipped(self.empty)) if s)
-        return LabelledSet(
-            self.name,
-            self.texts,
-            np.asarray(self.binary, dtype=np.float64),
-            self.native,
-            description=description,
-            ids=self.ids,
-        )
-
 
 # --------------------------------------------------------------------------------------------
 # Loaders for the shared sets.
@@ -205,8 +49,8 @@ _DAVIDSON = {"0": (1.0, "hate"), "1": (1.0, "offensive"), "2": (0.0, None)}
 
 
 def _load_davidson(path: Path) -> LabelledSet:
-    rows = _Rows("davidson")
-    for line, row in _csv_rows(path, ["tweet", "class"]):
+    rows = Rows("davidson")
+    for line, row in csv_rows(path, ["tweet", "class"]):
         cls = row["class"].strip()
         if cls not in _DAVIDSON:
             raise DatasetError(f"{path}, line {line}: class must be 0, 1 or 2, got {cls!r}")
@@ -219,7 +63,7 @@ def _load_toxigen(folder: Path) -> LabelledSet:
     files = sorted(folder.glob("*.txt"))
     if not files:
         raise DatasetError(f"{folder}: no ToxiGen prompt files (*.txt) in this folder")
-    rows = _Rows("toxigen")
+    rows = Rows("toxigen")
     seen: set[str] = set()
     duplicates = 0
     for file in files:
@@ -229,7 +73,7 @@ def _load_toxigen(folder: Path) -> LabelledSet:
                 f"{file}: ToxiGen file names start with 'hate_' or 'neutral_' and a group"
             )
         label, native = (1.0, "hate") if cls == "hate" else (0.0, None)
-        for line, raw in enumerate(_decode(file).splitlines(), 1):
+        for line, raw in enumerate(decode_text(file).splitlines(), 1):
             parts = raw.split("\\n")
             if parts and parts[-1].strip() in ("", "-"):
                 parts = parts[:-1]  # every line ends with "\n-": the next statement's prefix
@@ -248,8 +92,8 @@ def _load_toxigen(folder: Path) -> LabelledSet:
 
 def _load_ailuminate(name: str) -> Loader:
     def load(path: Path) -> LabelledSet:
-        rows = _Rows(name)
-        for line, row in _csv_rows(path, ["prompt_text", "hazard"]):
+        rows = Rows(name)
+        for line, row in csv_rows(path, ["prompt_text", "hazard"]):
             hazard = row["hazard"].strip()
             if not hazard:
                 raise DatasetError(f"{path}, line {line}: empty hazard code")
@@ -260,8 +104,8 @@ def _load_ailuminate(name: str) -> Loader:
 
 
 def _load_harmbench(path: Path) -> LabelledSet:
-    rows = _Rows("harmbench")
-    for line, row in _csv_rows(path, ["Behavior", "SemanticCategory"]):
+    rows = Rows("harmbench")
+    for line, row in csv_rows(path, ["Behavior", "SemanticCategory"]):
         text = row["Behavior"]
         context = row.get("ContextString", "").strip()
         if text.strip() and context:
@@ -272,22 +116,22 @@ def _load_harmbench(path: Path) -> LabelledSet:
 
 
 def _load_advbench(path: Path) -> LabelledSet:
-    rows = _Rows("advbench")
-    for line, row in _csv_rows(path, ["Behavior"]):
+    rows = Rows("advbench")
+    for line, row in csv_rows(path, ["Behavior"]):
         rows.add(row["Behavior"], 1.0, None, row.get("BehaviorID") or str(line))
     return rows.build()
 
 
 def _load_strongreject(path: Path) -> LabelledSet:
-    rows = _Rows("strongreject")
-    for line, row in _csv_rows(path, ["forbidden_prompt", "category"]):
+    rows = Rows("strongreject")
+    for line, row in csv_rows(path, ["forbidden_prompt", "category"]):
         rows.add(row["forbidden_prompt"], 1.0, row["category"].strip() or None, str(line))
     return rows.build()
 
 
 def _load_simple_safety_tests(path: Path) -> LabelledSet:
-    rows = _Rows("simple_safety_tests")
-    for line, row in _csv_rows(path, ["prompts_final", "harm_area"]):
+    rows = Rows("simple_safety_tests")
+    for line, row in csv_rows(path, ["prompts_final", "harm_area"]):
         native = row["harm_area"].strip() or None
         rows.add(row["prompts_final"], 1.0, native, row.get("id") or str(line))
     return rows.build()
@@ -298,12 +142,16 @@ _DICES = {"Yes": 1.0, "No": 0.0}
 
 def _load_dices(name: str) -> Loader:
     def load(path: Path) -> LabelledSet:
-        rows = _Rows(name)
-        for n, rec in enumerate(_records(path, _json_document(path), "instances"), 1):
+        rows = Rows(name)
+        for n, rec in enumerate(record_list(path, json_document(path), "instances"), 1):
             where = f"record {n}"
-            prompt = _text(path, where, _field(path, where, rec, "instance", "user_prompt"), "")
-            response = _text(path, where, _field(path, where, rec, "instance", "response"), "")
-            verdict = _field(path, where, rec, "annotations", "safety").get("majority_human")
+            prompt = text_value(
+                path, where, field_at(path, where, rec, "instance", "user_prompt"), ""
+            )
+            response = text_value(
+                path, where, field_at(path, where, rec, "instance", "response"), ""
+            )
+            verdict = field_at(path, where, rec, "annotations", "safety").get("majority_human")
             # DICES' Q_overall / safety_gold: "Yes" = the response is unsafe.
             label = _DICES.get(verdict, NAN) if isinstance(verdict, str) else NAN
             text = "" if not response.strip() else f"{prompt}\nMODEL: {response}"
@@ -317,11 +165,11 @@ _WILDGUARD = {"harmful": 1.0, "safe": 0.0}
 
 
 def _load_wildguard(path: Path) -> LabelledSet:
-    rows = _Rows("wildguard")
-    for n, rec in enumerate(_records(path, _json_document(path), None), 1):
+    rows = Rows("wildguard")
+    for n, rec in enumerate(record_list(path, json_document(path), None), 1):
         where = f"record {n}"
-        text = _text(path, where, _field(path, where, rec, "text"), "text")
-        label = _field(path, where, rec, "label")
+        text = text_value(path, where, field_at(path, where, rec, "text"), "text")
+        label = field_at(path, where, rec, "label")
         if label not in _WILDGUARD:
             raise DatasetError(f"{path}, {where}: label must be 'harmful' or 'safe', got {label!r}")
         source = str(rec.get("source") or "").removeprefix("wildguardmix_")
@@ -334,11 +182,11 @@ _TOXICCHAT = {"1": 1.0, "0": 0.0}
 
 
 def _load_toxicchat(path: Path) -> LabelledSet:
-    rows = _Rows("toxicchat")
-    for n, rec in enumerate(_records(path, _json_document(path), "instances"), 1):
+    rows = Rows("toxicchat")
+    for n, rec in enumerate(record_list(path, json_document(path), "instances"), 1):
         where = f"record {n}"
-        text = _text(path, where, _field(path, where, rec, "instance"), "instance")
-        verdict = _field(path, where, rec, "annotations", "toxicity", "majority_human")
+        text = text_value(path, where, field_at(path, where, rec, "instance"), "instance")
+        verdict = field_at(path, where, rec, "annotations", "toxicity", "majority_human")
         label = _TOXICCHAT.get(str(verdict))
         if label is None:
             raise DatasetError(f"{path}, {where}: toxicity must be '0' or '1', got {verdict!r}")
@@ -599,6 +447,9 @@ ADAPTERS: dict[str, Adapter] = {
 }
 
 
+ADAPTERS.update({a.name: a for a in (*social_sets.ADAPTERS, *prompt_sets.ADAPTERS)})
+
+
 # --------------------------------------------------------------------------------------------
 # Public API.
 
@@ -683,7 +534,7 @@ def _jsonl_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     hint = " (a .json file is read as JSON lines: one object per line)"
     hint = hint if path.suffix.lower() == ".json" else ""
     out: list[tuple[int, dict[str, Any]]] = []
-    for line, raw in enumerate(_decode(path).splitlines(), 1):
+    for line, raw in enumerate(decode_text(path).splitlines(), 1):
         if not raw.strip():
             continue
         try:
@@ -703,7 +554,7 @@ def _user_rows(
     """Columns and (line, row) pairs of a user's CSV or JSONL file."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        header, rows = _csv(path)
+        header, rows = csv_table(path)
         present = [c for c in required if c in header]
         return header, rows(present)
     if suffix in (".jsonl", ".json", ".ndjson"):
@@ -725,7 +576,7 @@ class _TextRows:
         for line, row in self.rows:
             if self.text_col not in row:
                 raise DatasetError(f"{self.path}, line {line}: no {self.text_col!r} field")
-            text = _text(self.path, f"line {line}", row[self.text_col], self.text_col)
+            text = text_value(self.path, f"line {line}", row[self.text_col], self.text_col)
             if not text.strip():
                 self.empty += 1
                 continue
@@ -751,15 +602,15 @@ def load_file(
     cats = list(category_cols or [])
     columns, rows = _user_rows(path, [text_col])
     if text_col not in columns:
-        raise DatasetError(_columns_error(path, "text column", [text_col], columns))
+        raise DatasetError(columns_error(path, "text column", [text_col], columns))
     use_label = label_col is not None and (label_col in columns or not cats)
     if use_label and label_col not in columns:
         assert label_col is not None
-        message = _columns_error(path, "label column", [label_col], columns)
+        message = columns_error(path, "label column", [label_col], columns)
         raise DatasetError(f"{message} (give category columns instead, or no label column)")
     missing = [c for c in cats if c not in columns]
     if missing:
-        raise DatasetError(_columns_error(path, "category column(s)", missing, columns))
+        raise DatasetError(columns_error(path, "category column(s)", missing, columns))
     texts: list[str] = []
     binary: list[float] = []
     matrix: list[list[float]] = []
@@ -790,7 +641,7 @@ def load_file(
         what += f", category columns {', '.join(cats)}"
     notes = [f"User file {path} ({what})."]
     if kept.empty:
-        notes.append(_skipped(kept.empty))
+        notes.append(skipped_note(kept.empty))
     data = LabelledSet(
         name or path.stem,
         texts,

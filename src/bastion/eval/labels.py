@@ -22,6 +22,8 @@ import yaml
 from bastion.errors import LabelMapError
 from bastion.policy import LoadedPolicy
 
+NATIVE_SEPARATOR = "|"  # a row of a multi-label set lists its native labels as "insult|threat"
+
 
 @dataclass
 class LabelledSet:
@@ -174,9 +176,10 @@ def category_labels(
     for i, native in enumerate(data.native):
         if native is None or data.binary[i] != 1:
             continue
-        cats = label_map.mapping.get(native)
-        if cats is None:
-            continue  # native label not mapped: say nothing about categories
+        mapped = [label_map.mapping.get(part) for part in native.split(NATIVE_SEPARATOR)]
+        cats = [c for m in mapped if m is not None for c in m]
+        if all(m is None for m in mapped):
+            continue  # no native label mapped: say nothing about categories
         if exclusive:
             y[i] = 0.0
         for cat in cats:

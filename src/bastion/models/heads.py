@@ -24,8 +24,41 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+
+def masked_multilabel_loss(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    weight: torch.Tensor,
+    any_pos: torch.Tensor,
+    pos_weight: torch.Tensor,
+) -> torch.Tensor:
+    """Weighted mean of per-category BCE over the known labels (NaN in `y` is masked out), plus
+    the noisy-OR term -log(1 - prod_j (1 - p_j)) for rows in `any_pos` (violating, category
+    not named). `weight` is per row, `pos_weight` per category (as in BCEWithLogits)."""
+    import torch
+
+    mask = torch.isfinite(y)
+    target = torch.where(mask, y, torch.zeros_like(y))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, target, pos_weight=pos_weight, reduction="none"
+    )
+    weights = mask.float() * weight[:, None]
+    total = (loss * weights).sum()
+    norm = weights.sum()
+    if bool(any_pos.any()):
+        # log P(no category) = sum_j log(1 - p_j); the loss is -log(1 - P(no category)).
+        log_none = torch.nn.functional.logsigmoid(-logits[any_pos]).sum(dim=1)
+        nll = -torch.log(-torch.expm1(log_none.clamp_max(-1e-6)))
+        total = total + (nll * weight[any_pos]).sum()
+        norm = norm + weight[any_pos].sum()
+    return total / norm.clamp_min(1.0)
 
 
 @dataclass
@@ -165,21 +198,7 @@ class MultiLabelHead:
         def masked_loss(
             logits: torch.Tensor, y: torch.Tensor, wt: torch.Tensor, any_pos: torch.Tensor
         ) -> torch.Tensor:
-            mask = torch.isfinite(y)
-            target = torch.where(mask, y, torch.zeros_like(y))
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, target, pos_weight=pw, reduction="none"
-            )
-            weights = mask.float() * wt[:, None]
-            total = (loss * weights).sum()
-            norm = weights.sum()
-            if bool(any_pos.any()):
-                # log P(no category) = sum_j log(1 - p_j); the loss is -log(1 - P(no category)).
-                log_none = torch.nn.functional.logsigmoid(-logits[any_pos]).sum(dim=1)
-                nll = -torch.log(-torch.expm1(log_none.clamp_max(-1e-6)))
-                total = total + (nll * wt[any_pos]).sum()
-                norm = norm + wt[any_pos].sum()
-            return total / norm.clamp_min(1.0)
+            return masked_multilabel_loss(logits, y, wt, any_pos, pw)
 
         def step_loss(logits: torch.Tensor, s: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
             """Cross-entropy of each step's answer among its own answers, where it is known."""
