@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from bastion.errors import DatasetError
-from bastion.eval import prompt_sets, social_sets
+from bastion.eval import prompt_sets, social_sets, written_sets
 from bastion.eval.labels import LabelledSet, LabelMap
 from bastion.eval.readers import (
     NAN,
@@ -447,7 +447,9 @@ ADAPTERS: dict[str, Adapter] = {
 }
 
 
-ADAPTERS.update({a.name: a for a in (*social_sets.ADAPTERS, *prompt_sets.ADAPTERS)})
+ADAPTERS.update(
+    {a.name: a for a in (*social_sets.ADAPTERS, *prompt_sets.ADAPTERS, *written_sets.ADAPTERS)}
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -483,7 +485,10 @@ def load_dataset(
 ) -> LabelledSet:
     """Load a shared dataset by name; `limit` takes a stratified sample of at most that many."""
     adapter = _adapter(name)
-    path = data_root(root) / adapter.path
+    # Sets shipped in the package (written for Bastion) have an absolute path: no folder needed.
+    path = (
+        Path(adapter.path) if Path(adapter.path).is_absolute() else data_root(root) / adapter.path
+    )
     if not path.exists():
         raise DatasetError(f"dataset {name!r}: {path} does not exist")
     data = adapter.loader(path)
