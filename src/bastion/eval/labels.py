@@ -94,6 +94,22 @@ class LabelledSet:
         ]
         return self.subset(np.sort(np.concatenate(picked)))
 
+    def check_part(self, share: float) -> np.ndarray:
+        """True for the rows in a fixed `share` of the set, chosen by a hash of each row's id:
+        the same rows whatever else is loaded, so a recipe can leave them out of training and a
+        benchmark can read them back as unseen text."""
+        import hashlib
+
+        cut = int(share * 2**32)
+        return np.array(
+            [
+                int.from_bytes(hashlib.sha256(f"{self.name}:{i}".encode()).digest()[:4], "big")
+                < cut
+                for i in self.ids
+            ],
+            dtype=bool,
+        )
+
     def with_negatives(self, negatives: LabelledSet) -> LabelledSet:
         """Add known-safe rows (for all-positive sets, where AUPRC needs something to rank against)."""
         neg = negatives.subset(np.flatnonzero(negatives.binary == 0))

@@ -35,14 +35,18 @@ class TrainingSource(BaseModel):
     use: str
     rows: int
     positives: int
+    duplicates: int = Field(0, description="rows dropped as the same text as an earlier source's")
     role: Literal["train", "calibration"] = Field(
         "train", description="calibration: held out whole, only for calibration and thresholds"
     )
 
 
 class ThresholdTarget(BaseModel):
-    kind: Literal["precision", "fpr"]
-    value: float = Field(ge=0.0, le=1.0)
+    """Per category: the lowest threshold with precision `value` ("precision"), the lowest
+    with false-positive rate at most `value` ("fpr"), or the best F1 ("f1", no value)."""
+
+    kind: Literal["precision", "fpr", "f1"]
+    value: float = Field(1.0, ge=0.0, le=1.0)
     max_safe_flagged: float | None = Field(
         None,
         ge=0.0,

@@ -103,6 +103,28 @@ def threshold_for_precision(y: np.ndarray, score: np.ndarray, precision: float) 
     return float(s[ok[-1]]) if len(ok) else None
 
 
+def threshold_for_f1(y: np.ndarray, score: np.ndarray, _unused: float = 1.0) -> float | None:
+    """The threshold with the best F1 on (y, score): the usual operating point when a flag
+    costs a reviewer's look and a miss costs a harm, and neither is known to dominate.
+
+    Ties are cut between distinct scores only; among equal F1 the lowest threshold (most
+    recall) wins. None when there is no positive.
+    """
+    keep = np.isfinite(y) & np.isfinite(score)
+    y, score = y[keep], score[keep]
+    positives = y.sum()
+    if positives == 0:
+        return None
+    order = np.argsort(-score, kind="stable")
+    s, t = score[order], y[order]
+    tp = np.cumsum(t)
+    f1 = 2 * tp / (np.arange(1, len(t) + 1) + positives)
+    last_of_tie = np.r_[s[1:] != s[:-1], True]
+    candidates = np.flatnonzero(last_of_tie)
+    best = candidates[f1[candidates] >= f1[candidates].max() - 1e-12][-1]
+    return float(s[best])
+
+
 def threshold_for_fpr(y: np.ndarray, score: np.ndarray, max_fpr: float) -> float | None:
     """Lowest threshold whose false-positive rate on (y, score) is at most `max_fpr`."""
     keep = np.isfinite(y) & np.isfinite(score)

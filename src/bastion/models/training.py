@@ -13,6 +13,8 @@ shapes its hidden layer and is then dropped: the saved model is the same kind as
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,9 +42,11 @@ from bastion.models.artifact import (
 from bastion.models.calibration import (
     CategoryCalibrator,
     raise_for_flag_rate,
+    threshold_for_f1,
     threshold_for_fpr,
     threshold_for_precision,
 )
+from bastion.models.classifier_tuning import ClassifierTuning
 from bastion.models.finetune import FineTuneConfig
 from bastion.models.heads import MultiLabelHead
 from bastion.models.scoring import any_category, blend_with_zero_shot
@@ -61,7 +65,9 @@ if TYPE_CHECKING:
     from bastion.models.encoder import Encoder, TextEncoder
 
 
+_WORDS = re.compile(r"\w+")
 FINETUNED_ENCODER = "encoder"  # sub-directory of a model with a fine-tuned encoder
+CHECKPOINT_DIR = "checkpoint"  # sub-directory of a model being trained: fine-tuning checkpoints
 STEP_METRIC = "val_step_accuracy/"  # + "category:step", in a manifest's metrics
 
 
@@ -100,6 +106,14 @@ class SourceSpec(_Strict):
         "choice, so `max_safe_flagged` is measured on text the head has not seen the like of",
     )
     label_map: dict[str, list[str]] | None = None
+    check_share: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="a shared set only: this share of its rows (fixed by a hash of each row's "
+        "id, see LabelledSet.check_part) is left out of training and calibration, so it stays "
+        "unseen text for checks such as the hard-safe flag rate",
+    )
 
 
 class HeadSpec(_Strict):
@@ -144,6 +158,12 @@ class Recipe(_Strict):
         description="fine-tune the encoder's top layers first (SetFit-style pairs from the "
         "training split); the model directory then carries them, a few MB",
     )
+    classifier_finetune: ClassifierTuning | None = Field(
+        None,
+        description="fine-tune every encoder layer together with the category head (see "
+        "classifier_tuning.py); the head is then the one trained with it. The model directory "
+        "carries the trained layers and their int8 ONNX export",
+    )
     calibration: Literal["platt", "isotonic"] = "platt"
     threshold: ThresholdTarget = Field(
         default_factory=lambda: ThresholdTarget(kind="precision", value=0.8)
@@ -159,6 +179,19 @@ class Recipe(_Strict):
     split: tuple[float, float] = (0.15, 0.15)
     seed: int = 0
     base_dir: str = Field(".", exclude=True, description="folder that relative paths start from")
+
+    @model_validator(mode="after")
+    def _one_way_to_tune_the_encoder(self) -> Recipe:
+        if self.encoder_finetune is not None and self.classifier_finetune is not None:
+            raise ValueError(
+                "give either encoder_finetune (contrastive pairs, top layers, then a head on "
+                "frozen embeddings) or classifier_finetune (every layer with the head), not both"
+            )
+        return self
+
+    @property
+    def tunes_encoder(self) -> bool:
+        return self.encoder_finetune is not None or self.classifier_finetune is not None
 
     @classmethod
     def from_file(cls, path: Path | str) -> Recipe:
@@ -275,6 +308,8 @@ def assemble(
             data = ds.load_dataset(
                 spec.dataset, root=data_root, limit=spec.max_rows, seed=recipe.seed
             )
+            if spec.check_share is not None:
+                data = data.subset(np.flatnonzero(~data.check_part(spec.check_share)))
             lmap = (
                 LabelMap(spec.label_map)
                 if spec.label_map is not None
@@ -314,21 +349,44 @@ def assemble(
         source_idx.append(np.full(len(t), len(sources) - 1))
     if not texts:
         raise BastionError(f"recipe '{recipe.name}' produced no labelled rows")
+    first = _first_occurrences(texts)
+    source_of = np.concatenate(source_idx)
+    violating = (np.vstack(blocks) == 1).any(axis=1) | np.concatenate(unnamed_blocks)
+    for k, src in enumerate(sources):
+        mine = source_of == k
+        src.duplicates = int((~first & mine).sum())
+        src.rows -= src.duplicates
+        src.positives = int((violating & first & mine).sum())
     all_steps = np.vstack(step_blocks)
     if columns and not (all_steps != UNKNOWN).any():
         raise BastionError(
             f"recipe '{recipe.name}' sets head.step_targets, but no source gives a decision-step "
             "answer: only `file:` sources with a `path` column (annotation exports) carry them"
         )
-    return TrainingData(
+    assembled = TrainingData(
         texts,
         np.vstack(blocks),
-        np.concatenate(source_idx),
+        source_of,
         sources,
         np.concatenate(unnamed_blocks),
         all_steps,
         columns,
     )
+    return assembled.subset(np.flatnonzero(first)) if not first.all() else assembled
+
+
+def _first_occurrences(texts: list[str]) -> np.ndarray:
+    """True for the first row of each text, compared without case, punctuation or spacing: the
+    same post recurs across sets (Gab and Twitter posts in several hate sets, AdvBench in three
+    prompt sets), and a copy would be trained on in one split and calibrated on in another."""
+    seen: set[str] = set()
+    keep = np.zeros(len(texts), dtype=bool)
+    for i, text in enumerate(texts):
+        key = " ".join(_WORDS.findall(text.lower()))
+        if key not in seen:
+            seen.add(key)
+            keep[i] = True
+    return keep
 
 
 def _step_columns(recipe: Recipe, policy: LoadedPolicy) -> list[StepColumn]:
@@ -464,9 +522,21 @@ def train(
         if progress is not None:
             progress("encoding", done[0], total)
 
-    if recipe.encoder_finetune is not None:
+    head: MultiLabelHead | None = None
+    if recipe.classifier_finetune is not None:
+        encoder, head = _classifier_tuned_encoder(
+            recipe, policy, data, encoder.name, Path(out_dir), progress
+        )
+        # Only the calibration rows are scored with the new weights: the head is already trained.
+        _, _, cal = training_split(recipe, policy, data)
+        X = np.zeros((len(data.texts), encoder.dim), dtype=np.float32)
+        X[cal] = encoder.encode([data.texts[i] for i in cal], progress=step)
+        zero_shot = np.zeros((len(data.texts), len(policy.category_ids)))
+        zero_shot[cal] = zero_shot_probs(policy, encoder, X[cal])
+    elif recipe.encoder_finetune is not None:
         encoder = _fine_tuned_encoder(recipe, data, encoder.name, Path(out_dir), progress)
         X = encoder.encode(data.texts, progress=step)  # new weights: nothing cached applies
+        zero_shot = zero_shot_probs(policy, encoder, X)
     else:
         # A fine-tuned encoder left from an earlier run in this directory would be loaded with
         # a head that was not trained on it.
@@ -474,8 +544,8 @@ def train(
         cache = EmbeddingCache(cache_path or _default_cache(), encoder)
         X = cache.encode(data.texts, progress=step)
         cache.close()
-    zero_shot = zero_shot_probs(policy, encoder, X)
-    artifact = fit_model(recipe, policy, data, X, zero_shot, encoder.name, encoder.dim)
+        zero_shot = zero_shot_probs(policy, encoder, X)
+    artifact = fit_model(recipe, policy, data, X, zero_shot, encoder.name, encoder.dim, head=head)
     if progress is not None:
         progress("training", 1, 1)
     artifact.save(out_dir)
@@ -489,6 +559,7 @@ def train(
             Path(out_dir) / HEAD_ONNX,
         )  # fmt: skip
         write_manifest(artifact.manifest, out_dir)
+    shutil.rmtree(Path(out_dir) / CHECKPOINT_DIR, ignore_errors=True)  # the model is whole now
     return artifact
 
 
@@ -505,7 +576,7 @@ def _onnx_encoder(
     from bastion.models.onnx_export import export_encoder
 
     target = out_dir / ONNX_ENCODER_DIR
-    if recipe.encoder_finetune is None:
+    if not recipe.tunes_encoder:
         shutil.rmtree(target, ignore_errors=True)
         if recipe.encoder in (None, DEFAULT_ENCODER) and SHIPPED_ONNX_ENCODER.is_dir():
             return SHIPPED_ONNX_ENCODER
@@ -513,7 +584,8 @@ def _onnx_encoder(
     if progress is not None:
         progress("exporting the encoder to ONNX", 0, 1)
     try:
-        export_encoder(encoder, target)
+        # A shipped model's graph is stored xz-compressed (unpacked into the cache on first use).
+        export_encoder(encoder, target, compress=recipe.ship)
     except ModelError:
         return None
     return target
@@ -579,6 +651,42 @@ def _fine_tuned_encoder(
     return TextEncoder.from_model(model, f"{base_name}+finetuned:{recipe.name}")
 
 
+def _classifier_tuned_encoder(
+    recipe: Recipe,
+    policy: LoadedPolicy,
+    data: TrainingData,
+    base_name: str,
+    out_dir: Path,
+    progress: Callable[[str, int, int], None] | None,
+) -> tuple[TextEncoder, MultiLabelHead]:
+    """Fine-tune every layer with the head on the training split (checkpointed under the model
+    directory, so an interrupted run resumes); save the layers; return the encoder and head."""
+    from bastion.models.classifier_tuning import fine_tune_classifier
+    from bastion.models.encoder import TextEncoder
+    from bastion.models.finetune import _encoder_layers, save_top_layers
+
+    config = recipe.classifier_finetune
+    assert config is not None
+    tr, stop, _ = training_split(recipe, policy, data)
+    held = np.random.default_rng(recipe.seed).permutation(stop)[: config.eval_rows]
+    model, head, history = fine_tune_classifier(
+        [data.texts[i] for i in tr],
+        data.labels[tr],
+        data.source[tr],
+        config=config,
+        at_least_one=data.at_least_one[tr],
+        validation=([data.texts[i] for i in held], data.labels[held], data.at_least_one[held]),
+        base=recipe.encoder,
+        checkpoint_dir=out_dir / CHECKPOINT_DIR,
+        progress=None if progress is None else (lambda d, t: progress("fine-tuning", d, t)),
+    )
+    save_top_layers(model, out_dir / FINETUNED_ENCODER, len(_encoder_layers(model)))
+    (out_dir / FINETUNED_ENCODER / "history.json").write_text(
+        json.dumps(history.__dict__, indent=1) + "\n", "utf-8"
+    )
+    return TextEncoder.from_model(model, f"{base_name}+finetuned:{recipe.name}"), head
+
+
 def zero_shot_probs(policy: LoadedPolicy, encoder: Encoder, X: np.ndarray) -> np.ndarray:
     """The zero-shot detector's probabilities for embedded rows (what the model blends with)."""
     from bastion.detectors.zero_shot import ZeroShotDetector
@@ -595,15 +703,17 @@ def fit_model(
     zero_shot: np.ndarray,
     encoder_name: str,
     encoder_dim: int,
+    head: MultiLabelHead | None = None,
 ) -> ModelArtifact:
     """Head, calibration and thresholds from labelled rows, their embeddings and their zero-shot
-    probabilities (`zero_shot_probs`); the artifact is not saved."""
+    probabilities (`zero_shot_probs`); the artifact is not saved. A `head` already trained (with
+    the encoder) is used as it is: then only the calibration rows of `X` and `zero_shot` are read."""
     tr, stop, cal = training_split(recipe, policy, data)
     Y = data.labels
     w = source_weights(data.source)
     h = recipe.head
-    learn_steps = h.step_targets and bool(data.step_columns)
-    head = MultiLabelHead(
+    learn_steps = h.step_targets and bool(data.step_columns) and head is None
+    head = head or MultiLabelHead(
         hidden=h.hidden, epochs=h.epochs, lr=h.lr, weight_decay=h.weight_decay,
         patience=h.patience, dropout=h.dropout, step_weight=h.step_weight, seed=recipe.seed,
     ).fit(
@@ -624,11 +734,11 @@ def fit_model(
     for j, cid in enumerate(ids):
         chosen = None
         if calibrator.fitted_[j]:
-            pick = (
-                threshold_for_precision
-                if recipe.threshold.kind == "precision"
-                else threshold_for_fpr
-            )
+            pick = {
+                "precision": threshold_for_precision,
+                "fpr": threshold_for_fpr,
+                "f1": threshold_for_f1,
+            }[recipe.threshold.kind]
             chosen = pick(Y[cal, j], scores[:, j], recipe.threshold.value)
         thresholds[cid] = (
             float(chosen)
@@ -655,7 +765,7 @@ def fit_model(
         encoder=encoder_name,
         encoder_dim=encoder_dim,
         categories=ids,
-        hidden=h.hidden,
+        hidden=head.hidden,
         calibration=calibration_params(calibrator),
         thresholds=thresholds,
         threshold_target=recipe.threshold,
