@@ -8,22 +8,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bastion.eval.datasets import load_dataset
 from bastion.models.artifact import read_manifest
 from bastion.models.scoring import blend_with_zero_shot
 from bastion.moderator import Moderator, shipped_model_dir
 from bastion.policy import load_policy
 from bastion.policy.examples import LabelledExample, with_examples
+from threat_texts import INSULTS, LOOKALIKES, THREATS
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_shipped_model_is_small_trained_on_ship_ok_data_for_the_openai_pack() -> None:
     d = shipped_model_dir()
-    assert sum(f.stat().st_size for f in d.iterdir()) < 20 * 1024 * 1024
+    files = [f for f in d.rglob("*") if f.is_file()]
+    assert sum(f.stat().st_size for f in files) < 30 * 1024 * 1024  # what a version adds
     m = read_manifest(d)
     assert m.policy_version == load_policy("openai").version
     assert m.sources and all(s.use == "ship-ok" for s in m.sources)
-    assert m.threshold_target.max_safe_flagged is not None  # thresholds from calibration
+    # the fine-tuned encoder ships as its int8 ONNX export, checked against PyTorch in training
+    assert "+finetuned:default" in m.encoder
+    assert m.runtime_check is not None and m.runtime_check.within_tolerance
+    assert m.threshold_target.kind == "f1" and m.threshold_target.max_safe_flagged is None
 
 
 @pytest.mark.slow
@@ -42,14 +48,37 @@ def test_default_picks_the_shipped_model_only_where_it_fits(
 
 
 @pytest.mark.slow
-def test_default_model_flags_under_5_percent_of_the_held_out_check_set(
+def test_default_model_flags_at_most_8_percent_of_held_out_hard_safe_text(
     default_moderator: Moderator,
 ) -> None:
     lines = (REPO / "checksets" / "hard_negatives.jsonl").read_text("utf-8").splitlines()
     texts = [json.loads(line)["text"] for line in lines if line.strip()]
     assert len(texts) >= 200
+    written = load_dataset("bastion_written_check")
+    texts += [t for t, y in zip(written.texts, written.binary, strict=True) if y == 0]
+    assert len(texts) >= 600
     flagged = np.mean([v.flagged for v in default_moderator.moderate(texts)])
-    assert flagged < 0.05
+    assert flagged <= 0.08
+
+
+@pytest.mark.slow
+def test_default_model_flags_every_threat_and_insult_and_no_look_alike(
+    default_moderator: Moderator,
+) -> None:
+    assert len(THREATS) >= 10 and len(INSULTS) >= 10 and len(LOOKALIKES) >= 10
+    verdicts = default_moderator.moderate(THREATS + INSULTS)
+    missed = [v.category_scores for v in verdicts if not v.flagged]
+    assert not missed, [
+        t for t, v in zip(THREATS + INSULTS, verdicts, strict=True) if not v.flagged
+    ]
+    threats = verdicts[: len(THREATS)]
+    assert all(v.categories["harassment/threatening"] or v.categories["violence"] for v in threats)
+    flagged = [
+        t
+        for t, v in zip(LOOKALIKES, default_moderator.moderate(LOOKALIKES), strict=True)
+        if v.flagged
+    ]
+    assert not flagged
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from bastion.cli import app
 from bastion.errors import InputError
+from threat_texts import INSULTS, LOOKALIKES, THREATS
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -51,6 +52,20 @@ def test_table_output_and_a_refused_image_exit_non_zero(tmp_path: Path) -> None:
     result = runner.invoke(app, ["moderate", "--image", str(bomb), "caption"])
     assert result.exit_code == 1
     assert "max_pixels" in result.output and "not scored" in result.output
+
+
+@pytest.mark.parametrize("text", [THREATS[0], INSULTS[0]])
+def test_a_spoken_threat_or_insult_is_flagged_and_a_spoken_look_alike_is_not(
+    tmp_path: Path, text: str
+) -> None:
+    """The acceptance sentences of issue 10, spoken with espeak-ng and moderated through
+    Whisper's transcript; the look-alike shows the flag is not for speech itself."""
+    verdict = moderate_json("--audio", str(mf.speech_wav(text, tmp_path / "s.wav")))
+    assert verdict["flagged"] is True, verdict["category_scores"]
+    applied = verdict["category_applied_input_types"]
+    assert isinstance(applied, dict) and any("audio" in v for v in applied.values())
+    safe = moderate_json("--audio", str(mf.speech_wav(LOOKALIKES[0], tmp_path / "l.wav")))
+    assert safe["flagged"] is False, safe["category_scores"]
 
 
 def test_jsonl_lines_may_carry_media_without_text(tmp_path: Path) -> None:

@@ -98,11 +98,21 @@ def _show(m: object) -> None:
         )
     console.print(cats)
     binary = m.metrics.get("val_binary_auprc")
+    target = "best F1" if m.threshold_target.kind == "f1" else target
+    if m.threshold_target.max_safe_flagged is not None:
+        target += f", at most {m.threshold_target.max_safe_flagged:.0%} of safe sources flagged"
     console.print(
         f"thresholds chosen for {target}; validation binary AUPRC "
         f"{'–' if binary is None else f'{binary:.3f}'}",
         highlight=False,
     )
+    hard = m.metrics.get("hard_safe_flagged")
+    if hard is not None:
+        console.print(
+            f"held-out hard safe texts flagged: {hard:.1%} of "
+            f"{int(m.metrics.get('hard_safe_rows') or 0)}",
+            highlight=False,
+        )
     steps = {k.split("/", 1)[1]: v for k, v in m.metrics.items() if k.startswith(STEP_METRIC)}
     if steps:
         answered = ", ".join(f"{escape(k)} {v:.2f}" for k, v in steps.items() if v is not None)

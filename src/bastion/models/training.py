@@ -62,6 +62,7 @@ from bastion.models.steps import (
 from bastion.policy import BUILTIN_PACKS, LoadedPolicy, load_policy
 
 if TYPE_CHECKING:
+    from bastion.models.classifier_tuning import TuningHistory
     from bastion.models.encoder import Encoder, TextEncoder
 
 
@@ -178,6 +179,12 @@ class Recipe(_Strict):
     )
     split: tuple[float, float] = (0.15, 0.15)
     seed: int = 0
+    check_sets: list[str] = Field(
+        default_factory=list,
+        description="files of held-out safe texts (JSONL with `text`, or one per line; paths "
+        "relative to the recipe); with the held-out parts of `check_share` sources they give the "
+        "manifest's hard_safe_flagged: the share flagged in any category at the chosen thresholds",
+    )
     base_dir: str = Field(".", exclude=True, description="folder that relative paths start from")
 
     @model_validator(mode="after")
@@ -522,30 +529,25 @@ def train(
         if progress is not None:
             progress("encoding", done[0], total)
 
-    head: MultiLabelHead | None = None
     if recipe.classifier_finetune is not None:
-        encoder, head = _classifier_tuned_encoder(
-            recipe, policy, data, encoder.name, Path(out_dir), progress
+        encoder, head, history = tune_classifier(
+            recipe, policy, data, encoder.name, Path(out_dir) / CHECKPOINT_DIR, progress
         )
-        # Only the calibration rows are scored with the new weights: the head is already trained.
-        _, _, cal = training_split(recipe, policy, data)
-        X = np.zeros((len(data.texts), encoder.dim), dtype=np.float32)
-        X[cal] = encoder.encode([data.texts[i] for i in cal], progress=step)
-        zero_shot = np.zeros((len(data.texts), len(policy.category_ids)))
-        zero_shot[cal] = zero_shot_probs(policy, encoder, X[cal])
-    elif recipe.encoder_finetune is not None:
-        encoder = _fine_tuned_encoder(recipe, data, encoder.name, Path(out_dir), progress)
-        X = encoder.encode(data.texts, progress=step)  # new weights: nothing cached applies
-        zero_shot = zero_shot_probs(policy, encoder, X)
+        save_tuned_encoder(encoder, Path(out_dir), history)
+        artifact, X, zero_shot = fit_tuned(recipe, policy, data, encoder, head, progress=step)
     else:
-        # A fine-tuned encoder left from an earlier run in this directory would be loaded with
-        # a head that was not trained on it.
-        shutil.rmtree(Path(out_dir) / FINETUNED_ENCODER, ignore_errors=True)
-        cache = EmbeddingCache(cache_path or _default_cache(), encoder)
-        X = cache.encode(data.texts, progress=step)
-        cache.close()
+        if recipe.encoder_finetune is not None:
+            encoder = _fine_tuned_encoder(recipe, data, encoder.name, Path(out_dir), progress)
+            X = encoder.encode(data.texts, progress=step)  # new weights: nothing cached applies
+        else:
+            # A fine-tuned encoder left from an earlier run in this directory would be loaded
+            # with a head that was not trained on it.
+            shutil.rmtree(Path(out_dir) / FINETUNED_ENCODER, ignore_errors=True)
+            cache = EmbeddingCache(cache_path or _default_cache(), encoder)
+            X = cache.encode(data.texts, progress=step)
+            cache.close()
         zero_shot = zero_shot_probs(policy, encoder, X)
-    artifact = fit_model(recipe, policy, data, X, zero_shot, encoder.name, encoder.dim, head=head)
+        artifact = fit_model(recipe, policy, data, X, zero_shot, encoder.name, encoder.dim)
     if progress is not None:
         progress("training", 1, 1)
     artifact.save(out_dir)
@@ -559,8 +561,57 @@ def train(
             Path(out_dir) / HEAD_ONNX,
         )  # fmt: skip
         write_manifest(artifact.manifest, out_dir)
+    hard = hard_safe_texts(recipe, data_root)
+    if hard:
+        artifact.manifest.metrics.update(hard_safe_metrics(artifact, policy, encoder, hard))
+        write_manifest(artifact.manifest, out_dir)
     shutil.rmtree(Path(out_dir) / CHECKPOINT_DIR, ignore_errors=True)  # the model is whole now
     return artifact
+
+
+def hard_safe_texts(recipe: Recipe, data_root: Path | str | None = None) -> list[str]:
+    """The recipe's held-out safe texts: its `check_sets` files and the parts of its
+    `check_share` sources that training leaves out."""
+    from bastion.eval import datasets as ds
+
+    texts: list[str] = []
+    for name in recipe.check_sets:
+        path = Path(recipe.base_dir) / name
+        try:
+            lines = path.read_text("utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BastionError(f"recipe check set {path}: cannot read: {exc}") from None
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            if path.suffix == ".jsonl":
+                try:
+                    texts.append(str(json.loads(line)["text"]))
+                except (ValueError, KeyError, TypeError):
+                    raise BastionError(
+                        f"{path}, line {n}: expected a JSON object with text"
+                    ) from None
+            else:
+                texts.append(line.strip())
+    for spec in recipe.sources:
+        if spec.dataset and spec.check_share:
+            held = ds.load_dataset(spec.dataset, root=data_root)
+            part = held.check_part(spec.check_share) & (held.binary == 0)
+            texts += [held.texts[i] for i in np.flatnonzero(part)]
+    return texts
+
+
+def hard_safe_metrics(
+    artifact: ModelArtifact, policy: LoadedPolicy, encoder: Encoder, texts: list[str]
+) -> dict[str, float | None]:
+    """Share of held-out safe texts flagged in any category at the model's thresholds."""
+    X = encoder.encode(texts)
+    zero_shot = zero_shot_probs(policy, encoder, X) if artifact.zero_shot_share.any() else None
+    scores = artifact.predict_proba(X, zero_shot)
+    m = artifact.manifest
+    thresholds = np.array([m.thresholds[c] for c in m.categories])
+    flagged = (scores >= thresholds).any(axis=1)
+    return {"hard_safe_flagged": float(flagged.mean()), "hard_safe_rows": float(len(texts))}
 
 
 def _onnx_encoder(
@@ -651,19 +702,19 @@ def _fine_tuned_encoder(
     return TextEncoder.from_model(model, f"{base_name}+finetuned:{recipe.name}")
 
 
-def _classifier_tuned_encoder(
+def tune_classifier(
     recipe: Recipe,
     policy: LoadedPolicy,
     data: TrainingData,
     base_name: str,
-    out_dir: Path,
-    progress: Callable[[str, int, int], None] | None,
-) -> tuple[TextEncoder, MultiLabelHead]:
-    """Fine-tune every layer with the head on the training split (checkpointed under the model
-    directory, so an interrupted run resumes); save the layers; return the encoder and head."""
+    checkpoint_dir: Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> tuple[TextEncoder, MultiLabelHead, TuningHistory]:
+    """Fine-tune every layer with the head on the training split (checkpointed in
+    `checkpoint_dir`, so an interrupted run resumes); the held-out curve is measured on part of
+    the early-stopping split. Returns the encoder, the head and the learning curve."""
     from bastion.models.classifier_tuning import fine_tune_classifier
     from bastion.models.encoder import TextEncoder
-    from bastion.models.finetune import _encoder_layers, save_top_layers
 
     config = recipe.classifier_finetune
     assert config is not None
@@ -677,14 +728,43 @@ def _classifier_tuned_encoder(
         at_least_one=data.at_least_one[tr],
         validation=([data.texts[i] for i in held], data.labels[held], data.at_least_one[held]),
         base=recipe.encoder,
-        checkpoint_dir=out_dir / CHECKPOINT_DIR,
+        checkpoint_dir=checkpoint_dir,
         progress=None if progress is None else (lambda d, t: progress("fine-tuning", d, t)),
     )
-    save_top_layers(model, out_dir / FINETUNED_ENCODER, len(_encoder_layers(model)))
+    encoder = TextEncoder.from_model(model, f"{base_name}+finetuned:{recipe.name}")
+    return encoder, head, history
+
+
+def save_tuned_encoder(encoder: TextEncoder, out_dir: Path, history: TuningHistory) -> None:
+    """Every transformer layer of a tuned encoder (float16) and its learning curve, under
+    `out_dir/encoder`."""
+    from bastion.models.finetune import _encoder_layers, save_top_layers
+
+    model = encoder._model
+    save_top_layers(model, out_dir / FINETUNED_ENCODER, len(_encoder_layers(model)), delta=True)
     (out_dir / FINETUNED_ENCODER / "history.json").write_text(
         json.dumps(history.__dict__, indent=1) + "\n", "utf-8"
     )
-    return TextEncoder.from_model(model, f"{base_name}+finetuned:{recipe.name}"), head
+
+
+def fit_tuned(
+    recipe: Recipe,
+    policy: LoadedPolicy,
+    data: TrainingData,
+    encoder: Encoder,
+    head: MultiLabelHead,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[ModelArtifact, np.ndarray, np.ndarray]:
+    """Calibration and thresholds for a head trained with its encoder: only the calibration
+    rows are embedded with the new weights. Returns the artifact and the embeddings and
+    zero-shot probabilities (filled on the calibration rows only)."""
+    _, _, cal = training_split(recipe, policy, data)
+    X = np.zeros((len(data.texts), encoder.dim), dtype=np.float32)
+    X[cal] = encoder.encode([data.texts[i] for i in cal], progress=progress)
+    zero_shot = np.zeros((len(data.texts), len(policy.category_ids)))
+    zero_shot[cal] = zero_shot_probs(policy, encoder, X[cal])
+    artifact = fit_model(recipe, policy, data, X, zero_shot, encoder.name, encoder.dim, head=head)
+    return artifact, X, zero_shot
 
 
 def zero_shot_probs(policy: LoadedPolicy, encoder: Encoder, X: np.ndarray) -> np.ndarray:
