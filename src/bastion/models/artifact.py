@@ -35,7 +35,10 @@ class TrainingSource(BaseModel):
     use: str
     rows: int
     positives: int
-    duplicates: int = Field(0, description="rows dropped as the same text as an earlier source's")
+    duplicates: int = Field(
+        0,
+        description="rows dropped as the same text as an earlier row (of an earlier source, or a repeat within this one)",
+    )
     role: Literal["train", "calibration"] = Field(
         "train", description="calibration: held out whole, only for calibration and thresholds"
     )

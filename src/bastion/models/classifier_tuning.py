@@ -131,12 +131,15 @@ def positive_weights(labels: np.ndarray, p: np.ndarray, cap: float) -> np.ndarra
     return np.asarray(np.clip(ratio, 1.0 / cap, cap), dtype=np.float32)
 
 
-def _fingerprint(texts: Sequence[str], labels: np.ndarray, extra: dict[str, Any]) -> str:
+def _fingerprint(texts: Sequence[str], arrays: Sequence[np.ndarray], extra: dict[str, Any]) -> str:
+    """Digest of everything that decides a run: texts, labels, sources (they decide the batches),
+    the 'at least one' rows and the settings."""
     digest = hashlib.sha256(json.dumps(extra, sort_keys=True).encode())
     for t in texts:
         digest.update(t.encode("utf-8", "replace"))
         digest.update(b"\0")
-    digest.update(np.nan_to_num(np.asarray(labels, np.float32), nan=-1.0).tobytes())
+    for a in arrays:
+        digest.update(np.nan_to_num(np.asarray(a, np.float64), nan=-1.0).tobytes())
     return digest.hexdigest()[:24]
 
 
@@ -215,7 +218,9 @@ def fine_tune_classifier(
     )
     history = TuningHistory()
     fingerprint = _fingerprint(
-        texts, labels, {**config.model_dump(), "base": str(base), "n_cat": n_cat}
+        texts,
+        [labels, np.asarray(source), a1],
+        {**config.model_dump(), "base": str(base), "n_cat": n_cat},
     )
     start = 0
     checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_FILE

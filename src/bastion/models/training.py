@@ -379,17 +379,29 @@ def assemble(
         all_steps,
         columns,
     )
-    return assembled.subset(np.flatnonzero(first)) if not first.all() else assembled
+    if first.all():
+        return assembled
+    rows = np.flatnonzero(first)  # every source stays listed, a wholly repeated one with 0 rows
+    return TrainingData(
+        [texts[i] for i in rows],
+        assembled.labels[rows],
+        source_of[rows],
+        sources,
+        assembled.at_least_one[rows],
+        all_steps[rows],
+        columns,
+    )
 
 
 def _first_occurrences(texts: list[str]) -> np.ndarray:
-    """True for the first row of each text, compared without case, punctuation or spacing: the
+    """True for the first row of each text, compared without case, punctuation or spacing (a text
+    with no letters or digits, such as emoji, only with itself): the
     same post recurs across sets (Gab and Twitter posts in several hate sets, AdvBench in three
     prompt sets), and a copy would be trained on in one split and calibrated on in another."""
     seen: set[str] = set()
     keep = np.zeros(len(texts), dtype=bool)
     for i, text in enumerate(texts):
-        key = " ".join(_WORDS.findall(text.lower()))
+        key = " ".join(_WORDS.findall(text.lower())) or text.strip()  # emoji-only: as is
         if key not in seen:
             seen.add(key)
             keep[i] = True
