@@ -141,6 +141,7 @@ def main() -> None:
     parser.add_argument("--root", default=None)
     parser.add_argument("--folds", default="", help="comma-separated sources (default: all)")
     parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps per fold")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--max-test", type=int, default=2000)
     parser.add_argument("--cache", default="bastion-data/cache/embeddings.sqlite")
     parser.add_argument("--out", default="bench/out/generalisation.json")
@@ -151,6 +152,8 @@ def main() -> None:
     frozen_recipe = Recipe.from_file(args.frozen)
     assert tuned_recipe.classifier_finetune is not None, "--recipe must fine-tune the encoder"
     tuned_recipe.classifier_finetune.steps = args.steps
+    if args.batch_size:
+        tuned_recipe.classifier_finetune.batch_size = args.batch_size
     policy = recipe_policy(tuned_recipe)
     ids = policy.category_ids
     data = assemble(tuned_recipe, policy, args.root)
@@ -238,14 +241,16 @@ def _write(
 ) -> None:
     """The table so far (each fold takes minutes: a stop keeps what was measured)."""
     meta = {**run_meta(load_before), "recipe": args.recipe, "frozen": args.frozen}
-    meta.update({"steps_per_fold": args.steps, "hard_safe_rows": n_hard, "max_test": args.max_test})
+    meta.update({"steps_per_fold": args.steps, "batch_size": args.batch_size})
+    meta.update({"hard_safe_rows": n_hard, "max_test": args.max_test})
     header = (
         "| left out | rows (pos.) | AUPRC frozen | AUPRC fine-tuned | F1 frozen | F1 fine-tuned "
         "| recall frozen | recall fine-tuned | hard safe flagged frozen | hard safe flagged fine-tuned |"
     )
     lines = [
         f"Date {meta['date']}; {meta['machine']}; recipes {args.recipe} (fine-tuned, "
-        f"{args.steps} steps per fold) and {args.frozen}; {n_hard} held-out hard safe texts.",
+        f"{args.steps} steps of {args.batch_size or 'the recipe'}'s batch per fold) and "
+        f"{args.frozen}; {n_hard} held-out hard safe texts.",
         "",
         header,
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

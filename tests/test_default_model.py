@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bastion.eval.datasets import load_dataset
 from bastion.models.artifact import read_manifest
 from bastion.models.scoring import blend_with_zero_shot
+from bastion.models.training import Recipe, hard_safe_texts
 from bastion.moderator import Moderator, shipped_model_dir
 from bastion.policy import load_policy
 from bastion.policy.examples import LabelledExample, with_examples
@@ -49,14 +48,12 @@ def test_default_picks_the_shipped_model_only_where_it_fits(
 
 @pytest.mark.slow
 def test_default_model_flags_at_most_8_percent_of_held_out_hard_safe_text(
-    default_moderator: Moderator,
+    default_moderator: Moderator, datasets_root: Path
 ) -> None:
-    lines = (REPO / "checksets" / "hard_negatives.jsonl").read_text("utf-8").splitlines()
-    texts = [json.loads(line)["text"] for line in lines if line.strip()]
-    assert len(texts) >= 200
-    written = load_dataset("bastion_written_check")
-    texts += [t for t, y in zip(written.texts, written.binary, strict=True) if y == 0]
-    assert len(texts) >= 600
+    """The check set and the half of CoCoNot's contrast set the recipe leaves out: safe text
+    that looks unsafe, never trained or calibrated on."""
+    texts = hard_safe_texts(Recipe.from_file(REPO / "recipes" / "default.yaml"), datasets_root)
+    assert len(texts) >= 400
     flagged = np.mean([v.flagged for v in default_moderator.moderate(texts)])
     assert flagged <= 0.08
 

@@ -144,7 +144,8 @@ def test_default_moderator_serves_int8_without_importing_torch() -> None:
         "print(m.model_version, v[0].flagged, v[1].flagged, 'torch' in sys.modules)\n"
     )
     out = python_prints(code, timeout=300)
-    assert out == ["trained:default/all-MiniLM-L6-v2@onnx-int8", "True", "False", "False"]
+    version = "trained:default/all-MiniLM-L6-v2+finetuned:default@onnx-int8"
+    assert out == [version, "True", "False", "False"]
 
 
 def _copy_default(tmp_path: Path, **check: object) -> Path:

@@ -37,8 +37,10 @@ class TrainingSource(BaseModel):
     positives: int
     duplicates: int = Field(
         0,
-        description="rows dropped as the same text as an earlier row (of an earlier source, or a repeat within this one)",
+        description="rows dropped as the same text as an earlier row (of an earlier source, or "
+        "a repeat within this one)",
     )
+    weight: float = Field(1.0, description="the recipe's emphasis on this source (1: as its size)")
     role: Literal["train", "calibration"] = Field(
         "train", description="calibration: held out whole, only for calibration and thresholds"
     )

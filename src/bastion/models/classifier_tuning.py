@@ -91,12 +91,16 @@ class TuningHistory:
     resumed_from: int = 0
 
 
-def source_probabilities(source: np.ndarray, temperature: float) -> np.ndarray:
+def source_probabilities(
+    source: np.ndarray, temperature: float, weights: np.ndarray | None = None
+) -> np.ndarray:
     """Per-row sampling probability: each source gets mass size ** temperature (normalised),
-    shared equally by its rows."""
+    times its `weights` entry where given, shared equally by its rows."""
     source = np.asarray(source)
     counts = np.bincount(source)
     mass = np.where(counts > 0, counts.astype(np.float64) ** temperature, 0.0)
+    if weights is not None:
+        mass = mass * np.asarray(weights, dtype=np.float64)[: len(mass)]
     p = mass[source] / counts[source]
     return np.asarray(p / p.sum())
 
@@ -150,6 +154,7 @@ def fine_tune_classifier(
     *,
     config: ClassifierTuning,
     at_least_one: np.ndarray | None = None,
+    source_weights: np.ndarray | None = None,
     validation: tuple[Sequence[str], np.ndarray, np.ndarray] | None = None,
     base: str | Path | None = None,
     checkpoint_dir: Path | None = None,
@@ -160,7 +165,8 @@ def fine_tune_classifier(
     as a fitted `MultiLabelHead` over its normalised embeddings, and the learning curve.
 
     `labels` (n, C) in {0, 1, NaN}; `source` (n,) the source index of each row; `at_least_one`
-    marks rows that violate some category not named; `validation` is (texts, labels,
+    marks rows that violate some category not named; `source_weights` (one per source index)
+    multiplies a source's sampling mass; `validation` is (texts, labels,
     at_least_one) for the held-out curve. `progress(step, total)` after every step.
     """
     import torch
@@ -181,7 +187,8 @@ def fine_tune_classifier(
         )
 
     rng = np.random.default_rng(config.seed)
-    p = source_probabilities(np.asarray(source), config.source_temperature) * usable
+    p = source_probabilities(np.asarray(source), config.source_temperature, source_weights)
+    p = p * usable
     p = p / p.sum()
     plan = batch_plan(
         np.array([len(t) for t in texts]), p, config.steps, config.batch_size, rng
@@ -219,7 +226,12 @@ def fine_tune_classifier(
     history = TuningHistory()
     fingerprint = _fingerprint(
         texts,
-        [labels, np.asarray(source), a1],
+        [
+            labels,
+            np.asarray(source),
+            a1,
+            np.asarray(source_weights if source_weights is not None else []),
+        ],
         {**config.model_dump(), "base": str(base), "n_cat": n_cat},
     )
     start = 0

@@ -101,6 +101,12 @@ class SourceSpec(_Strict):
         "one category applies' (a noisy-OR loss over all categories; see heads.py)",
     )
     max_rows: int | None = Field(None, ge=1)
+    weight: float = Field(
+        1.0,
+        gt=0.0,
+        description="emphasis on this source: multiplies its share of the rows drawn while "
+        "fine-tuning, and its total weight in a frozen-encoder head",
+    )
     role: Literal["train", "calibration"] = Field(
         "train",
         description="calibration: never trained on; all rows go to calibration and threshold "
@@ -347,6 +353,7 @@ def assemble(
                 rows=len(t),
                 positives=int(((y == 1).any(axis=1) | unnamed).sum()),
                 role=spec.role,
+                weight=spec.weight,
             )
         )
         unnamed_blocks.append(unnamed)
@@ -512,10 +519,13 @@ def training_split(
     return tr, stop, cal
 
 
-def source_weights(source: np.ndarray) -> np.ndarray:
-    """Each source carries the same total weight, so one large set cannot drown the others."""
+def source_weights(source: np.ndarray, emphasis: np.ndarray | None = None) -> np.ndarray:
+    """Each source carries the same total weight (times its `emphasis`, per source index), so
+    one large set cannot drown the others."""
     counts = np.bincount(source)
     w = 1.0 / counts[source]
+    if emphasis is not None:
+        w = w * np.asarray(emphasis, dtype=np.float64)[source]
     return np.asarray(w * len(source) / w.sum(), dtype=np.float32)
 
 
@@ -738,6 +748,7 @@ def tune_classifier(
         data.source[tr],
         config=config,
         at_least_one=data.at_least_one[tr],
+        source_weights=np.array([s.weight for s in data.sources]),
         validation=([data.texts[i] for i in held], data.labels[held], data.at_least_one[held]),
         base=recipe.encoder,
         checkpoint_dir=checkpoint_dir,
@@ -802,7 +813,7 @@ def fit_model(
     the encoder) is used as it is: then only the calibration rows of `X` and `zero_shot` are read."""
     tr, stop, cal = training_split(recipe, policy, data)
     Y = data.labels
-    w = source_weights(data.source)
+    w = source_weights(data.source, np.array([s.weight for s in data.sources]))
     h = recipe.head
     learn_steps = h.step_targets and bool(data.step_columns) and head is None
     head = head or MultiLabelHead(
