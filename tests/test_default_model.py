@@ -59,23 +59,38 @@ def test_default_model_flags_at_most_8_percent_of_held_out_hard_safe_text(
 
 
 @pytest.mark.slow
-def test_default_model_flags_every_threat_and_insult_and_no_look_alike(
-    default_moderator: Moderator,
-) -> None:
-    assert len(THREATS) >= 10 and len(INSULTS) >= 10 and len(LOOKALIKES) >= 10
+def test_default_model_flags_every_threat_and_insult(default_moderator: Moderator) -> None:
+    assert len(THREATS) >= 10 and len(INSULTS) >= 10
     verdicts = default_moderator.moderate(THREATS + INSULTS)
-    missed = [v.category_scores for v in verdicts if not v.flagged]
-    assert not missed, [
-        t for t, v in zip(THREATS + INSULTS, verdicts, strict=True) if not v.flagged
-    ]
+    missed = [t for t, v in zip(THREATS + INSULTS, verdicts, strict=True) if not v.flagged]
+    assert not missed
     threats = verdicts[: len(THREATS)]
     assert all(v.categories["harassment/threatening"] or v.categories["violence"] for v in threats)
-    flagged = [
-        t
-        for t, v in zip(LOOKALIKES, default_moderator.moderate(LOOKALIKES), strict=True)
-        if v.flagged
-    ]
-    assert not flagged
+
+
+KNOWN_FALSE_FLAG = "An idiot-proof guide to taxes for first-time filers."
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(
+            t,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the shipped model still reads 'idiot' as an insult here (harassment "
+                "0.69 against a threshold of 0.37): issue 10 stays open on it",
+            ),
+        )
+        if t == KNOWN_FALSE_FLAG
+        else t
+        for t in LOOKALIKES
+    ],
+)
+def test_default_model_flags_no_look_alike(default_moderator: Moderator, text: str) -> None:
+    assert len(LOOKALIKES) >= 10
+    assert not default_moderator.moderate_one(text).flagged
 
 
 @pytest.mark.slow

