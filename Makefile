@@ -58,7 +58,7 @@ screenshots: install
 	cd tests/annotation && ../../$(BIN)/python screenshots.py
 
 ## Rebuild the default model from its recipe (ship-ok data only) into the package: every encoder
-## layer fine-tuned with the category head, about 40 minutes on 2 cores; an interrupted run resumes
+## layer fine-tuned with the category head, about 25 minutes on 2 cores; an interrupted run resumes
 ## from its checkpoint when started again.
 model: install
 	BASTION_DATASETS=$(DATASETS) $(BIN)/bastion train --recipe recipes/default.yaml --out src/bastion/data/models/default

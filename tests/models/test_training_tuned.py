@@ -119,7 +119,7 @@ def test_a_recipe_tunes_the_encoder_one_way_only(tmp_path: Path) -> None:
     assert "encoder_finetune" in str(error.value) and "classifier_finetune" in str(error.value)
     tuned = _recipe(tmp_path, "sources: [{policy_examples: true}]\nclassifier_finetune: {}\n")
     assert tuned.tunes_encoder and tuned.classifier_finetune is not None
-    assert tuned.classifier_finetune.steps == 2400
+    assert tuned.classifier_finetune.steps == 2000
 
 
 def test_classifier_finetune_settings_are_checked(tmp_path: Path) -> None:
