@@ -543,7 +543,12 @@ def train(
     policy = recipe_policy(recipe)
     data = assemble(recipe, policy, data_root)
     encoder = load_encoder(recipe.encoder)
-    total = len(data.texts)
+    # A head trained with its encoder needs only the calibration rows embedded again.
+    total = (
+        len(training_split(recipe, policy, data)[2])
+        if recipe.classifier_finetune is not None
+        else len(data.texts)
+    )
     done = [0]
 
     def step(n: int) -> None:
