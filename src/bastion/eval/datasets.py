@@ -12,7 +12,6 @@ the first row it cannot read. Rows with empty text are skipped and counted in th
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from bastion.eval.readers import (
     decode_text,
     field_at,
     json_document,
+    json_lines,
     record_list,
     skipped_note,
     text_value,
@@ -537,20 +537,7 @@ def _label(value: Any, path: Path, line: int, column: str) -> float:
 
 def _jsonl_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     hint = " (a .json file is read as JSON lines: one object per line)"
-    hint = hint if path.suffix.lower() == ".json" else ""
-    out: list[tuple[int, dict[str, Any]]] = []
-    for line, raw in enumerate(decode_text(path).splitlines(), 1):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}, line {line}: not valid JSON: {exc.msg}{hint}") from None
-        if not isinstance(rec, dict):
-            kind = type(rec).__name__
-            raise DatasetError(f"{path}, line {line}: expected a JSON object, got {kind}{hint}")
-        out.append((line, rec))
-    return out
+    return list(json_lines(path, hint if path.suffix.lower() == ".json" else ""))
 
 
 def _user_rows(

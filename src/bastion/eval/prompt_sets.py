@@ -15,7 +15,6 @@ unknown). Cross-set de-duplication happens elsewhere.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from bastion.eval.readers import (
     decode_text,
     field_at,
     json_document,
+    json_lines,
     record_list,
     text_value,
 )
@@ -89,21 +89,6 @@ class _UniqueRows:
         if self.conflicts:
             notes.append(f"{self.conflicts:,} repeats labelled 1 and 0 became unknown.")
         return self.rows.build(" ".join(notes))
-
-
-def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line, object) for each non-blank line of a JSON-lines file."""
-    for line, raw in enumerate(decode_text(path).split("\n"), 1):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}, line {line}: not valid JSON: {exc.msg}") from None
-        if not isinstance(rec, dict):
-            kind = type(rec).__name__
-            raise DatasetError(f"{path}, line {line}: expected a JSON object, got {kind}")
-        yield line, rec
 
 
 def _string_field(path: Path, where: str, rec: Any, key: str) -> str:
@@ -166,7 +151,7 @@ def _coconot_label(category: str, subcategory: str) -> float:
 def _load_coconot_file(name: str, safe_only: bool) -> Loader:
     def load(path: Path) -> LabelledSet:
         rows = _UniqueRows(name)
-        for line, rec in _json_lines(path):
+        for line, rec in json_lines(path):
             where = f"line {line}"
             text = text_value(path, where, field_at(path, where, rec, "prompt"), "prompt")
             category = _string_field(path, where, rec, "category")
@@ -387,7 +372,7 @@ def _load_donotanswer(folder: Path) -> LabelledSet:
     rows = _UniqueRows("donotanswer")
     for file in _files(folder, "donotanswer_*.jsonl", "Do-Not-Answer files"):
         area = file.stem.removeprefix("donotanswer_")
-        for line, rec in _json_lines(file):
+        for line, rec in json_lines(file):
             where = f"line {line}"
             text = text_value(file, where, field_at(file, where, rec, "prompt"), "prompt")
             intents = field_at(file, where, rec, "intents")

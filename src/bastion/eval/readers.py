@@ -184,3 +184,19 @@ class Rows:
             description=description,
             ids=self.ids,
         )
+
+
+def json_lines(path: Path, hint: str = "") -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, object) for each non-blank line of a JSON-lines file; a line that is not a JSON
+    object is an error naming the file and line (`hint` is added to its message)."""
+    for line, raw in enumerate(decode_text(path).split("\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}, line {line}: not valid JSON: {exc.msg}{hint}") from None
+        if not isinstance(rec, dict):
+            kind = type(rec).__name__
+            raise DatasetError(f"{path}, line {line}: expected a JSON object, got {kind}{hint}")
+        yield line, rec

@@ -11,12 +11,11 @@ folder.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from bastion.errors import DatasetError
 from bastion.eval.labels import LabelledSet
-from bastion.eval.readers import Adapter, Loader, Rows, decode_text
+from bastion.eval.readers import Adapter, Loader, Rows, json_lines
 
 WRITTEN_DIR = Path(__file__).resolve().parent.parent / "data" / "written"
 SPLITS = ("train", "check")
@@ -53,14 +52,8 @@ def _load_written(split: str) -> Loader:
             raise DatasetError(f"{folder}: no written texts (*.jsonl) in this folder")
         rows = Rows(f"bastion_written{'' if split == 'train' else '_check'}")
         for file in files:
-            for line, raw in enumerate(decode_text(file).splitlines(), 1):
-                if not raw.strip():
-                    continue
+            for line, rec in json_lines(file):
                 where = f"{file}, line {line}"
-                try:
-                    rec = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise DatasetError(f"{where}: not valid JSON: {exc.msg}") from None
                 label, kind, part = rec.get("label"), rec.get("kind"), rec.get("split")
                 if (
                     label not in (0, 1)
