@@ -65,22 +65,23 @@ def columns_error(path: Path, what: str, missing: Sequence[str], columns: Sequen
 CsvRows = Callable[[Sequence[str]], Iterator[tuple[int, dict[str, str]]]]
 
 
-def csv_table(path: Path) -> tuple[list[str], CsvRows]:
-    """The header of a CSV file and a function yielding (line where a record starts, row).
+RecordRows = Callable[[int], Iterator[tuple[int, list[str]]]]
 
-    The row function takes the columns every row must have a value for (a short row that lacks
-    one is an error naming the line); other missing cells read as "".
-    """
-    reader = csv.reader(io.StringIO(decode_text(path), newline=""))
+
+def delimited_table(source: str, text: str, delimiter: str = ",") -> tuple[list[str], RecordRows]:
+    """The header of delimited text and a function yielding (line where a record starts, fields)
+    for each record that has at least the given number of fields (a shorter one is an error
+    naming the line). Fields are positional: ConvAbuse repeats some column names."""
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
-        raise DatasetError(f"{path}: empty file, expected a CSV header") from None
+        raise DatasetError(f"{source}: empty file, expected a {kind} header") from None
     except csv.Error as exc:
-        raise DatasetError(f"{path}, line 1: not valid CSV: {exc}") from None
-    index = {name: i for i, name in reversed(list(enumerate(header)))}
+        raise DatasetError(f"{source}, line 1: not valid {kind}: {exc}") from None
 
-    def rows(required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    def records(min_fields: int) -> Iterator[tuple[int, list[str]]]:
         start = reader.line_num + 1
         while True:
             try:
@@ -88,10 +89,30 @@ def csv_table(path: Path) -> tuple[list[str], CsvRows]:
             except StopIteration:
                 return
             except csv.Error as exc:
-                raise DatasetError(f"{path}, line {start}: not valid CSV: {exc}") from None
-            if not values:  # a blank line
-                start = reader.line_num + 1
-                continue
+                raise DatasetError(f"{source}, line {start}: not valid {kind}: {exc}") from None
+            if values:  # a blank line is skipped
+                if len(values) < min_fields:
+                    raise DatasetError(
+                        f"{source}, line {start}: row has {len(values)} fields, expected "
+                        f"{min_fields} (header has {len(header)})"
+                    )
+                yield start, values
+            start = reader.line_num + 1
+
+    return header, records
+
+
+def csv_table(path: Path) -> tuple[list[str], CsvRows]:
+    """The header of a CSV file and a function yielding (line where a record starts, row).
+
+    The row function takes the columns every row must have a value for (a short row that lacks
+    one is an error naming the line); other missing cells read as "".
+    """
+    header, records = delimited_table(str(path), decode_text(path))
+    index = {name: i for i, name in reversed(list(enumerate(header)))}
+
+    def rows(required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
+        for start, values in records(0):
             short = [c for c in required if index[c] >= len(values)]
             if short:
                 raise DatasetError(
@@ -99,7 +120,6 @@ def csv_table(path: Path) -> tuple[list[str], CsvRows]:
                     f"{len(header)}; no value for column(s) {', '.join(map(repr, short))}"
                 )
             yield start, {k: values[i] if i < len(values) else "" for k, i in index.items()}
-            start = reader.line_num + 1
 
     return header, rows
 

@@ -10,18 +10,25 @@ contradict each other, are NaN (unknown), never 0.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from bastion.errors import DatasetError
 from bastion.eval.labels import NATIVE_SEPARATOR, LabelledSet
-from bastion.eval.readers import NAN, Adapter, Rows, columns_error, csv_rows, decode_text
+from bastion.eval.readers import (
+    NAN,
+    Adapter,
+    RecordRows,
+    Rows,
+    columns_error,
+    csv_rows,
+    decode_text,
+    delimited_table,
+)
 
 # --------------------------------------------------------------------------------------------
 # Shared helpers.
@@ -62,43 +69,6 @@ def _join(natives: Sequence[str]) -> str | None:
     return NATIVE_SEPARATOR.join(natives) or None
 
 
-RecordRows = Callable[[int], Iterator[tuple[int, list[str]]]]
-
-
-def _table(source: str, text: str, delimiter: str = ",") -> tuple[list[str], RecordRows]:
-    """The header of delimited text and a function yielding (line where a record starts, fields)
-    for each record that has at least the given number of fields (a shorter one is an error
-    naming the line). Fields are positional: ConvAbuse repeats some column names."""
-    kind = "TSV" if delimiter == "\t" else "CSV"
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise DatasetError(f"{source}: empty file, expected a {kind} header") from None
-    except csv.Error as exc:
-        raise DatasetError(f"{source}, line 1: not valid {kind}: {exc}") from None
-
-    def records(min_fields: int) -> Iterator[tuple[int, list[str]]]:
-        start = reader.line_num + 1
-        while True:
-            try:
-                values = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise DatasetError(f"{source}, line {start}: not valid {kind}: {exc}") from None
-            if values:  # a blank line is skipped
-                if len(values) < min_fields:
-                    raise DatasetError(
-                        f"{source}, line {start}: row has {len(values)} fields, expected "
-                        f"{min_fields} (header has {len(header)})"
-                    )
-                yield start, values
-            start = reader.line_num + 1
-
-    return header, records
-
-
 def _columns(source: str, header: Sequence[str], required: Sequence[str]) -> dict[str, int]:
     """Position of each required column (its first occurrence), or an error listing them all."""
     missing = [c for c in required if c not in header]
@@ -108,7 +78,7 @@ def _columns(source: str, header: Sequence[str], required: Sequence[str]) -> dic
 
 
 def _file_table(path: Path, delimiter: str = ",") -> tuple[list[str], RecordRows]:
-    return _table(str(path), decode_text(path), delimiter)
+    return delimited_table(str(path), decode_text(path), delimiter)
 
 
 def _zip_member_text(path: Path, basename: str) -> tuple[str, str]:
@@ -318,7 +288,7 @@ _MLMA_TYPES = ("hateful", "abusive", "offensive", "disrespectful", "fearful", "n
 
 def _load_mlma(path: Path) -> LabelledSet:
     where, text = _zip_member_text(path, "en_dataset.csv")
-    header, records = _table(where, text)
+    header, records = delimited_table(where, text)
     col = _columns(where, header, ["HITId", "tweet", "sentiment"])
     rows = _UniqueRows("mlma")
     for line, values in records(max(col.values()) + 1):
