@@ -12,8 +12,8 @@ from bastion.detectors.base import DetectorOutput, Evidence
 from bastion.errors import InputError
 from bastion.items import MAX_TEXT_BYTES, Item
 from bastion.models.scoring import fuse
-from bastion.moderator import Moderator
-from bastion.policy import parse_policy
+from bastion.moderator import Moderator, Verdict
+from bastion.policy import Action, parse_policy
 
 POLICY = parse_policy(
     """
@@ -84,8 +84,20 @@ def test_blank_items_get_an_error_and_the_rest_are_scored() -> None:
     out = Moderator(POLICY, detectors=[_SkipBlank(det)]).moderate(["", "ok", " \u200b\n "])
     assert out[0].error == "empty text: nothing to moderate"
     assert out[2].error is not None and "no visible characters" in out[2].error
-    assert out[0].category_scores == {} and not out[0].flagged
+    assert out[0].category_scores == {}
     assert out[1].error is None and out[1].flagged
+
+
+def test_an_item_that_was_not_scored_is_never_allowed() -> None:
+    out = Moderator(POLICY, detectors=[FixedDetector({"ok": [0.0, 0.0]})]).moderate(["", "ok"])
+    assert out[0].error is not None
+    assert out[0].flagged is None and out[0].action is Action.review  # unknown, to a person
+    assert out[1].flagged is False and out[1].action is Action.allow  # scored and fine
+    # However a verdict with an error is built, it cannot say "safe".
+    forged = Verdict(
+        policy_version="p", model_version="m", error="x", flagged=False, action=Action.allow
+    )
+    assert forged.flagged is None and forged.action is Action.review
 
 
 class _SkipBlank:

@@ -11,6 +11,7 @@ import pytest
 
 from bastion.errors import InputError
 from bastion.items import Item
+from bastion.moderator import Verdict
 from bastion.records import (
     OnError,
     Record,
@@ -160,7 +161,7 @@ def test_output_line_for_an_error_record(records: list[Record]) -> None:
         "flagged": None,
         "categories": None,
         "category_scores": None,
-        "action": None,
+        "action": "review",
         "error": rec.error,
     }
     json.dumps(out)  # the output line is JSON-serialisable
@@ -170,7 +171,7 @@ def test_output_line_for_an_error_record_ignores_any_verdict(records: list[Recor
     verdict = SimpleNamespace(flagged=True, action=SimpleNamespace(value="block"), error=None)
     out = output_line(records[2], verdict)
     assert out["flagged"] is None
-    assert out["action"] is None
+    assert out["action"] == "review"
     assert out["error"] == records[2].error
 
 
@@ -204,22 +205,10 @@ def test_output_line_for_a_scored_record() -> None:
 
 def test_output_line_for_a_verdict_with_an_error() -> None:
     rec = parse_line(b'{"id": "ok", "text": "t"}', "f", 4)
-    verdict = SimpleNamespace(
-        flagged=False,
-        categories={},
-        category_scores={},
-        action=SimpleNamespace(value="allow"),
-        truncated=False,
-        category_applied_input_types={},
-        hashes=[],
-        policy_version="p",
-        model_version="m",
-        error="detector failed",
-        rationale=None,
-    )
+    verdict = Verdict(policy_version="p", model_version="m", error="detector failed")
     out = output_line(rec, verdict)
     assert out["flagged"] is None
-    assert out["action"] is None
+    assert out["action"] == "review"
     assert out["categories"] is None
     assert out["error"] == "line 4: detector failed"
     assert "rationale" not in out

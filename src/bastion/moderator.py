@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from bastion.detectors.base import Detector, DetectorOutput
 from bastion.detectors.base import Evidence as DetectorEvidence
@@ -17,7 +17,7 @@ from bastion.errors import InputError, ModelError
 from bastion.items import Item, as_item
 from bastion.media.limits import MediaLimits
 from bastion.models.scoring import fuse, fuse_max
-from bastion.policy import Action, LoadedPolicy, load_policy
+from bastion.policy import UNSCORED_ACTION, Action, LoadedPolicy, load_policy
 
 if TYPE_CHECKING:
     from bastion.detectors.multimodal import MediaModerator
@@ -59,13 +59,17 @@ class Verdict(BaseModel):
     the OpenAI API; `action` comes from the policy's score bands; `hashes` are the perceptual
     hashes of the item's media; `error` is set (and the scores left empty) when the item could
     not be scored, for example when its media was refused.
+
+    A verdict with an `error` fails closed, however it was built: `flagged` is None (unknown,
+    not "safe") and `action` is `UNSCORED_ACTION` (review), so a client that acts on `action`
+    sends the item to a person instead of publishing it.
     """
 
     id: str | None = None
-    flagged: bool = False
+    flagged: bool | None = None
     categories: dict[str, bool] = Field(default_factory=dict)
     category_scores: dict[str, float] = Field(default_factory=dict)
-    action: Action = Action.allow
+    action: Action = UNSCORED_ACTION
     category_actions: dict[str, Action] = Field(default_factory=dict)
     category_applied_input_types: dict[str, list[str]] = Field(default_factory=dict)
     evidence: list[Evidence] = Field(default_factory=list)
@@ -75,6 +79,13 @@ class Verdict(BaseModel):
     model_version: str
     truncated: bool = False
     error: str | None = None
+
+    @model_validator(mode="after")
+    def _fail_closed(self) -> Verdict:
+        if self.error is not None:
+            self.flagged = None
+            self.action = UNSCORED_ACTION
+        return self
 
     @property
     def top_category(self) -> str | None:

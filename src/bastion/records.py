@@ -4,7 +4,8 @@ This is the public file contract of `bastion moderate --input`: each input line 
 with `id` and `text`, and optionally `images` (a list), `video` and `audio`: file paths relative
 to the input file, or base64 data URIs; `text` may then be left out. Other fields ride along as
 metadata. Each output line carries the same `id` (and the input `line` number) with the
-Verdict's fields and `error`, null when the line was scored.
+Verdict's fields and `error`, null when the line was scored; a line with an `error` has
+`flagged` null and `action` "review", never "allow".
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import IO, Any
 from bastion.errors import BastionError, InputError
 from bastion.items import Item
 from bastion.media.sources import MediaSource
+from bastion.policy import UNSCORED_ACTION
 
 
 class OnError(StrEnum):
@@ -140,22 +142,26 @@ def count_lines(path: Path | str) -> int:
 
 
 def output_line(record: Record, verdict: Any | None, *, evidence: bool = False) -> dict[str, Any]:
-    """The stable output object for one input line."""
+    """The stable output object for one input line.
+
+    A line that was not scored fails closed as its Verdict does: `flagged` null (unknown) and
+    `action` "review", with the `error` that says why.
+    """
     out: dict[str, Any] = {"id": record.id, "line": record.line}
     if verdict is None or record.error:
         out.update(
             flagged=None,
             categories=None,
             category_scores=None,
-            action=None,
+            action=UNSCORED_ACTION.value,
             error=record.error,
         )
         return out
     out.update(
-        flagged=verdict.flagged if not verdict.error else None,
+        flagged=verdict.flagged,
         categories=verdict.categories or None,
         category_scores=verdict.category_scores or None,
-        action=verdict.action.value if not verdict.error else None,
+        action=verdict.action.value,
         truncated=verdict.truncated,
         category_applied_input_types=verdict.category_applied_input_types or None,
         policy_version=verdict.policy_version,

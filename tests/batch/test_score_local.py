@@ -68,7 +68,8 @@ def _assert_scored_like(row: dict[str, Any], verdict: Verdict) -> None:
 def _assert_not_scored(row: dict[str, Any], moderator: Moderator, *phrases: str) -> None:
     assert row["error"] is not None and all(p in row["error"] for p in phrases), row["error"]
     assert row["flagged"] is None and row["categories"] is None
-    assert row["category_scores"] is None and row["action"] is None
+    assert row["category_scores"] is None
+    assert row["action"] == "review"  # fails closed: never "allow", never null
     # A row that was not scored still says which policy and model the run used.
     assert row["policy_version"] == moderator.policy.version
     assert row["model_version"] == moderator.model_version
@@ -431,6 +432,20 @@ def test_the_command_scores_the_sample_file(tmp_path: Path) -> None:
     assert [r["id"] for r in rows] == ids
     assert all(r["error"] is None for r in rows)
     assert any(r["flagged"] for r in rows) and not all(r["flagged"] for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_the_command_sends_rows_it_could_not_score_to_review(suffix: str, tmp_path: Path) -> None:
+    bad = [{"id": "empty", "text": ""}, {"id": "number", "text": 7}, '{"id": "broken", "text']
+    src = _write_jsonl(tmp_path / "in.jsonl", [{"id": "fine", "text": TEXTS[0]}, *bad])
+    out = tmp_path / f"out{suffix}"
+    result = runner.invoke(app, ["score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    fine, *failed = _read(out)
+    assert fine["action"] == "allow" and fine["flagged"] is False and fine["error"] is None
+    for row in failed:
+        assert row["error"] and row["action"] == "review" and row["flagged"] is None, row["line"]
 
 
 def test_ray_options_need_the_ray_engine(tmp_path: Path) -> None:

@@ -72,6 +72,41 @@ def test_file_contract_one_output_line_per_input_line(tmp_path: Path) -> None:
     assert "could not be read" in result.stderr
 
 
+def test_file_lines_that_were_not_scored_go_to_review_not_allow(tmp_path: Path) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write_input(src)
+    (tmp_path / "broken.png").write_bytes(b"not a png at all")
+    with src.open("a") as fh:
+        fh.write(json.dumps({"id": "g", "text": "look", "images": ["broken.png"]}) + "\n")
+    result = runner.invoke(app, ["moderate", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    for key in ("c", None, "e", "f", "g"):  # bad UTF-8, bad JSON, empty, no text, bad image
+        assert rows[key]["error"], key
+        assert rows[key]["action"] == "review" and rows[key]["flagged"] is None, key
+    assert rows["b"]["action"] == "allow" and rows["b"]["flagged"] is False
+
+
+def test_file_table_shows_review_for_lines_that_were_not_scored(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "t1", "text": ""}) + "\n")
+    result = runner.invoke(app, ["moderate", "--input", str(src)])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if "t1" in line)
+    assert "review" in row and "allow" not in row and "empty text" in row
+
+
+def test_one_unreadable_image_as_json_goes_to_review_not_allow(tmp_path: Path) -> None:
+    image = tmp_path / "broken.png"
+    image.write_bytes(b"not a png at all")
+    result = runner.invoke(app, ["moderate", "--image", str(image), "caption", "--json"])
+    assert result.exit_code == 1
+    verdict = json.loads(result.stdout)
+    assert verdict["error"] and verdict["action"] == "review" and verdict["flagged"] is None
+    result = runner.invoke(app, ["moderate", "--image", str(image), "caption"])
+    assert result.exit_code == 1 and "not scored" in result.output and "review" in result.output
+
+
 def test_stop_on_error_writes_what_came_before_and_fails(tmp_path: Path) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     _write_input(src)

@@ -88,6 +88,7 @@ def test_jsonl_lines_may_carry_media_without_text(tmp_path: Path) -> None:
     assert rows["speech"]["flagged"] is True
     assert "audio" in rows["speech"]["category_applied_input_types"]["harassment/threatening"]
     assert rows["empty"]["flagged"] is None and "empty (0 bytes)" in rows["empty"]["error"]
+    assert rows["empty"]["action"] == "review"
     assert rows["text"]["flagged"] is False and rows["text"]["error"] is None
 
 

@@ -118,6 +118,36 @@ def test_bastion_route_gives_verdicts_and_per_item_errors(client: TestClient) ->
     assert a["id"] == "a" and a["flagged"] and a["action"] in ("review", "block") and a["evidence"]
     assert b["error"].startswith("items[1]: image data URI has invalid base64")
     assert c["error"] is None and c["flagged"] is False and c["hashes"][0]["kind"] == "pdq"
+    assert c["action"] == "allow"
+
+
+def test_an_item_that_could_not_be_read_goes_to_review_not_allow(
+    client: TestClient, home: Path
+) -> None:
+    not_an_image = "data:image/png;base64," + base64.b64encode(b"not a png" * 20).decode()
+    body = {
+        "items": [
+            {"id": "unreadable", "text": "hello", "images": [not_an_image]},
+            {"id": "refused", "images": ["/etc/passwd"]},
+            {"id": "empty", "text": "   "},
+            {"id": "fine", "text": "what a lovely morning"},
+        ]
+    }
+    r = client.post("/v1/moderate", json=body)
+    assert r.status_code == 200, r.text
+    *failed, fine = r.json()["verdicts"]
+    for v in failed:
+        assert v["error"], v["id"]
+        assert v["action"] == "review" and v["flagged"] is None, v["id"]
+        assert v["category_scores"] == {}
+    assert fine["error"] is None and fine["action"] == "allow" and fine["flagged"] is False
+    store = Store.open(home)
+    logged = sorted(store.decisions(request_id=r.json()["id"]), key=lambda d: d.item_index)
+    store.close()
+    # The decision log says what the response said (an item refused before scoring is not in it).
+    said = {v["id"]: (v["flagged"], v["action"]) for v in r.json()["verdicts"]}
+    assert [d.item_id for d in logged] == ["unreadable", "empty", "fine"]
+    assert all((d.flagged, d.action) == said[d.item_id] for d in logged)
 
 
 @pytest.mark.parametrize(
@@ -138,6 +168,15 @@ def test_keys_are_required_and_scoped(
     )
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code
+
+
+def test_no_inputs_is_a_400_naming_input_like_no_items(client: TestClient) -> None:
+    r = client.post("/v1/moderations", json={"input": []})
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert "input: List should have at least 1 item" in message
+    items = client.post("/v1/moderate", json={"items": []}).json()["error"]["message"]
+    assert message == items.replace("items:", "input:")  # one problem, named the same way
 
 
 @pytest.mark.parametrize(

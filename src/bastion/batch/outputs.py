@@ -6,7 +6,8 @@ Each output row has the same fields in both formats (Parquet keeps `categories` 
 - `row`: the input row's position, from 0; `line`: the JSONL line (or Parquet row) number, from 1,
   as error messages cite it;
 - `id`, `flagged`, `categories`, `category_scores`, `action`, `truncated`: as `bastion moderate`
-  writes them (the row is built by `bastion.records.output_line`), null when not scored;
+  writes them (the row is built by `bastion.records.output_line`), null when not scored, except
+  `action`, which is then "review": a row that could not be scored is never "allow";
 - `policy_version`, `model_version`: on every row, scored or not, so a file says what made it;
 - `error`: why the row was not scored (missing, empty or non-string text, bad JSON), else null.
 

@@ -35,6 +35,7 @@ from bastion.items import Item
 from bastion.media.limits import load_media_limits
 from bastion.media.sources import MediaSource
 from bastion.moderator import Moderator, Verdict
+from bastion.policy import UNSCORED_ACTION
 from bastion.records import OnError, Record, count_lines, output_line, read_records, stop_error
 
 _ACTION_STYLE = {"allow": "green", "review": "yellow", "block": "bold red"}
@@ -117,7 +118,8 @@ def moderate_command(
       bastion moderate --image meme.png --video clip.mp4 "caption text"
 
     Each output line has the input's id and line number, flagged, categories, category_scores,
-    action and error (null when scored). Lines that cannot be read still get an output line.
+    action and error (null when scored). Lines that cannot be read still get an output line,
+    with flagged null and action "review" (never "allow").
     In the input file a line may add "images": [PATH, ...], "video": PATH and "audio": PATH
     (relative to the file), with or without "text".
     """
@@ -243,7 +245,11 @@ def _moderate_file(
 
 def _print_verdict(text: str, v: Verdict) -> None:
     if v.error:
-        err_console.print(f"[red]not scored:[/] {escape(v.error)}", highlight=False)
+        err_console.print(
+            f"[red]not scored[/] · action [{_ACTION_STYLE[v.action.value]}]{v.action.value}[/]: "
+            f"{escape(v.error)}",
+            highlight=False,
+        )
         return
     style = _ACTION_STYLE[v.action.value]
     title = f"{'FLAGGED' if v.flagged else 'not flagged'} · action [{style}]{v.action.value}[/]"
@@ -274,12 +280,13 @@ def _print_table(rows: list[tuple[Record, Verdict | None]]) -> None:
     for rec, v in rows:
         text = rec.item.text if rec.item is not None else ""
         if v is None or v.error:
+            action = UNSCORED_ACTION.value
             table.add_row(
                 _shorten(str(rec.id), 20),
                 _shorten(text, 60),
-                "",
-                "[red]error[/]",
-                escape((v.error if v else rec.error) or ""),
+                "unknown",
+                f"[{_ACTION_STYLE[action]}]{action}[/]",
+                "[red]error:[/] " + escape((v.error if v else rec.error) or ""),
                 "",
             )
             continue

@@ -79,8 +79,8 @@ def score_command(
 
     Output rows have row, line, id, flagged, categories, category_scores, action, truncated,
     policy_version, model_version and error (null when scored). A row with no usable text, or a
-    JSONL line that is not JSON, gets an error and the run goes on. The output file appears only
-    when the run is complete.
+    JSONL line that is not JSON, gets an error, flagged null and action "review" (never
+    "allow"), and the run goes on. The output file appears only when the run is complete.
     """
     if engine is Engine.local and (actors is not None or ray_address is not None):
         raise BastionError("--actors and --ray-address are for --engine ray")

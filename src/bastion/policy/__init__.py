@@ -8,10 +8,19 @@ from bastion.policy.loader import (
     parse_policy,
     starter_policy_text,
 )
-from bastion.policy.schema import Action, Bands, Category, DecisionStep, Policy, Rule
+from bastion.policy.schema import (
+    UNSCORED_ACTION,
+    Action,
+    Bands,
+    Category,
+    DecisionStep,
+    Policy,
+    Rule,
+)
 
 __all__ = [
     "BUILTIN_PACKS",
+    "UNSCORED_ACTION",
     "Action",
     "Bands",
     "Category",

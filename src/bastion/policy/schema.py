@@ -33,6 +33,14 @@ class Action(StrEnum):
         return ("allow", "review", "block").index(self.value)
 
 
+UNSCORED_ACTION = Action.review
+"""The action for content that could not be scored (unreadable media, a refused path, empty text).
+
+Fail closed: nothing is known about such content, so a person looks at it. `allow` would publish
+it unseen; `block` would let anyone hide a post by attaching a broken image to it.
+"""
+
+
 class Bands(Strict):
     """Score bands: a score at or above `block` blocks, at or above `review` goes to review, else allow."""
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from bastion.moderator import Verdict
 from bastion.store.records import DecisionRecord
@@ -48,10 +49,20 @@ class ModerationRequest(BaseModel):
 
     input: (
         str
-        | Annotated[list[str], Field(max_length=MAX_ITEMS)]
+        | Annotated[list[str], Field(min_length=1, max_length=MAX_ITEMS)]
         | Annotated[list[Part], Field(min_length=1, max_length=64)]
     )
     model: str | None = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        """`[]` is named once, as `/v1/moderate` names `items: []`, not once per list type."""
+        if value == []:
+            raise PydanticCustomError(
+                "too_short", "List should have at least 1 item after validation, not 0"
+            )
+        return value
 
 
 class ModerationResult(BaseModel):
@@ -91,7 +102,8 @@ class ModerateRequest(BaseModel):
 
 
 class ModerateResponse(BaseModel):
-    """Verdicts in input order; an item that could not be scored has `error` set."""
+    """Verdicts in input order; an item that could not be scored has `error` set, `flagged`
+    null and `action` "review" (never "allow")."""
 
     id: str
     policy_version: str
