@@ -58,7 +58,10 @@ class Verdict(BaseModel):
     types, of "text", "image", "video", "audio", flagged each category) mean what they mean in
     the OpenAI API; `action` comes from the policy's score bands; `hashes` are the perceptual
     hashes of the item's media; `error` is set (and the scores left empty) when the item could
-    not be scored, for example when its media was refused.
+    not be scored, for example when its media was refused. `uncovered` names the categories that
+    no detector could score on the item's media (NudeNet not installed, for the categories that
+    list nudity labels), each with why: their scores count only what was looked at (text, the
+    words in the image), so their action is at least `review`, never `allow`.
 
     A verdict with an `error` fails closed, however it was built: `flagged` is None (unknown,
     not "safe") and `action` is `UNSCORED_ACTION` (review), so a client that acts on `action`
@@ -78,6 +81,7 @@ class Verdict(BaseModel):
     policy_version: str
     model_version: str
     truncated: bool = False
+    uncovered: dict[str, str] = Field(default_factory=dict)
     error: str | None = None
 
     @model_validator(mode="after")
@@ -241,6 +245,7 @@ class Moderator:
         cut = np.zeros(n, dtype=bool)
         errors: list[str | None] = [None] * n
         hashes: list[list[tuple[str, MediaHash]]] = [[] for _ in items]
+        uncovered: list[dict[str, str]] = [{} for _ in items]
         with_text = [i for i, item in enumerate(items) if item.has_text]
         if with_text:
             out = self._score_text_items([items[i] for i in with_text])
@@ -259,6 +264,7 @@ class Moderator:
                 evidence[i].extend(media.evidence[k])
                 hashes[i] = media.hashes[k]
                 errors[i] = media.errors[k]
+                uncovered[i] = media.uncovered[k]
         fused = fuse_max(list(by_type.values())) if by_type else np.full((n, n_cat), np.nan)
         rationales: list[str | None] = [None] * n
         if self.cascade is not None:
@@ -271,7 +277,14 @@ class Moderator:
             per_type = {kind: scores[i] for kind, scores in by_type.items()}
             verdicts.append(
                 self._verdict(
-                    item, fused[i], per_type, evidence[i], hashes[i], bool(cut[i]), errors[i]
+                    item,
+                    fused[i],
+                    per_type,
+                    evidence[i],
+                    hashes[i],
+                    bool(cut[i]),
+                    errors[i],
+                    uncovered[i],
                 )
             )
             verdicts[-1].rationale = rationales[i]
@@ -329,6 +342,7 @@ class Moderator:
         hashes: list[tuple[str, MediaHash]],
         cut: bool,
         error: str | None,
+        uncovered: Mapping[str, str] | None = None,
     ) -> Verdict:
         base = {
             "id": item.id,
@@ -354,6 +368,9 @@ class Moderator:
         actions = {
             cid: band.action(float(s)) for cid, band, s in zip(ids, self.bands, clean, strict=True)
         }
+        uncovered = {cid: why for cid, why in (uncovered or {}).items() if cid in actions}
+        for cid in uncovered:  # not looked at is not safe: a person looks
+            actions[cid] = max(actions[cid], Action.review, key=lambda a: a.rank)
         action = max(actions.values(), key=lambda a: a.rank, default=Action.allow)
         return Verdict(
             **base,
@@ -363,6 +380,7 @@ class Moderator:
             action=action,
             category_actions=actions,
             category_applied_input_types=applied,
+            uncovered=uncovered,
             evidence=[Evidence(**e.__dict__) for e in evidence],
             hashes=[
                 MediaHashRecord(

@@ -384,3 +384,34 @@ def test_a_reviewer_works_the_triage_queue_worst_first_and_annotators_cannot(
     assert response is not None and response.status == 403
     missing = page.goto(live_server.url + "/ui/review/reported/nope")
     assert missing is not None and missing.status == 404
+
+
+def test_without_nudenet_installed_the_whole_image_is_blurred_until_revealed(
+    monkeypatch: Any,
+) -> None:
+    """No detector to find the sensitive regions (`bastion[nudity]` not installed): the page
+    blurs the whole picture rather than showing it as if nothing had been found."""
+    import io
+    import sys
+
+    import numpy as np
+    from PIL import Image
+    from skimage import data as sample_images
+
+    from bastion.annotation.web import _MediaView
+    from bastion.media.decode import DecodedImage
+    from bastion.media.limits import MediaLimits
+
+    monkeypatch.setitem(sys.modules, "nudenet", None)  # what `import nudenet` sees uninstalled
+    photo = sample_images.astronaut()
+    view = _MediaView(MediaLimits())
+    monkeypatch.setattr(view, "_decoded", lambda ref: DecodedImage([photo], 512, 512, 1, "PNG"))
+
+    def pixels(png: bytes) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+    revealed = pixels(view.png("photo.png", 0, reveal=True))
+    blurred = pixels(view.png("photo.png", 0, reveal=False))
+    assert np.array_equal(revealed, photo)
+    changed = np.any(blurred != photo, axis=2)
+    assert changed.mean() > 0.9  # everywhere, not only where a detector would have looked

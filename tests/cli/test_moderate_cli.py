@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,28 @@ def test_mlcommons_policy_and_help_has_examples() -> None:
     assert verdict["flagged"] and verdict["categories"]["s9"]
     help_text = runner.invoke(app, ["moderate", "--help"]).stdout
     assert "Example" in help_text and "--input" in help_text
+
+
+def test_a_verdict_with_uncovered_categories_says_so_on_the_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`bastion moderate --image` without `bastion[nudity]`: the table marks the category as
+    unknown and a line names it and says how to cover it."""
+    from bastion.cli.moderate import _print_verdict
+    from bastion.moderator import Verdict
+    from bastion.policy import Action
+
+    why = "no detector covers this category on images: NudeNet is not installed (...)"
+    verdict = Verdict(
+        categories={"sexual": False, "violence": False},
+        category_scores={"sexual": 0.01, "violence": 0.02},
+        action=Action.review,
+        category_actions={"sexual": Action.review, "violence": Action.allow},
+        uncovered={"sexual": why},
+        policy_version="openai@test",
+        model_version="test",
+    )
+    _print_verdict("", verdict)
+    out = capsys.readouterr().out
+    assert f"sexual not covered: {why}" in out
+    assert re.search(r"sexual\s*│\s*0\.010\s*│\s*\?\s*│\s*review", out), out

@@ -88,3 +88,31 @@ def test_fuse_max_is_the_worst_modality_and_nan_only_where_nothing_applies() -> 
     fused = fuse_max([text, image])
     assert fused[0].tolist() == [0.6, 0.2]
     assert np.isnan(fused[1]).all()
+
+
+def test_without_nudenet_installed_the_nudity_categories_are_uncovered_not_scored_0(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`nudenet` is an optional extra: without it nothing is loaded, every score is NaN (no
+    opinion, never a 0 that reads as safe) and `uncovered` names the categories it would score."""
+    import sys
+
+    import bastion.detectors.nudity as nudity
+
+    monkeypatch.setitem(sys.modules, "nudenet", None)  # what `import nudenet` sees uninstalled
+    monkeypatch.setattr(nudity, "load_nudenet", lambda: pytest.fail("NudeNet was loaded"))
+    policy = load_policy("openai")
+    det = NudityDetector(policy)
+    assert det.applies
+    assert set(det.uncovered) == {"sexual"}
+    assert "bastion[nudity]" in det.uncovered["sexual"]
+    assert "no detector covers" in det.uncovered["sexual"]
+    out = det.score_images([np.zeros((8, 8, 3), np.uint8)], ["images[0]"])
+    assert np.isnan(out.scores).all() and out.evidence == [[]]
+
+
+def test_with_nudenet_installed_or_given_nothing_is_uncovered() -> None:
+    policy = load_policy("openai")
+    assert NudityDetector(policy).uncovered == {}
+    given = NudityDetector(policy, FixedRegions([[]]))  # type: ignore[arg-type]
+    assert given.uncovered == {}

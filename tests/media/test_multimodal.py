@@ -91,6 +91,26 @@ def test_benign_rendered_sentence_and_photo_are_not_flagged(
     assert photo.category_scores["sexual"] < 0.2  # NudeNet gave its opinion: nothing exposed
 
 
+def test_without_nudenet_a_photo_goes_to_review_with_sexual_uncovered_not_allowed(
+    media: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bastion[nudity]` not installed: the photo's text-free pixels were not looked at for
+    nudity, so the verdict says so and sends it to a person instead of scoring it 0 (allow)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "nudenet", None)  # what `import nudenet` sees uninstalled
+    with Moderator("openai") as moderator:
+        photo, caption = moderator.moderate([Item(images=[media["astronaut"]]), Item(text=BENIGN)])
+    assert photo.error is None
+    assert set(photo.uncovered) == {"sexual"}
+    assert "bastion[nudity]" in photo.uncovered["sexual"]
+    assert photo.category_actions["sexual"].value == "review"
+    assert photo.action.value != "allow"
+    assert not any(e.detector == "nudity" for e in photo.evidence)
+    # Text alone never needed NudeNet: nothing is uncovered and it is allowed as before.
+    assert caption.uncovered == {} and caption.action.value == "allow"
+
+
 def test_spoken_threat_is_flagged_with_timestamps(
     moderator: Moderator, media: dict[str, Path]
 ) -> None:

@@ -15,7 +15,17 @@ import pytest
 from skimage import data
 
 from bastion.errors import InputError, ModelError
-from bastion.media.nudenet import EXPOSED_LABELS, LABELS, NudeNet, Region, default_model_path
+from bastion.media.nudenet import (
+    EXPOSED_LABELS,
+    LABELS,
+    NudeNet,
+    Region,
+    default_model_path,
+    missing_reason,
+)
+
+# `nudenet` (the weights) is the optional extra `bastion[nudity]`; `make install` and CI have it.
+pytestmark = pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
 
 
 def _samples() -> dict[str, np.ndarray]:

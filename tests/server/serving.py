@@ -38,6 +38,19 @@ def at_once(calls: Sequence[Callable[[], T]]) -> list[T | Exception]:
     return results
 
 
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll `condition` until it holds; fail naming `what` if it has not after `timeout_s`.
+
+    The deadline is generous on purpose: it only bounds a test that has already failed, so a
+    busy machine makes the test slower, never wrong.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout_s} s")
+        time.sleep(0.02)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,10 +58,19 @@ def free_port() -> int:
         return port
 
 
-def start_server(home: Path, port: int) -> tuple[subprocess.Popen[str], str | None]:
-    """The process and the admin key it printed (None when the store already had keys)."""
+def start_server(
+    home: Path, port: int, *, gate: Path | None = None
+) -> tuple[subprocess.Popen[str], str | None]:
+    """The process and the admin key it printed (None when the store already had keys).
+
+    With `gate` (a directory), every moderation request is held in its handler until the test
+    creates `gate/release` (see held_serve.py); `gate/entered-N` appears as each one arrives.
+    """
+    command = [sys.executable, "-m", "bastion.cli"]
+    if gate is not None:
+        command = [sys.executable, str(Path(__file__).with_name("held_serve.py")), str(gate)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bastion.cli", "serve", "--port", str(port), "--home", str(home)],
+        [*command, "serve", "--port", str(port), "--home", str(home)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -11,7 +11,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from bastion.store import Role, Store, StoreError, bastion_home, default_databas
 from bastion.store.keys import SCOPES_BY_ROLE
 from bastion.store.models import Base
 from bastion.store.store import MIGRATIONS_DIR
+from subprocesses import START_LINE, release_together
 
 TABLES = {
     "alembic_version",
@@ -170,31 +170,36 @@ def test_ddl_is_transactional(store: Store) -> None:
     assert "scratch" not in inspect(store.engine).get_table_names()
 
 
-STARTER = """
-import os, sys, time
+STARTER = (
+    START_LINE
+    + """
+import os, sys
 from pathlib import Path
 from bastion.store import Store
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+wait_at_start_line(sys.argv[2])
 store = Store.open(Path(sys.argv[1]), os.environ["STARTER_DATABASE_URL"])
 store.create_key("started")
 store.close()
 """
+)
 
 
 def test_processes_starting_at_once_on_a_fresh_database_all_succeed(
-    home: Path, database_url: str
+    home: Path, database_url: str, tmp_path: Path
 ) -> None:
     """The migration lock at work: SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock."""
-    start_at = time.time() + 1.5  # after every interpreter has imported the store
+    start_line = tmp_path / "start-line"
+    start_line.mkdir()
     starters = [
         subprocess.Popen(
-            [sys.executable, "-c", STARTER, str(home), repr(start_at)],
+            [sys.executable, "-c", STARTER, str(home), str(start_line)],
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "STARTER_DATABASE_URL": database_url},  # not argv: a password
         )
         for _ in range(4)
     ]
+    release_together(start_line, starters)  # once every interpreter has imported the store
     for starter in starters:
         _, err = starter.communicate(timeout=60)
         assert starter.returncode == 0, err

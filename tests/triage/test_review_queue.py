@@ -39,6 +39,7 @@ from bastion.triage import (
     UnknownItemError,
     queue_names,
 )
+from subprocesses import START_LINE, release_together
 
 
 class Clock(Protocol):
@@ -551,15 +552,17 @@ def test_threads_claiming_at_once_never_share_an_item(store: Store) -> None:
     assert counts.pending == 0 and counts.total == total
 
 
-CLAIMER = """
-import json, os, sys, time
+CLAIMER = (
+    START_LINE
+    + """
+import json, os, sys
 from bastion.store import Store
 from bastion.triage import ReviewQueue
 
-name, start_at = sys.argv[1], float(sys.argv[2])
+name = sys.argv[1]
 store = Store(os.environ["CLAIMER_DATABASE_URL"])
 queue = ReviewQueue(store, "contended")
-time.sleep(max(0.0, start_at - time.time()))
+wait_at_start_line(sys.argv[2])
 handed = []
 while True:
     got = queue.claim(name, n=2)
@@ -571,15 +574,19 @@ while True:
 store.close()
 print(json.dumps(handed))
 """
+)
 
 
-def test_processes_claiming_at_once_never_share_an_item(store: Store, database_url: str) -> None:
+def test_processes_claiming_at_once_never_share_an_item(
+    store: Store, database_url: str, tmp_path: Path
+) -> None:
     total = 120
     ReviewQueue(store, "contended").enqueue([item(f"p{n:03d}", float(n)) for n in range(total)])
-    start_at = time.time() + 2.0  # after every interpreter has imported the queue
+    start_line = tmp_path / "start-line"
+    start_line.mkdir()
     claimers = [
         subprocess.Popen(
-            [sys.executable, "-c", CLAIMER, f"proc{n}", repr(start_at)],
+            [sys.executable, "-c", CLAIMER, f"proc{n}", str(start_line)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -587,6 +594,7 @@ def test_processes_claiming_at_once_never_share_an_item(store: Store, database_u
         )
         for n in range(4)
     ]
+    release_together(start_line, claimers)  # once every interpreter has opened the queue
     handed: dict[str, list[str]] = {}
     for n, claimer in enumerate(claimers):
         out, err = claimer.communicate(timeout=120)

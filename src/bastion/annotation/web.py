@@ -673,7 +673,9 @@ class _MediaView:
         else:
             pixels = decoded.frames[0]
         image = Image.fromarray(pixels)
-        if not reveal:
+        if not reveal and self._detector() is None:  # NudeNet not installed: blur it all
+            image = image.filter(ImageFilter.GaussianBlur(self.BLUR_RADIUS))
+        elif not reveal:
             for region in self._detector().detect([pixels])[0]:
                 x, y, w, h = region.box
                 box = (max(0, x), max(0, y), min(image.width, x + w), min(image.height, y + h))
@@ -716,10 +718,14 @@ class _MediaView:
             return self._pool
 
     def _detector(self) -> Any:
+        """NudeNet, or None when its optional package is not installed (then nothing is
+        known about where the sensitive regions are, so the whole picture is blurred)."""
         with self._lock:
             if self._nudenet is None:
-                from bastion.media.nudenet import NudeNet
+                from bastion.media.nudenet import NudeNet, missing_reason
 
+                if missing_reason() is not None:
+                    return None
                 self._nudenet = NudeNet()
             return self._nudenet
 

@@ -260,11 +260,13 @@ def _print_verdict(text: str, v: Verdict) -> None:
         table.add_row(
             cid,
             f"{v.category_scores[cid]:.3f}",
-            "✔" if v.categories[cid] else "",
+            "✔" if v.categories[cid] else ("?" if cid in v.uncovered else ""),
             f"[{_ACTION_STYLE[act]}]{act}[/]",
         )
     console.print(_shorten(text, 100), highlight=False, markup=False)
     console.print(table)
+    for cid, why in v.uncovered.items():
+        console.print(f"  [yellow]{cid} not covered[/]: {escape(why)}", highlight=False)
     if v.rationale:
         console.print(f"  [bold]LLM judge[/]: {escape(v.rationale)}", highlight=False)
     for ev in v.evidence[:3]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,6 +40,9 @@ class MediaScores:
     evidence: list[list[Evidence]]
     hashes: list[list[tuple[str, MediaHash]]]  # (source, hash) per item
     errors: list[str | None]
+    #: Per item, the categories that no detector could score on its images or video frames
+    #: (NudeNet not installed), each with why; empty for an item without them.
+    uncovered: list[dict[str, str]] = field(default_factory=list)
 
 
 class MediaModerator:
@@ -134,9 +137,24 @@ class MediaModerator:
         hashes = [
             _hashes(item) if err is None else [] for item, err in zip(items, errors, strict=True)
         ]
+        uncovered = [
+            self._uncovered(item) if err is None else {}
+            for item, err in zip(items, errors, strict=True)
+        ]
         for item in items:
             item.decoded = None  # frames can be large; the verdict keeps what matters
-        return MediaScores(by_type, evidence, hashes, errors)
+        return MediaScores(by_type, evidence, hashes, errors, uncovered)
+
+    def _uncovered(self, item: Item) -> dict[str, str]:
+        """What the image detectors could not cover for this item's images and video frames."""
+        decoded = item.decoded
+        if decoded is None or not (decoded.images or decoded.video):
+            return {}
+        out: dict[str, str] = {}
+        for det in self.image_detectors:
+            for cid, why in getattr(det, "uncovered", {}).items():
+                out.setdefault(cid, why)
+        return out
 
 
 def _hashes(item: Item) -> list[tuple[str, MediaHash]]:

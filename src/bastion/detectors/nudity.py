@@ -10,6 +10,10 @@ NudeNet's confidence is not on the same scale as a category's calibrated probabi
 licensed nudity data exists here to calibrate it. So its own decision point (`flag_at`, 0.5)
 is put on the category's flag threshold (`align_threshold`): a region at 0.5 or more flags,
 one below does not, whatever threshold calibration gave the text model.
+
+NudeNet is an optional extra (`bastion[nudity]`: its wheel's licence files are AGPL-3.0). Without
+it the detector scores nothing (NaN) and `uncovered` names the categories it should have scored,
+so the verdict says that no detector looked at those images for them, rather than scoring 0.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 
 from bastion.detectors.base import DetectorOutput, Evidence, score_item_images
 from bastion.items import Item
-from bastion.media.nudenet import NudeNet
+from bastion.media.nudenet import NudeNet, missing_reason
 from bastion.policy import LoadedPolicy
 
 
@@ -50,11 +54,27 @@ class NudityDetector:
             np.full(len(self.category_ids), flag_at) if thresholds is None else thresholds
         )
         self.flag_at = flag_at
+        # Whether NudeNet is installed is fixed for the process: asked once, here.
+        self.missing = missing_reason() if model is None and self.applies else None
 
     @property
     def applies(self) -> bool:
         """False when the policy maps no category to nudity labels (then nothing is run)."""
         return any(self.labels)
+
+    @property
+    def uncovered(self) -> dict[str, str]:
+        """The categories this detector should score on images but cannot, each with why.
+
+        Empty unless NudeNet is not installed; then every category that lists nudity labels,
+        so that the Moderator can send such media to a person instead of reading NaN as 0.
+        """
+        if self.missing is None:
+            return {}
+        why = f"no detector covers this category on images: {self.missing}"
+        return {
+            cid: why for cid, labels in zip(self.category_ids, self.labels, strict=True) if labels
+        }
 
     def score(self, items: Sequence[Item]) -> DetectorOutput:
         return score_item_images(self, items)
@@ -63,7 +83,7 @@ class NudityDetector:
         n_cat = len(self.category_ids)
         scores = np.full((len(images), n_cat), np.nan)
         evidence: list[list[Evidence]] = [[] for _ in images]
-        if not self.applies or not images:
+        if not self.applies or not images or self.missing is not None:
             return DetectorOutput(scores, evidence)
         model = self.model or load_nudenet()
         for r, regions in enumerate(model.detect(images)):

@@ -29,7 +29,15 @@ from bastion.cpus import configured_threads
 from bastion.errors import ModelError
 from bastion.media.decode import check_rgb_image
 
-__all__ = ["EXPOSED_LABELS", "LABELS", "NudeNet", "Region", "default_model_path"]
+__all__ = [
+    "EXPOSED_LABELS",
+    "INSTALL_HINT",
+    "LABELS",
+    "NudeNet",
+    "Region",
+    "default_model_path",
+    "missing_reason",
+]
 
 #: Class names in the model's output order (the same as the ONNX file's `names` metadata).
 LABELS: tuple[str, ...] = (
@@ -87,17 +95,36 @@ class Region:
         return self.label in EXPOSED_LABELS
 
 
+#: How to get the optional `nudenet` package (its wheel's licence files are AGPL-3.0).
+INSTALL_HINT = "pip install 'bastion[nudity]' (make install does it)"
+
+
+def missing_reason() -> str | None:
+    """Why NudeNet's weights are not available here, or None when its package is installed.
+
+    `nudenet` is an optional extra (`bastion[nudity]`): Bastion runs without it, and callers
+    use this to report the nudity categories as not covered instead of failing or scoring 0.
+    """
+    try:
+        spec = find_spec("nudenet")
+    except (ImportError, ValueError):  # a broken or blocked package counts as missing
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        return f"NudeNet is not installed (an optional extra: {INSTALL_HINT})"
+    return None
+
+
 def default_model_path() -> Path:
     """`320n.onnx` inside the installed `nudenet` package, found without importing it.
 
     Importing `nudenet` would build nothing, but it is cheaper and clearer to locate the file
     through the import system: the package is only a carrier for the weights here.
     """
+    why = missing_reason()
+    if why is not None:
+        raise ModelError(f"NudeNet model not found: {why}")
     spec = find_spec("nudenet")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "NudeNet model not found: the 'nudenet' package is not installed (make install does it)"
-        )
+    assert spec is not None and spec.submodule_search_locations
     return Path(next(iter(spec.submodule_search_locations))) / "320n.onnx"
 
 
@@ -121,7 +148,7 @@ class NudeNet:
         if not path.is_file():
             raise ModelError(
                 f"NudeNet model not found at {path}: reinstall the 'nudenet' package "
-                "(make install) or pass model_path= to a 320n.onnx file"
+                f"({INSTALL_HINT}) or pass model_path= to a 320n.onnx file"
             )
         if not 0.0 <= min_score <= 1.0:
             raise ValueError(f"min_score must be in [0, 1], got {min_score}")

@@ -128,11 +128,20 @@ class VerifiedKeys:
     hash the store keeps, never the secret) and holds only keys found live, so an unknown key
     is looked up every time. The price: a key revoked by another process (`bastion keys
     revoke`) keeps working here for up to `ttl_s` seconds (5 by default; 0 turns the cache off).
+    `clock` (monotonic seconds, `time.monotonic` by default) is there so tests can move time on
+    without sleeping.
     """
 
-    def __init__(self, verify: Callable[[str], ApiKey | None], ttl_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        verify: Callable[[str], ApiKey | None],
+        ttl_s: float = 5.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.verify = verify
         self.ttl_s = ttl_s
+        self._clock = clock
         self._live: dict[str, tuple[float, ApiKey]] = {}
         self._lock = threading.Lock()
 
@@ -140,7 +149,7 @@ class VerifiedKeys:
         if self.ttl_s <= 0:
             return self.verify(secret)
         digest = hash_secret(secret)
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             cached = self._live.get(digest)
         if cached is not None and cached[0] > now:
