@@ -27,7 +27,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -42,7 +41,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -52,8 +51,6 @@ from bastion.annotation.web import web_router
 from bastion.annotation.workflow import Workflow
 from bastion.errors import BastionError, InputError
 from bastion.items import Item, item_from_openai_input
-from bastion.judge.cascade import JudgeSettings
-from bastion.media.limits import MediaLimits
 from bastion.media.sources import MediaSource
 from bastion.moderator import Verdict
 from bastion.server.batching import Batcher
@@ -71,46 +68,13 @@ from bastion.server.schemas import (
     ModerationResult,
 )
 from bastion.server.security import BodyLimitMiddleware, RateLimiter, VerifiedKeys
+from bastion.server.settings import ServerSettings
 from bastion.server.triage_routes import triage_router
-from bastion.store import ApiKey, DecisionRecord, Store, bastion_home
+from bastion.store import ApiKey, DecisionRecord, Store
 from bastion.store.errors import StoreError
 from bastion.store.keys import SCOPE_DECISIONS_READ, SCOPE_KEYS_ADMIN
 
 log = logging.getLogger("bastion.server")
-
-
-class ServerSettings(BaseModel):
-    """How the service runs; every field has a safe default."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    home: Path = Field(default_factory=bastion_home, description="$BASTION_HOME or ./bastion-data")
-    default_policy: str = "openai"
-    default_model: str = "default"
-    require_auth: bool = True
-    max_body_bytes: int = Field(20_000_000, gt=0)
-    rate_limit_per_minute: int | None = Field(6_000, gt=0)
-    cors_origins: list[str] = Field(default_factory=list)
-    log_content: bool = Field(False, description="also store the text of each item in the log")
-    preload: bool = Field(True, description="load the default model at start (readyz waits)")
-    media_limits: MediaLimits = Field(default_factory=MediaLimits)
-    runtime: str | None = Field(
-        None, description="auto (int8 ONNX where checked), onnx or torch; None: $BASTION_RUNTIME"
-    )
-    batch_wait_ms: float = Field(
-        2.0, ge=0, description="how long a lone request waits for others to share its batch"
-    )
-    batch_max_items: int = Field(128, gt=0, description="most items in one model call")
-    key_cache_s: float = Field(
-        5.0, ge=0, description="how long a key found live is trusted without a database read"
-    )
-    llm: JudgeSettings | None = Field(
-        None, description="the LLM judge cascade on every model (off when None)"
-    )
-    web: bool = Field(True, description="serve the annotation and review web app under /ui")
-    secure_cookies: bool = Field(
-        False, description="mark the web app's session cookie Secure (set it behind HTTPS)"
-    )
 
 
 class _Metrics:
