@@ -54,8 +54,7 @@ from bastion.media.limits import MediaLimits
 COOKIE: Final = "bastion_session"
 STATIC: Final = {"task.js": "text/javascript", "app.css": "text/css"}
 VIDEO_SUFFIXES: Final = (".mp4", ".webm", ".mov", ".mkv", ".avi")
-PAGE_HEADERS: Final = {
-    "Cache-Control": "no-store",
+SECURITY_HEADERS: Final = {
     # Only this site's own script, styles and images; never inside another site's frame (a
     # framed task page could trick an annotator into clicking answers).
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; object-src 'none'; "
@@ -64,6 +63,9 @@ PAGE_HEADERS: Final = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
+"""What every page and every file the browser loads for one is sent with (the static files
+too: a script served without `nosniff` could be read as another type)."""
+PAGE_HEADERS: Final = {"Cache-Control": "no-store", **SECURITY_HEADERS}
 
 _templates = Environment(
     loader=PackageLoader("bastion.annotation", "templates"),
@@ -293,7 +295,11 @@ def web_router(
         if name not in STATIC:
             raise NotFoundError(f"no static file {name!r}")
         body = files("bastion.annotation").joinpath("static", name).read_bytes()
-        return Response(body, media_type=STATIC[name], headers={"Cache-Control": "max-age=300"})
+        return Response(
+            body,
+            media_type=STATIC[name],
+            headers={**SECURITY_HEADERS, "Cache-Control": "max-age=300"},
+        )
 
     # -- queues ------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from bastion.cli.output import console
 from bastion.errors import InputError
 from bastion.media.limits import MediaLimits, load_media_limits
 from bastion.server.settings import ServerSettings
+from bastion.store.keys import SCOPES_BY_ROLE, Role
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
@@ -225,7 +226,7 @@ def serve_command(
 
     from bastion.models.onnx_runtime import SPINNING_ENV
     from bastion.server.app import create_app
-    from bastion.store import Role, Store, bastion_home
+    from bastion.store import Store, bastion_home
 
     # A service answers small requests between which ONNX Runtime's threads would spin idle on
     # cores the HTTP and batching threads need (see `session_options`); $BASTION_ORT_SPINNING=1
@@ -283,24 +284,27 @@ def serve_command(
         raise typer.Exit(STARTUP_FAILURE)
 
 
+_ROLE_SCOPES = "; ".join(
+    f"{role.value}: {', '.join(sorted(scopes))}" for role, scopes in SCOPES_BY_ROLE.items()
+)
+
+
 @keys_app.command("create")
 def create_key(
     name: Annotated[str, typer.Option(help="What the key is for.")],
-    role: Annotated[str, typer.Option(help="admin, moderator or reader.")] = "moderator",
+    role: Annotated[
+        Role, typer.Option(help=f"What the key may do; the scopes of each role: {_ROLE_SCOPES}.")
+    ] = Role.moderator,
     project: Annotated[
         str, typer.Option(help="Project the key's decisions are logged under.")
     ] = "default",
     home: HomeOption = None,
 ) -> None:
     """Create an API key and print it once (only its hash is stored)."""
-    from bastion.store import Role, Store
+    from bastion.store import Store
 
-    try:
-        chosen = Role(role)
-    except ValueError:
-        raise InputError(f"unknown role '{role}': use admin, moderator or reader") from None
     store = Store.open(home)
-    key, secret = store.create_key(name, chosen, project)
+    key, secret = store.create_key(name, role, project)
     typer.echo(f"{key.role.value} API key {key.id}: {secret}")
     store.close()
 
