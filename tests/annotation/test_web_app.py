@@ -316,21 +316,19 @@ def test_every_control_on_the_task_page_has_a_name_and_the_keyboard_reaches_the_
     ]
 
 
-def test_repeated_wrong_passwords_are_throttled_and_redirects_stay_on_the_site(
+def test_wrong_passwords_are_audited_and_redirects_stay_on_the_site(
     browser: Any, live_server: LiveServer
 ) -> None:
+    """(The throttle's back-off is tested with a clock of its own in test_login_throttle.py.)"""
     page = browser.new_page()
     form = {"name": "ann", "password": "not the password", "next": "/ui"}
     statuses = [
         page.request.post(live_server.url + "/login", form=form, max_redirects=0).status
-        for _ in range(11)
+        for _ in range(3)
     ]
-    assert statuses == [401] * 10 + [429]  # the 11th is refused without trying the password
-    right = {**form, "password": PASSWORD}
-    refused = page.request.post(live_server.url + "/login", form=right, max_redirects=0)
-    assert refused.status == 429 and "Too many failed log-ins" in refused.text()
+    assert statuses == [401] * 3
     failures = [e for e in live_server.workflow.audit() if e.action == "login.failed"]
-    assert len(failures) == 10
+    assert len(failures) == 3
     # Another person logs in as usual, and a foreign "next" sends nobody off the site.
     for target in ("https://evil.example/", "//evil.example/", "/\\\\evil.example/"):
         response = page.request.post(

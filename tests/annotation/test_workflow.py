@@ -12,6 +12,7 @@ unchanged); the real cost is pinned in tests/store/test_passwords.py.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 from datetime import timedelta
@@ -203,6 +204,27 @@ def test_log_in_opens_a_session_and_a_wrong_password_is_audited_without_it(
     ]
     logged = json.dumps([[str(e.at), e.actor, e.action, e.detail] for e in workflow.audit()])
     assert "wrong password" not in logged and PASSWORD not in logged
+
+
+def test_an_unknown_name_costs_the_same_scrypt_work_as_a_wrong_password(
+    workflow: Workflow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Timing would only be flaky evidence; counting the scrypt calls is exact: one for a wrong
+    password, one (at the same cost parameters) for a name nobody has."""
+    add(workflow, "ann")
+    calls: list[tuple[int, int, int]] = []
+    real_scrypt = hashlib.scrypt
+
+    def counting(password: bytes, **kw: Any) -> bytes:
+        calls.append((kw["n"], kw["r"], kw["p"]))
+        return real_scrypt(password, **kw)
+
+    monkeypatch.setattr(hashlib, "scrypt", counting)
+    assert workflow.log_in("ann", "wrong password 123") is None
+    wrong_password = list(calls)
+    calls.clear()
+    assert workflow.log_in("nobody", "wrong password 123") is None
+    assert calls == wrong_password == [(passwords.N, passwords.R, passwords.P)]
 
 
 def test_a_session_expires_after_its_ttl_and_log_out_ends_it(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import io
 import json
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -53,8 +54,7 @@ from bastion.media.limits import MediaLimits
 COOKIE: Final = "bastion_session"
 STATIC: Final = {"task.js": "text/javascript", "app.css": "text/css"}
 VIDEO_SUFFIXES: Final = (".mp4", ".webm", ".mov", ".mkv", ".avi")
-PAGE_HEADERS: Final = {
-    "Cache-Control": "no-store",
+SECURITY_HEADERS: Final = {
     # Only this site's own script, styles and images; never inside another site's frame (a
     # framed task page could trick an annotator into clicking answers).
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; object-src 'none'; "
@@ -63,6 +63,9 @@ PAGE_HEADERS: Final = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
+"""What every page and every file the browser loads for one is sent with (the static files
+too: a script served without `nosniff` could be read as another type)."""
+PAGE_HEADERS: Final = {"Cache-Control": "no-store", **SECURITY_HEADERS}
 
 _templates = Environment(
     loader=PackageLoader("bastion.annotation", "templates"),
@@ -99,40 +102,82 @@ class _PageRoute(APIRoute):
 
 
 class LoginThrottle:
-    """Failed log-ins counted per login name and per client address over a sliding window.
-    Past `per_name` failures for a name, or `per_client` from one address (higher: an office
-    shares one address), log-ins are refused (429) without checking the password until the
-    oldest failure leaves the window. Guessing a password stays slow, and a flood of guesses
-    cannot make the server run scrypt for each one. Kept in memory: per process, and a restart
-    forgets it (the audit log keeps every failure)."""
+    """Failed log-ins, counted per (login name, client address) pair and per address, with a
+    back-off that grows.
 
-    def __init__(self, per_name: int = 10, per_client: int = 100, window_s: float = 900.0) -> None:
-        self.limits = {"name": per_name, "client": per_client}
-        self.window_s = window_s
-        self._failures: dict[tuple[str, str], list[float]] = {}
+    A pair's first `free_failures` failures cost nothing; after that each attempt from that
+    address for that name waits `first_wait_s`, doubling with every further failure, up to
+    `max_wait_s`; log-ins inside the wait are refused (429) without checking the password, so
+    guessing stays slow and a flood cannot make the server run scrypt for each guess. A
+    success resets the pair. One address is throttled the same way across all names past
+    `free_failures_per_client` failures (higher: an office shares one address), which slows
+    one machine trying many names.
+
+    No count is kept per name alone: that would let a stranger, from anywhere, lock a person
+    out (and refuse the right password too). Here a stranger's failures slow only the
+    stranger's own address; the person logs in from theirs as usual. Counts are forgotten
+    after `forget_s` without a failure. Kept in memory: per process, and a restart forgets it
+    (the audit log keeps every failure). `clock` (seconds, monotonic) is the tests' seam.
+    """
+
+    def __init__(
+        self,
+        free_failures: int = 5,
+        free_failures_per_client: int = 100,
+        first_wait_s: float = 1.0,
+        max_wait_s: float = 900.0,
+        forget_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.free_failures = free_failures
+        self.free_failures_per_client = free_failures_per_client
+        self.first_wait_s = first_wait_s
+        self.max_wait_s = max_wait_s
+        self.forget_s = forget_s
+        self.clock = clock
+        self._failures: dict[tuple[str, ...], tuple[int, float]] = {}
         self._lock = threading.Lock()
+
+    def back_off(self, failures: int, free: int) -> float:
+        """Seconds to wait after the last of `failures` failures, when the first `free` cost
+        nothing: 0, then first_wait_s, doubling per failure, capped at max_wait_s."""
+        if failures <= free:
+            return 0.0
+        return min(self.max_wait_s, self.first_wait_s * 2.0 ** min(failures - free - 1, 64))
 
     def wait(self, name: str, client: str) -> float:
         """Seconds until `name` may try to log in from `client` again (0: now)."""
-        now = time.monotonic()
+        now = self.clock()
         waits = [0.0]
         with self._lock:
-            for key in (("name", name), ("client", client)):
-                recent = [t for t in self._failures.get(key, []) if t > now - self.window_s]
-                self._failures[key] = recent
-                if len(recent) >= self.limits[key[0]]:
-                    waits.append(recent[0] + self.window_s - now)
+            for key, free in self._keys(name, client):
+                failures, last = self._failures.get(key, (0, now))
+                waits.append(last + self.back_off(failures, free) - now)
         return max(waits)
 
     def failed(self, name: str, client: str) -> None:
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             if len(self._failures) > 100_000:  # bounded: forget the quiet ones
                 self._failures = {
-                    k: v for k, v in self._failures.items() if v and v[-1] > now - self.window_s
+                    k: v for k, v in self._failures.items() if v[1] > now - self.forget_s
                 }
-            for key in (("name", name), ("client", client)):
-                self._failures.setdefault(key, []).append(now)
+            for key, _ in self._keys(name, client):
+                failures, last = self._failures.get(key, (0, now))
+                fresh = now - last < self.forget_s
+                self._failures[key] = ((failures if fresh else 0) + 1, now)
+
+    def succeeded(self, name: str, client: str) -> None:
+        """The right password: this name starts afresh from this address. The address's own
+        count stays, or one account of one's own would reset guessing at others'."""
+        with self._lock:
+            self._failures.pop(("pair", name, client), None)
+
+    def _keys(self, name: str, client: str) -> list[tuple[tuple[str, ...], int]]:
+        return [
+            (("pair", name, client), self.free_failures),
+            (("client", client), self.free_failures_per_client),
+        ]
 
 
 class ReviewDesk(Protocol):
@@ -215,11 +260,12 @@ def web_router(
         who_tries = (name.strip().lower(), request.client.host if request.client else "?")
         wait = throttle.wait(*who_tries)
         if wait > 0:
-            minutes = max(1, round(wait / 60))
-            return page(
+            refused = page(
                 request, "login.html", None, 429, next=target, name=name,
-                error=f"Too many failed log-ins. Try again in {minutes} minute{'s' * (minutes > 1)}.",
+                error=f"Too many failed log-ins. Try again in {_duration(wait)}.",
             )  # fmt: skip
+            refused.headers["Retry-After"] = str(math.ceil(wait))
+            return refused
         found = await run_in_threadpool(workflow.log_in, name, password)
         if found is None:
             throttle.failed(*who_tries)
@@ -227,6 +273,7 @@ def web_router(
                 request, "login.html", None, 401, next=target, name=name,
                 error="Wrong name or password.",
             )  # fmt: skip
+        throttle.succeeded(*who_tries)
         _, token, _ = found
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
@@ -248,7 +295,11 @@ def web_router(
         if name not in STATIC:
             raise NotFoundError(f"no static file {name!r}")
         body = files("bastion.annotation").joinpath("static", name).read_bytes()
-        return Response(body, media_type=STATIC[name], headers={"Cache-Control": "max-age=300"})
+        return Response(
+            body,
+            media_type=STATIC[name],
+            headers={**SECURITY_HEADERS, "Cache-Control": "max-age=300"},
+        )
 
     # -- queues ------------------------------------------------------------------------------
 
@@ -613,6 +664,14 @@ def _notice(done: str) -> str:
     if template is None or not value or len(value) > 64:
         return ""
     return template.format(value)
+
+
+def _duration(seconds: float) -> str:
+    """A wait as a person reads it: whole seconds under two minutes, else whole minutes."""
+    if seconds < 120:
+        whole = max(1, math.ceil(seconds))
+        return f"{whole} second{'s' * (whole > 1)}"
+    return f"{math.ceil(seconds / 60)} minutes"
 
 
 def _is_video(ref: str) -> bool:

@@ -261,15 +261,14 @@ class Workflow:
     def log_in(self, name: str, password: str) -> tuple[Person, str, str] | None:
         """Check a password and open a session: (person, cookie token, form token), or None.
 
-        The failed attempt is audited too (without the password), so guessing shows up."""
+        The failed attempt is audited too (without the password), so guessing shows up. An
+        unknown or disabled name costs the same scrypt work as a wrong password (see
+        `verify_password`), so the time taken does not say which names exist."""
         with self._write("log in") as session:
             row = session.scalar(select(PersonRow).where(PersonRow.name == name.strip()))
-            ok = (
-                row is not None
-                and row.disabled_at is None
-                and verify_password(password, row.password_hash)
-            )
-            if not ok or row is None:
+            may_log_in = row is not None and row.disabled_at is None
+            stored = row.password_hash if may_log_in and row is not None else None
+            if not verify_password(password, stored) or row is None:
                 self._audit(session, name.strip() or "?", "login.failed")
                 return None
             token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -13,6 +14,9 @@ from rich.table import Table
 from bastion.cli.judge import BandOption, CacheOption, LLMModelOption, judge_settings, parse_bands
 from bastion.cli.output import console
 from bastion.errors import InputError
+from bastion.media.limits import MediaLimits, load_media_limits
+from bastion.server.settings import ServerSettings
+from bastion.store.keys import SCOPES_BY_ROLE, Role
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
@@ -28,44 +32,183 @@ HomeOption = Annotated[
 ]
 
 
+def _env(option: Any, name: str) -> Any:
+    """A shared option (an `Annotated[type, typer.Option(...)]`) that `bastion serve` also reads
+    from the environment variable `name`, listed in its --help."""
+    info = copy.copy(option.__metadata__[0])
+    info.envvar, info.show_envvar = name, True
+    return Annotated[option.__origin__, info]
+
+
+def _default(field: str) -> Any:
+    """The default of one ServerSettings field: the settings hold it, the flags show it."""
+    return ServerSettings.model_fields[field].get_default(call_default_factory=True)
+
+
+def _setting(*flags: str, env: str, help: str, **more: Any) -> Any:
+    return typer.Option(*flags, envvar=env, show_envvar=True, help=help, **more)
+
+
 def serve_command(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
-    home: HomeOption = None,
+    host: Annotated[
+        str, _setting("--host", env="BASTION_HOST", help="Address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, _setting("--port", env="BASTION_PORT", min=1, max=65535, help="Port to listen on.")
+    ] = 8000,
+    home: _env(HomeOption, "BASTION_HOME") = None,  # type: ignore[valid-type]
     policy: Annotated[
-        str, typer.Option(help="Default policy for requests that name none.")
-    ] = "openai",
-    model: Annotated[str, typer.Option(help="Default model.")] = "default",
-    no_auth: Annotated[
-        bool, typer.Option("--no-auth", help="Serve without API keys (local experiments only).")
-    ] = False,
+        str,
+        _setting("--policy", env="BASTION_POLICY", help="Default policy for requests naming none."),
+    ] = _default("default_policy"),
+    model: Annotated[
+        str, _setting("--model", env="BASTION_MODEL", help="Default model.")
+    ] = _default("default_model"),
+    auth: Annotated[
+        bool,
+        _setting(
+            "--auth/--no-auth",
+            env="BASTION_AUTH",
+            help="Require API keys; --no-auth serves without them (local experiments only).",
+        ),
+    ] = _default("require_auth"),
+    max_body_bytes: Annotated[
+        int,
+        _setting(
+            "--max-body-bytes",
+            env="BASTION_MAX_BODY_BYTES",
+            min=1,
+            help="Largest request body; a larger one gets 413.",
+        ),
+    ] = _default("max_body_bytes"),
+    max_json_depth: Annotated[
+        int,
+        _setting(
+            "--max-json-depth",
+            env="BASTION_MAX_JSON_DEPTH",
+            min=1,
+            max=500,
+            help="Deepest nesting a JSON body may have; a deeper one gets 400.",
+        ),
+    ] = _default("max_json_depth"),
+    rate_limit: Annotated[
+        int,
+        _setting(
+            "--rate-limit",
+            env="BASTION_RATE_LIMIT",
+            min=0,
+            help="Requests a minute per API key (bursts up to that many); 0 turns it off.",
+        ),
+    ] = _default("rate_limit_per_minute") or 0,
     cors_origin: Annotated[
-        list[str] | None, typer.Option(help="Allow browser calls from this origin (repeatable).")
+        list[str] | None,
+        _setting(
+            "--cors-origin",
+            env="BASTION_CORS_ORIGINS",
+            help="Allow browser calls from this origin (repeat the flag; in the variable, "
+            "separate origins by spaces).",
+        ),
     ] = None,
     log_content: Annotated[
-        bool, typer.Option(help="Store each item's text in the decision log.")
-    ] = False,
+        bool,
+        _setting(
+            "--log-content/--no-log-content",
+            env="BASTION_LOG_CONTENT",
+            help="Store each item's text in the decision log.",
+        ),
+    ] = _default("log_content"),
+    preload: Annotated[
+        bool,
+        _setting(
+            "--preload/--no-preload",
+            env="BASTION_PRELOAD",
+            help="Load the default model at start (/readyz answers 503 until it is loaded).",
+        ),
+    ] = _default("preload"),
+    media_limits: Annotated[
+        Path | None,
+        _setting(
+            "--media-limits",
+            env="BASTION_MEDIA_LIMITS",
+            exists=True,
+            dir_okay=False,
+            help="YAML file of media limits (max_pixels, max_video_seconds, decode_timeout_s, "
+            "...); unset: the built-in limits.",
+        ),
+    ] = None,
     runtime: Annotated[
         str | None,
-        typer.Option(
+        _setting(
+            "--runtime",
+            env="BASTION_RUNTIME",
             help="Encoder runtime: auto (int8 ONNX where the model's check passed), onnx, torch "
-            "(default $BASTION_RUNTIME or auto)."
+            "(default auto).",
         ),
     ] = None,
     batch_wait_ms: Annotated[
         float,
-        typer.Option(min=0, help="How long a lone request waits to share a model call."),
-    ] = 2.0,
+        _setting(
+            "--batch-wait-ms",
+            env="BASTION_BATCH_WAIT_MS",
+            min=0,
+            help="How long a lone request waits to share a model call.",
+        ),
+    ] = _default("batch_wait_ms"),
+    batch_max_items: Annotated[
+        int,
+        _setting(
+            "--batch-max-items",
+            env="BASTION_BATCH_MAX_ITEMS",
+            min=1,
+            help="Most items in one model call.",
+        ),
+    ] = _default("batch_max_items"),
+    key_cache_s: Annotated[
+        float,
+        _setting(
+            "--key-cache-s",
+            env="BASTION_KEY_CACHE_S",
+            min=0,
+            help="Seconds a key found live is trusted without a database read (a key revoked "
+            "by another process works that long here); 0 reads the database every time.",
+        ),
+    ] = _default("key_cache_s"),
+    web: Annotated[
+        bool,
+        _setting(
+            "--web/--no-web",
+            env="BASTION_WEB",
+            help="Serve the annotation and review web app under /ui and /login.",
+        ),
+    ] = _default("web"),
+    secure_cookies: Annotated[
+        bool,
+        _setting(
+            "--secure-cookies/--no-secure-cookies",
+            env="BASTION_SECURE_COOKIES",
+            help="Mark the web app's session cookie Secure (turn it on behind HTTPS).",
+        ),
+    ] = _default("secure_cookies"),
+    docs: Annotated[
+        bool,
+        _setting(
+            "--docs/--no-docs",
+            env="BASTION_DOCS",
+            help="Serve interactive API docs at /docs and /redoc; their scripts load from a "
+            "CDN, so a browser offline cannot show them (/openapi.json is always served).",
+        ),
+    ] = _default("docs"),
     llm: Annotated[
         str | None,
-        typer.Option(
+        _setting(
             "--llm",
+            env="BASTION_LLM",
             help="Turn on the LLM cascade for every model: 'local' or an OpenAI-compatible URL.",
         ),
     ] = None,
-    llm_model: LLMModelOption = None,
-    llm_band: BandOption = None,
-    llm_cache: CacheOption = None,
+    llm_model: _env(LLMModelOption, "BASTION_LLM_MODEL") = None,  # type: ignore[valid-type]
+    llm_band: _env(BandOption, "BASTION_LLM_BAND") = None,  # type: ignore[valid-type]
+    llm_cache: _env(CacheOption, "BASTION_LLM_CACHE") = None,  # type: ignore[valid-type]
 ) -> None:
     """Serve the moderation API: POST /v1/moderations (OpenAI-compatible) and /v1/moderate.
 
@@ -82,32 +225,42 @@ def serve_command(
     import uvicorn
 
     from bastion.models.onnx_runtime import SPINNING_ENV
-    from bastion.server.app import ServerSettings, create_app
-    from bastion.store import Role, Store, bastion_home
+    from bastion.server.app import create_app
+    from bastion.store import Store, bastion_home
 
     # A service answers small requests between which ONNX Runtime's threads would spin idle on
     # cores the HTTP and batching threads need (see `session_options`); $BASTION_ORT_SPINNING=1
     # turns spinning back on.
     os.environ.setdefault(SPINNING_ENV, "0")
     root = home or bastion_home()
-    store = Store.open(root)
-    if not no_auth and store.count_keys() == 0:
-        _, secret = store.create_key("admin (created at first start)", Role.admin)
-        typer.echo(f"admin API key: {secret}")
-        typer.echo("(shown once; create more with `bastion keys create`)")
     settings = ServerSettings(
         home=root,
         default_policy=policy,
         default_model=model,
-        require_auth=not no_auth,
+        require_auth=auth,
+        max_body_bytes=max_body_bytes,
+        max_json_depth=max_json_depth,
+        rate_limit_per_minute=rate_limit or None,
         cors_origins=list(cors_origin or []),
         log_content=log_content,
+        preload=preload,
+        media_limits=load_media_limits(media_limits) if media_limits else MediaLimits(),
         runtime=runtime,
         batch_wait_ms=batch_wait_ms,
+        batch_max_items=batch_max_items,
+        key_cache_s=key_cache_s,
         llm=judge_settings(backend=llm, model=llm_model, **parse_bands(llm_band), cache=llm_cache)
         if llm
         else None,
+        web=web,
+        secure_cookies=secure_cookies,
+        docs=docs,
     )
+    store = Store.open(root)
+    if auth and store.count_keys() == 0:
+        _, secret = store.create_key("admin (created at first start)", Role.admin)
+        typer.echo(f"admin API key: {secret}")
+        typer.echo("(shown once; create more with `bastion keys create`)")
     app = create_app(settings, store)
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=DRAIN_TIMEOUT_S
@@ -131,24 +284,27 @@ def serve_command(
         raise typer.Exit(STARTUP_FAILURE)
 
 
+_ROLE_SCOPES = "; ".join(
+    f"{role.value}: {', '.join(sorted(scopes))}" for role, scopes in SCOPES_BY_ROLE.items()
+)
+
+
 @keys_app.command("create")
 def create_key(
     name: Annotated[str, typer.Option(help="What the key is for.")],
-    role: Annotated[str, typer.Option(help="admin, moderator or reader.")] = "moderator",
+    role: Annotated[
+        Role, typer.Option(help=f"What the key may do; the scopes of each role: {_ROLE_SCOPES}.")
+    ] = Role.moderator,
     project: Annotated[
         str, typer.Option(help="Project the key's decisions are logged under.")
     ] = "default",
     home: HomeOption = None,
 ) -> None:
     """Create an API key and print it once (only its hash is stored)."""
-    from bastion.store import Role, Store
+    from bastion.store import Store
 
-    try:
-        chosen = Role(role)
-    except ValueError:
-        raise InputError(f"unknown role '{role}': use admin, moderator or reader") from None
     store = Store.open(home)
-    key, secret = store.create_key(name, chosen, project)
+    key, secret = store.create_key(name, role, project)
     typer.echo(f"{key.role.value} API key {key.id}: {secret}")
     store.close()
 

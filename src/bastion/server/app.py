@@ -19,6 +19,7 @@ included here, under the same keys; each starts and stops what it runs with the 
 at definition time, and the auth dependencies are built inside `create_app`.)
 """
 
+import base64
 import hashlib
 import logging
 import re
@@ -27,13 +28,13 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -42,18 +43,16 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from bastion import __version__
-from bastion.annotation.web import web_router
+from bastion.annotation.web import PAGE_HEADERS, web_router
 from bastion.annotation.workflow import Workflow
-from bastion.errors import BastionError, InputError
+from bastion.errors import BastionError, InputError, ModelError, PolicyError
 from bastion.items import Item, item_from_openai_input
-from bastion.judge.cascade import JudgeSettings
-from bastion.media.limits import MediaLimits
 from bastion.media.sources import MediaSource
 from bastion.moderator import Verdict
 from bastion.server.batching import Batcher
@@ -61,6 +60,7 @@ from bastion.server.pool import ModelKey, ModeratorPool
 from bastion.server.recall_jobs import recall_router
 from bastion.server.schemas import (
     DecisionList,
+    ErrorCode,
     ErrorResponse,
     Health,
     ItemIn,
@@ -70,47 +70,14 @@ from bastion.server.schemas import (
     ModerationResponse,
     ModerationResult,
 )
-from bastion.server.security import BodyLimitMiddleware, RateLimiter, VerifiedKeys
+from bastion.server.security import BodyLimitMiddleware, RateLimiter, VerifiedKeys, error_body
+from bastion.server.settings import ServerSettings
 from bastion.server.triage_routes import triage_router
-from bastion.store import ApiKey, DecisionRecord, Store, bastion_home
+from bastion.store import ApiKey, DecisionRecord, Store
 from bastion.store.errors import StoreError
 from bastion.store.keys import SCOPE_DECISIONS_READ, SCOPE_KEYS_ADMIN
 
 log = logging.getLogger("bastion.server")
-
-
-class ServerSettings(BaseModel):
-    """How the service runs; every field has a safe default."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    home: Path = Field(default_factory=bastion_home, description="$BASTION_HOME or ./bastion-data")
-    default_policy: str = "openai"
-    default_model: str = "default"
-    require_auth: bool = True
-    max_body_bytes: int = Field(20_000_000, gt=0)
-    rate_limit_per_minute: int | None = Field(6_000, gt=0)
-    cors_origins: list[str] = Field(default_factory=list)
-    log_content: bool = Field(False, description="also store the text of each item in the log")
-    preload: bool = Field(True, description="load the default model at start (readyz waits)")
-    media_limits: MediaLimits = Field(default_factory=MediaLimits)
-    runtime: str | None = Field(
-        None, description="auto (int8 ONNX where checked), onnx or torch; None: $BASTION_RUNTIME"
-    )
-    batch_wait_ms: float = Field(
-        2.0, ge=0, description="how long a lone request waits for others to share its batch"
-    )
-    batch_max_items: int = Field(128, gt=0, description="most items in one model call")
-    key_cache_s: float = Field(
-        5.0, ge=0, description="how long a key found live is trusted without a database read"
-    )
-    llm: JudgeSettings | None = Field(
-        None, description="the LLM judge cascade on every model (off when None)"
-    )
-    web: bool = Field(True, description="serve the annotation and review web app under /ui")
-    secure_cookies: bool = Field(
-        False, description="mark the web app's session cookie Secure (set it behind HTTPS)"
-    )
 
 
 class _Metrics:
@@ -283,12 +250,20 @@ def create_app(
         "`/v1/moderations` is OpenAI-compatible.",
         lifespan=lifespan,
         responses={status: {"model": ErrorResponse} for status in (400, 401, 403, 413, 429, 500)},
+        docs_url=None,  # served below, with the pages' security headers, when settings.docs
+        redoc_url=None,
     )
+    if settings.docs:
+        app.add_api_route("/docs", _swagger_ui, include_in_schema=False)
     app.state.settings = settings
     app.state.store = store
     app.state.pool = pool
     app.state.metrics = metrics
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        max_json_depth=settings.max_json_depth,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -312,18 +287,20 @@ def create_app(
                 return None
             if credentials is None:
                 raise _HTTPError(
-                    401, "missing API key: send 'Authorization: Bearer KEY'", "invalid_api_key"
+                    401,
+                    "missing API key: send 'Authorization: Bearer KEY'",
+                    ErrorCode.invalid_api_key,
                 )
             key = verify_key(credentials.credentials)
             if key is None:
-                raise _HTTPError(401, "invalid or revoked API key", "invalid_api_key")
+                raise _HTTPError(401, "invalid or revoked API key", ErrorCode.invalid_api_key)
             missing = [s for s in scopes if not key.allows(s)]
             if missing:
                 needs = " and ".join(f"'{s}'" for s in missing)
                 raise _HTTPError(
                     403,
                     f"this key ({key.role.value}) may not use this route (needs {needs})",
-                    "forbidden",
+                    ErrorCode.forbidden,
                 )
             if limiter is not None:
                 wait = limiter.take(key.id)
@@ -331,7 +308,7 @@ def create_app(
                     raise _HTTPError(
                         429,
                         f"rate limit of {limiter.per_minute} requests a minute reached for this key",
-                        "rate_limit_exceeded",
+                        ErrorCode.rate_limit_exceeded,
                         headers={"Retry-After": str(max(1, round(wait)))},
                     )
             return key
@@ -347,28 +324,29 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        metrics.errors.labels("invalid_request").inc()
+        metrics.errors.labels(ErrorCode.invalid_request).inc()
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
             for e in exc.errors()[:10]
         )
-        return _error(400, f"invalid request: {problems}", "invalid_request")
+        return _error(400, f"invalid request: {problems}", ErrorCode.invalid_request)
 
     @app.exception_handler(BastionError)
     async def bastion_error(request: Request, exc: BastionError) -> JSONResponse:
-        metrics.errors.labels(type(exc).__name__).inc()
-        return _error(400, str(exc), type(exc).__name__)
+        code = _code_of(exc)
+        metrics.errors.labels(code).inc()
+        return _error(400, str(exc), code)
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> JSONResponse:
         # The database failed, not the request: 503 (retry), and the driver's words stay in the
         # server's log.
-        metrics.errors.labels("StoreError").inc()
+        metrics.errors.labels(ErrorCode.service_unavailable).inc()
         log.error("decision log unavailable on %s: %s", request.url.path, exc)
         return _error(
             503,
             "the decision log could not be written, so the verdicts were not returned; retry",
-            "service_unavailable",
+            ErrorCode.service_unavailable,
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -379,13 +357,17 @@ def create_app(
             # Starlette names only the first route on the path (GET /v1/banks) and not the
             # others on it (POST /v1/banks): name them all.
             headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(app, request))}
-        return _error(exc.status_code, str(exc.detail), "http_error", headers=headers)
+        code = _HTTP_STATUS_CODES.get(exc.status_code)
+        if code is None:
+            code = ErrorCode.invalid_request if exc.status_code < 500 else ErrorCode.internal_error
+        metrics.errors.labels(code).inc()
+        return _error(exc.status_code, str(exc.detail), code, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        metrics.errors.labels("internal").inc()
+        metrics.errors.labels(ErrorCode.internal_error).inc()
         log.exception("unhandled error on %s", request.url.path)  # the body is never logged
-        return _error(500, "internal error; the request was not scored", "internal_error")
+        return _error(500, "internal error; the request was not scored", ErrorCode.internal_error)
 
     # ------------------------------------------------------------------ probes and metrics
 
@@ -564,6 +546,29 @@ def create_app(
     return app
 
 
+_DOCS_CDN = "https://cdn.jsdelivr.net"
+_DOCS_ICON = "https://fastapi.tiangolo.com"
+
+
+def _swagger_ui() -> HTMLResponse:
+    """Swagger UI for /openapi.json, with the web app's security headers. Its script and styles
+    come from a CDN (so /docs is off unless asked for: a browser offline cannot show it); the
+    policy allows that CDN and, by its hash, the one inline script that starts the UI."""
+    page = get_swagger_ui_html(openapi_url="/openapi.json", title="Bastion API")
+    html = bytes(page.body).decode()
+    inline = re.findall(r"<script>(.*?)</script>", html, re.DOTALL)
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in inline
+    )
+    policy = (
+        f"default-src 'self'; script-src 'self' {_DOCS_CDN} {hashes}; "
+        f"style-src 'self' {_DOCS_CDN} 'unsafe-inline'; img-src 'self' data: {_DOCS_ICON}; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+    headers = {**PAGE_HEADERS, "Content-Security-Policy": policy}
+    return HTMLResponse(html, headers=headers)
+
+
 class _ReviewDesk:
     """The triage review queues for the web app (`bastion.annotation.web.ReviewDesk`): the
     queue's own errors become the web app's (an unknown item is a 404 page)."""
@@ -619,22 +624,39 @@ class _ReviewDesk:
 
 class _HTTPError(Exception):
     def __init__(
-        self, status: int, message: str, code: str, headers: dict[str, str] | None = None
+        self, status: int, message: str, code: ErrorCode, headers: dict[str, str] | None = None
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.code = code
+        self.code = ErrorCode(code)
         self.headers = headers
 
 
+_HTTP_STATUS_CODES: dict[int, ErrorCode] = {
+    404: ErrorCode.not_found,
+    405: ErrorCode.method_not_allowed,
+    413: ErrorCode.request_too_large,
+    415: ErrorCode.unsupported_media_type,
+}
+"""The code of an error Starlette or FastAPI raise themselves (no route, wrong method), by
+status; any other 4xx is `invalid_request`, any 5xx `internal_error`."""
+
+
+def _code_of(exc: BastionError) -> ErrorCode:
+    """The code of a domain error that reached the API: what kind of thing the request got wrong."""
+    if isinstance(exc, PolicyError):
+        return ErrorCode.invalid_policy
+    if isinstance(exc, ModelError):
+        return ErrorCode.invalid_model
+    if isinstance(exc, InputError):
+        return ErrorCode.invalid_input
+    return ErrorCode.invalid_request
+
+
 def _error(
-    status: int, message: str, code: str, headers: dict[str, str] | None = None
+    status: int, message: str, code: ErrorCode, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    if status in (401, 403):
-        kind = "authentication_error" if status == 401 else "permission_error"
-    body = {"error": {"message": message, "type": kind, "code": code, "param": None}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(error_body(status, message, code), status_code=status, headers=headers)
 
 
 def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
@@ -661,7 +683,7 @@ def _only_known_query(request: Request, known: tuple[str, ...]) -> None:
             400,
             f"invalid request: unknown query parameter {unknown[0]!r}; this route takes "
             + ", ".join(known),
-            "invalid_request",
+            ErrorCode.invalid_request,
         )
 
 
@@ -691,7 +713,9 @@ def _utc_since(since: datetime | None) -> datetime | None:
         except OverflowError:
             problem = "is out of range once converted to UTC"
     raise _HTTPError(
-        400, f"invalid request: query.since: {since.isoformat()} {problem}", "invalid_request"
+        400,
+        f"invalid request: query.since: {since.isoformat()} {problem}",
+        ErrorCode.invalid_request,
     )
 
 
@@ -714,7 +738,7 @@ def _readable_project(key: ApiKey | None, requested: str | None) -> str | None:
         403,
         f"this key reads only its own project's decisions ('{key.project}'); reading "
         f"'{requested}' needs a key with '{SCOPE_KEYS_ADMIN}'",
-        "forbidden",
+        ErrorCode.forbidden,
     )
 
 

@@ -32,8 +32,9 @@ from bastion.media.hashing import MediaHash, pdq_hash
 from bastion.media.limits import MediaLimits
 from bastion.media.sandbox import Decoded, DecoderPool
 from bastion.media.sources import MediaSource
+from bastion.server.schemas import ErrorCode
 
-HTTPError = Callable[[int, str, str], Exception]
+HTTPError = Callable[[int, str, ErrorCode], Exception]
 
 #: The longest hash a lookup takes: a vPDQ signal of a ten-minute video at one frame a second
 #: is about 45,000 characters.
@@ -119,7 +120,7 @@ def lookup_input_reader(
                 f"a lookup takes multipart/form-data (field 'file' or 'hash'), "
                 f"application/x-www-form-urlencoded (field 'hash') or the image itself as "
                 f"image/* or application/octet-stream; got {media_type or 'no Content-Type'}",
-                "unsupported_media_type",
+                ErrorCode.unsupported_media_type,
             )
         if hash_value is not None and form_hash is not None:
             raise _invalid(http_error, "the hash was given twice (query and form); give it once")
@@ -213,12 +214,12 @@ def _read_urlencoded(body: bytes, http_error: HTTPError) -> str:
 
 
 def _invalid(http_error: HTTPError, problem: str) -> Exception:
-    return http_error(400, f"invalid request: {problem}", "invalid_request")
+    return http_error(400, f"invalid request: {problem}", ErrorCode.invalid_request)
 
 
 def _too_large(http_error: HTTPError, size: int, limit: int) -> Exception:
     return http_error(
         413,
         f"the upload of {size:,} bytes is over the image size limit of {limit:,} (max_image_bytes)",
-        "request_too_large",
+        ErrorCode.request_too_large,
     )

@@ -60,7 +60,7 @@ from bastion.batch.inputs import JsonlInput
 from bastion.errors import BastionError, InputError
 from bastion.media.sources import MediaKind, MediaSource
 from bastion.server.pool import ModelKey, ModeratorPool
-from bastion.server.schemas import ErrorResponse
+from bastion.server.schemas import ErrorCode, ErrorResponse
 from bastion.server.triage_routes import QUEUE_NAME_PATTERN
 from bastion.store import ApiKey, Store
 from bastion.store.keys import SCOPE_BANKS_READ, SCOPE_KEYS_ADMIN, SCOPE_MODERATE
@@ -492,7 +492,7 @@ def recall_router(
     home: Path,
     pool: ModeratorPool,
     require: Callable[..., Callable[..., ApiKey | None]],
-    http_error: Callable[[int, str, str], Exception],
+    http_error: Callable[[int, str, ErrorCode], Exception],
     settings: RecallSettings | None = None,
 ) -> APIRouter:
     """The recall-job routes, and the worker that runs the jobs while the router is up."""
@@ -511,7 +511,7 @@ def recall_router(
     may_recall = require(SCOPE_MODERATE, SCOPE_BANKS_READ)
 
     def unknown_job(exc: Exception) -> Exception:
-        return http_error(404, str(exc), "not_found")
+        return http_error(404, str(exc), ErrorCode.not_found)
 
     @router.post(
         "/v1/recall/jobs",
@@ -529,9 +529,9 @@ def recall_router(
         try:
             spec = jobs.submit(body, key)
         except UnknownBankError as exc:
-            raise http_error(404, str(exc), "bank_not_found") from None
+            raise http_error(404, str(exc), ErrorCode.bank_not_found) from None
         except InputError as exc:
-            raise http_error(400, f"invalid request: {exc}", "invalid_request") from None
+            raise http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request) from None
         response.headers["Location"] = f"/v1/recall/jobs/{spec.id}"
         return RecallJobAccepted(id=spec.id, created_at=spec.created_at)
 
@@ -563,7 +563,7 @@ def recall_router(
         except UnknownJobError as exc:
             raise unknown_job(exc) from None
         except JobNotDoneError as exc:
-            raise http_error(409, str(exc), "job_not_done") from None
+            raise http_error(409, str(exc), ErrorCode.job_not_done) from None
 
     return router
 

@@ -37,7 +37,7 @@ from bastion.server.bank_lookup import (
     image_hashes,
     lookup_input_reader,
 )
-from bastion.server.schemas import ErrorResponse
+from bastion.server.schemas import ErrorCode, ErrorResponse
 from bastion.store import ApiKey, Store
 from bastion.store.keys import SCOPE_BANKS_READ, SCOPE_BANKS_WRITE, SCOPE_REVIEW
 from bastion.triage import ClaimError, QueueError, ReviewLabel, ReviewQueue, UnknownItemError
@@ -194,7 +194,7 @@ def triage_router(
     store: Store,
     home: Path,
     require: Callable[[str], Callable[..., ApiKey | None]],
-    http_error: Callable[[int, str, str], Exception],
+    http_error: Callable[[int, str, ErrorCode], Exception],
     media_limits: MediaLimits | None = None,
 ) -> APIRouter:
     limits = media_limits or MediaLimits()
@@ -217,16 +217,18 @@ def triage_router(
             return key.id
         if not given:
             raise http_error(
-                400, "invalid request: reviewer is required when auth is off", "invalid_request"
+                400,
+                "invalid request: reviewer is required when auth is off",
+                ErrorCode.invalid_request,
             )
         return given
 
     def queue_error(exc: Exception) -> Exception:
         if isinstance(exc, UnknownItemError):
-            return http_error(404, str(exc), "not_found")
+            return http_error(404, str(exc), ErrorCode.not_found)
         if isinstance(exc, ClaimError):
-            return http_error(409, str(exc), exc.reason)
-        return http_error(400, f"invalid request: {exc}", "invalid_request")
+            return http_error(409, str(exc), ErrorCode(exc.reason))
+        return http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request)
 
     def open_bank(name: str) -> Any:
         try:
@@ -234,7 +236,9 @@ def triage_router(
         except BankError as exc:
             status = 404 if "no bank named" in str(exc) or "bad bank name" in str(exc) else 500
             raise http_error(
-                status, str(exc), "bank_not_found" if status == 404 else "bank_error"
+                status,
+                str(exc),
+                ErrorCode.bank_not_found if status == 404 else ErrorCode.bank_error,
             ) from None
 
     @router.get("/v1/queues/{queue}/items", response_model=QueueItemList, tags=["review"])
@@ -307,15 +311,17 @@ def triage_router(
             if body.kind == "embedding":
                 _check_embedding_settings(body.settings)
         except BankError as exc:
-            raise http_error(400, f"invalid request: {exc}", "invalid_request") from None
+            raise http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request) from None
         if body.name in banks.names():
-            raise http_error(409, f"bank {body.name!r} already exists", "bank_exists")
+            raise http_error(409, f"bank {body.name!r} already exists", ErrorCode.bank_exists)
         try:
             bank = banks.create(body.name, body.kind, body.settings, body.description)
         except BankError as exc:
             if "already exists" in str(exc):  # created by another request in the meantime
-                raise http_error(409, f"bank {body.name!r} already exists", "bank_exists") from None
-            raise http_error(400, f"invalid request: {exc}", "invalid_request") from None
+                raise http_error(
+                    409, f"bank {body.name!r} already exists", ErrorCode.bank_exists
+                ) from None
+            raise http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request) from None
         return _bank_out(bank)
 
     @router.post("/v1/banks/{name}/match", response_model=MatchList, tags=["banks"])
@@ -364,7 +370,7 @@ def triage_router(
         try:
             updated = bank.add(good) if good else bank
         except BankError as exc:
-            raise http_error(400, f"invalid request: {exc}", "invalid_request") from None
+            raise http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request) from None
         return AddEntriesOut(
             bank=updated.manifest.name,
             bank_version=updated.manifest.version,
@@ -395,13 +401,13 @@ def triage_router(
                 400,
                 f"bank {name!r} is a {kind} bank; lookup matches images and hashes in hash "
                 f"banks (match texts with POST /v1/banks/{name}/match)",
-                "wrong_bank_kind",
+                ErrorCode.wrong_bank_kind,
             )
         if given.image is not None:
             try:
                 pdq, md5 = image_hashes(decoders, given.image)
             except MediaError as exc:
-                raise http_error(400, f"invalid image: {exc}", "invalid_image") from None
+                raise http_error(400, f"invalid image: {exc}", ErrorCode.invalid_image) from None
             found = bank.match_media_hashes([[pdq]], [[md5]])[0]
             hashes = LookupHashes(pdq=pdq.hash, pdq_quality=pdq.quality, md5=md5)
         else:
@@ -409,7 +415,7 @@ def triage_router(
             try:
                 signal, value = check_value(given.hash)
             except BankError as exc:
-                raise http_error(400, f"invalid hash: {exc}", "invalid_hash") from None
+                raise http_error(400, f"invalid hash: {exc}", ErrorCode.invalid_hash) from None
             found = bank.match_values([value])[0]
             hashes = LookupHashes.model_validate({signal: value})
         return LookupOut(

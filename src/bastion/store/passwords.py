@@ -28,8 +28,15 @@ def hash_password(password: str) -> str:
     return "$".join(("scrypt", str(N), str(R), str(P), _b64(salt), _b64(digest)))
 
 
-def verify_password(password: str, stored: str) -> bool:
-    """Whether `password` is the one `stored` was made from (False for a malformed hash)."""
+def verify_password(password: str, stored: str | None) -> bool:
+    """Whether `password` is the one `stored` was made from (False for a malformed hash).
+
+    `stored` None (nobody by that name, or nobody who may log in) does the same scrypt work
+    against a stand-in hash and answers False: were it answered at once, a wrong password
+    for a real person (tens of milliseconds) and any password for an unknown name (none)
+    would tell a stranger which names exist."""
+    if stored is None:
+        stored = _stand_in()
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
         expected = base64.b64decode(digest, validate=True)
@@ -62,3 +69,9 @@ def password_problem(password: str) -> str | None:
 
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
+
+
+def _stand_in() -> str:
+    """What a missing hash is checked against: today's parameters, so it costs what checking a
+    new hash costs, and an all-zero digest that no password's scrypt output will ever equal."""
+    return "$".join(("scrypt", str(N), str(R), str(P), _b64(bytes(16)), _b64(bytes(DIGEST_BYTES))))

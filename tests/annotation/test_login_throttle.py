@@ -1,0 +1,105 @@
+"""Log-in throttling: per (name, address) with a back-off that grows, which a stranger cannot set
+for someone else. The clock is a seam, so nothing here sleeps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from bastion.annotation.web import LoginThrottle, web_router
+from bastion.annotation.workflow import Workflow
+from bastion.store import Store, passwords
+
+PASSWORD = "a long enough password"
+WRONG = {"name": "rita", "password": "not the password", "next": "/ui"}
+RIGHT = {**WRONG, "password": PASSWORD}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def app(tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Iterator[FastAPI]:
+    monkeypatch.setattr(passwords, "N", 2**4)  # cheap hashes; the real cost is tested elsewhere
+    store = Store.open(tmp_path / "home")
+    workflow = Workflow(store)
+    workflow.add_person("rita", "reviewer", PASSWORD, "test")
+    app = FastAPI()
+    app.include_router(web_router(workflow, throttle=LoginThrottle(clock=clock)))
+    try:
+        yield app
+    finally:
+        store.close()
+
+
+def from_address(app: FastAPI, host: str) -> TestClient:
+    return TestClient(app, client=(host, 40000), follow_redirects=False)
+
+
+def test_a_strangers_failures_do_not_refuse_the_right_password_from_another_address(
+    app: FastAPI,
+) -> None:
+    stranger, rita = from_address(app, "203.0.113.9"), from_address(app, "198.51.100.7")
+    statuses = [stranger.post("/login", data=WRONG).status_code for _ in range(30)]
+    assert statuses[:6] == [401] * 6 and set(statuses[6:]) == {429}
+    refused = stranger.post("/login", data=RIGHT)  # the stranger's address waits, even for it
+    assert refused.status_code == 429 and "Too many failed log-ins" in refused.text
+    assert int(refused.headers["retry-after"]) >= 1
+    assert rita.post("/login", data=RIGHT).status_code == 303  # Rita, from hers, is let in
+
+
+def test_the_back_off_doubles_with_each_failure_up_to_its_cap_and_success_resets_it(
+    app: FastAPI, clock: Clock
+) -> None:
+    client = from_address(app, "198.51.100.7")
+    for _ in range(5):  # the free failures: no wait
+        assert client.post("/login", data=WRONG).status_code == 401
+    waits = []
+    for _ in range(12):
+        assert client.post("/login", data=WRONG).status_code == 401
+        refused = client.post("/login", data=WRONG)
+        assert refused.status_code == 429  # refused inside the wait, and not counted
+        waits.append(int(refused.headers["retry-after"]))
+        clock.now += waits[-1]
+    assert waits == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900]
+    assert client.post("/login", data=RIGHT).status_code == 303
+    # Afresh after the right password: the free failures again, no wait.
+    assert [client.post("/login", data=WRONG).status_code for _ in range(5)] == [401] * 5
+    assert client.post("/login", data=WRONG).status_code == 401
+
+
+def test_one_address_trying_many_names_is_slowed_too() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(free_failures_per_client=3, clock=clock)
+    for name in ("a", "b", "c", "d"):
+        assert throttle.wait(name, "203.0.113.9") == 0
+        throttle.failed(name, "203.0.113.9")
+    assert throttle.wait("e", "203.0.113.9") == 1.0
+    assert throttle.wait("e", "198.51.100.7") == 0  # another address is not affected
+    clock.now += 1.0
+    assert throttle.wait("e", "203.0.113.9") == 0
+
+
+def test_counts_are_forgotten_after_a_quiet_spell() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(free_failures=1, forget_s=3600, clock=clock)
+    for _ in range(3):
+        throttle.failed("rita", "203.0.113.9")
+    assert throttle.wait("rita", "203.0.113.9") == 2.0
+    clock.now += 3600
+    throttle.failed("rita", "203.0.113.9")  # the first failure of a fresh count: free
+    assert throttle.wait("rita", "203.0.113.9") == 0
