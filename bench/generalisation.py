@@ -206,7 +206,9 @@ def main() -> None:
             ) -> None:
                 p.update(bar, completed=done, total=total)
 
-            encoder, head, _ = tune_classifier(tuned_recipe, policy, fold, base.name, None, report)
+            encoder, head, _ = tune_classifier(
+                tuned_recipe, policy, fold, base.name, None, report, base_embeddings=X[keep]
+            )
         tuned, _, _ = fit_tuned(tuned_recipe, policy, fold, encoder, head)
         thresholds = np.array([tuned.manifest.thresholds[c] for c in ids])
         result["fine_tuned"] = evaluate(

@@ -316,6 +316,74 @@ def test_the_embedding_table_trains_when_not_frozen() -> None:
     assert not torch.equal(dict(tuned[0].auto_model.named_parameters())[name], base)
 
 
+# ----------------------------------------------------------------------------- start and share
+
+
+def _head_with(weight: float, bias: float) -> MultiLabelHead:
+    import torch
+
+    head = MultiLabelHead(hidden=0, dropout=0.1, seed=3)
+    net: Any = head._build(384, 2)
+    with torch.no_grad():
+        net[1].weight.fill_(weight)
+        net[1].bias.fill_(bias)
+    head.model_ = net
+    return head
+
+
+def _state(module: Any) -> dict[str, Any]:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_the_head_starts_from_the_given_head() -> None:
+    """A linear probe's head goes in as the start: with learning rates near zero it comes out
+    as it went in (a random start would not)."""
+    start = _head_with(0.01, -0.5)
+    still = LEARN.model_copy(update={"steps": 1, "lr": 1e-12, "head_lr": 1e-12})
+    _, head, _ = fine_tune_classifier(
+        TEXTS, LABELS, np.zeros(len(TEXTS), int), config=still, init_head=start
+    )
+    for name, value in head.state_dict().items():
+        np.testing.assert_allclose(value, start.state_dict()[name], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_share_below_one_lands_between_the_start_and_the_fine_tuned_weights() -> None:
+    """WiSE-FT: the same run with share 0.25 returns start + 0.25 x (fine-tuned - start), for
+    every encoder weight (the start is the base) and for the head (the start is the given head)."""
+    start = _head_with(0.0, 0.0)
+    config = LEARN.model_copy(update={"steps": 2})
+    runs = {}
+    for share in (1.0, 0.25):
+        model, head, _ = fine_tune_classifier(
+            TEXTS, LABELS, np.zeros(len(TEXTS), int),
+            config=config.model_copy(update={"fine_tuned_share": share}), init_head=start,
+        )  # fmt: skip
+        runs[share] = (_state(model), head.state_dict())
+    base = _state(_base())
+    (full, full_head), (quarter, quarter_head) = runs[1.0], runs[0.25]
+    moved = 0
+    for name, value in full.items():
+        if not value.is_floating_point():
+            continue
+        expected = base[name] + 0.25 * (value - base[name])
+        np.testing.assert_allclose(quarter[name].numpy(), expected.numpy(), atol=1e-6)
+        moved += int(not bool((value == base[name]).all()))
+    assert moved > 20  # the fine-tuned run did move the layers
+    for name, value in full_head.items():
+        expected = start.state_dict()[name] + 0.25 * (value - start.state_dict()[name])
+        np.testing.assert_allclose(quarter_head[name], expected, atol=1e-6)
+        assert not np.allclose(value, start.state_dict()[name])
+
+
+def test_the_share_must_be_a_fraction() -> None:
+    with pytest.raises(ValueError, match="fine_tuned_share"):
+        ClassifierTuning(fine_tuned_share=1.5)
+    with pytest.raises(ValueError, match="head_init"):
+        ClassifierTuning.model_validate({"head_init": "zeros"})
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 R_TEXTS = [*VIOLENT[:4], *SAFE[:4]]

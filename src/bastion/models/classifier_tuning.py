@@ -29,6 +29,7 @@ batches it would have seen). A checkpoint of other data or settings is ignored a
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -36,7 +37,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -71,10 +72,24 @@ class ClassifierTuning(BaseModel):
     pos_weight_cap: float = Field(
         10.0, ge=1, description="largest up-weighting of a category's positives"
     )
+    head_init: Literal["linear_probe", "random"] = Field(
+        "linear_probe",
+        description="start the head as the linear head fitted on the frozen encoder's embeddings "
+        "(linear probe, then fine-tune) or from random weights",
+    )
+    fine_tuned_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="the final weights are base + share x (fine-tuned - base), the head's likewise "
+        "from where it started (weight-space ensembling, WiSE-FT): below 1 keeps more of what the "
+        "base encoder knew, for text unlike the training sets",
+    )
     freeze_embeddings: bool = Field(
         True, description="keep the embedding layer (token and position tables) as the base's"
     )
     checkpoint_every: int = Field(100, ge=1)
+
     eval_every: int = Field(400, ge=1, description="steps between held-out loss measurements")
     eval_rows: int = Field(1024, ge=1)
     seed: int = 0
@@ -159,6 +174,7 @@ def fine_tune_classifier(
     base: str | Path | None = None,
     checkpoint_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    init_head: MultiLabelHead | None = None,
 ) -> tuple[SentenceTransformer, MultiLabelHead, TuningHistory]:
     """Fine-tune every layer of the encoder (the word-embedding table frozen by default) with a
     linear head, one logit per category; returns the encoder (eval mode, a private copy), the head
@@ -209,6 +225,11 @@ def fine_tune_classifier(
     head = MultiLabelHead(hidden=0, dropout=0.1, seed=config.seed)
     head_net = head._build(dim, n_cat)
     assert isinstance(head_net, torch.nn.Sequential)
+    if init_head is not None:
+        head_net.load_state_dict(
+            {k: torch.from_numpy(v) for k, v in init_head.state_dict().items()}
+        )
+    head_start = copy.deepcopy(head_net)
     optimiser = torch.optim.AdamW(
         [
             {"params": encoder_params, "lr": config.lr},
@@ -231,6 +252,7 @@ def fine_tune_classifier(
             np.asarray(source),
             a1,
             np.asarray(source_weights if source_weights is not None else []),
+            *([] if init_head is None else list(init_head.state_dict().values())),
         ],
         {**config.model_dump(), "base": str(base), "n_cat": n_cat},
     )
@@ -281,11 +303,25 @@ def fine_tune_classifier(
         head_net.eval()
         for q in model.parameters():
             q.requires_grad_(False)
+    if config.fine_tuned_share < 1:
+        _interpolate(model, _fresh_model(base), config.fine_tuned_share)
+        _interpolate(head_net, head_start, config.fine_tuned_share)
     head.model_ = head_net
     head.step_layer_, head.step_sizes_ = None, []
     head.n_categories_ = n_cat
     head.pos_weight_ = pos_weight.numpy()
     return model, head, history
+
+
+def _interpolate(model: Any, start: Any, share: float) -> None:
+    """Move `model`'s floating-point weights to start + share x (model - start), in place."""
+    import torch
+
+    begin = start.state_dict()
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            if value.is_floating_point():
+                value.copy_(begin[name] + share * (value - begin[name]))
 
 
 def _held_out_loss(

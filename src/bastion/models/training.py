@@ -557,9 +557,26 @@ def train(
             progress("encoding", done[0], total)
 
     if recipe.classifier_finetune is not None:
+        base_embeddings = None
+        if recipe.classifier_finetune.head_init == "linear_probe":
+            n_base = [0]
+
+            def base_step(n: int) -> None:
+                n_base[0] += n
+                if progress is not None:
+                    progress(
+                        "encoding (frozen encoder, for the head's start)",
+                        n_base[0],
+                        len(data.texts),
+                    )
+
+            cache = EmbeddingCache(cache_path or _default_cache(), encoder)
+            base_embeddings = cache.encode(data.texts, progress=base_step)
+            cache.close()
         encoder, head, history = tune_classifier(
-            recipe, policy, data, encoder.name, Path(out_dir) / CHECKPOINT_DIR, progress
-        )
+            recipe, policy, data, encoder.name, Path(out_dir) / CHECKPOINT_DIR, progress,
+            base_embeddings,
+        )  # fmt: skip
         save_tuned_encoder(encoder, Path(out_dir), history)
         artifact, X, zero_shot = fit_tuned(recipe, policy, data, encoder, head, progress=step)
     else:
@@ -736,15 +753,24 @@ def tune_classifier(
     base_name: str,
     checkpoint_dir: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    base_embeddings: np.ndarray | None = None,
 ) -> tuple[TextEncoder, MultiLabelHead, TuningHistory]:
     """Fine-tune every layer with the head on the training split (checkpointed in
     `checkpoint_dir`, so an interrupted run resumes); the held-out curve is measured on part of
-    the early-stopping split. Returns the encoder, the head and the learning curve."""
+    the early-stopping split. Returns the encoder, the head and the learning curve.
+
+    With `head_init: linear_probe` the head starts as the recipe's head fitted on the frozen
+    encoder's embeddings of the rows (`base_embeddings`, or embedded here)."""
     from bastion.models.classifier_tuning import fine_tune_classifier
-    from bastion.models.encoder import TextEncoder
+    from bastion.models.encoder import TextEncoder, load_encoder
 
     config = recipe.classifier_finetune
     assert config is not None
+    init_head = None
+    if config.head_init == "linear_probe":
+        if base_embeddings is None:
+            base_embeddings = load_encoder(recipe.encoder).encode(data.texts)
+        init_head = fit_head(recipe, policy, data, base_embeddings)
     tr, stop, _ = training_split(recipe, policy, data)
     held = np.random.default_rng(recipe.seed).permutation(stop)[: config.eval_rows]
     model, head, history = fine_tune_classifier(
@@ -758,6 +784,7 @@ def tune_classifier(
         base=recipe.encoder,
         checkpoint_dir=checkpoint_dir,
         progress=None if progress is None else (lambda d, t: progress("fine-tuning", d, t)),
+        init_head=init_head,
     )
     encoder = TextEncoder.from_model(model, f"{base_name}+finetuned:{recipe.name}")
     return encoder, head, history
@@ -803,6 +830,27 @@ def zero_shot_probs(policy: LoadedPolicy, encoder: Encoder, X: np.ndarray) -> np
     return probs
 
 
+def fit_head(
+    recipe: Recipe, policy: LoadedPolicy, data: TrainingData, X: np.ndarray
+) -> MultiLabelHead:
+    """The recipe's head over embedded rows `X`, trained on the training split (sources weighted
+    equally, times their `weight`) and stopped early on the early-stopping split."""
+    tr, stop, _ = training_split(recipe, policy, data)
+    Y = data.labels
+    w = source_weights(data.source, np.array([s.weight for s in data.sources]))
+    h = recipe.head
+    learn_steps = h.step_targets and bool(data.step_columns)
+    return MultiLabelHead(
+        hidden=h.hidden, epochs=h.epochs, lr=h.lr, weight_decay=h.weight_decay,
+        patience=h.patience, dropout=h.dropout, step_weight=h.step_weight, seed=recipe.seed,
+    ).fit(
+        X[tr], Y[tr], sample_weight=w[tr], at_least_one=data.at_least_one[tr],
+        validation=(X[stop], Y[stop], data.at_least_one[stop]),
+        steps=data.steps[tr] if learn_steps else None,
+        step_sizes=[len(c.answers) for c in data.step_columns] if learn_steps else None,
+    )  # fmt: skip
+
+
 def fit_model(
     recipe: Recipe,
     policy: LoadedPolicy,
@@ -816,20 +864,10 @@ def fit_model(
     """Head, calibration and thresholds from labelled rows, their embeddings and their zero-shot
     probabilities (`zero_shot_probs`); the artifact is not saved. A `head` already trained (with
     the encoder) is used as it is: then only the calibration rows of `X` and `zero_shot` are read."""
-    tr, stop, cal = training_split(recipe, policy, data)
+    tr, _, cal = training_split(recipe, policy, data)
     Y = data.labels
-    w = source_weights(data.source, np.array([s.weight for s in data.sources]))
-    h = recipe.head
-    learn_steps = h.step_targets and bool(data.step_columns) and head is None
-    head = head or MultiLabelHead(
-        hidden=h.hidden, epochs=h.epochs, lr=h.lr, weight_decay=h.weight_decay,
-        patience=h.patience, dropout=h.dropout, step_weight=h.step_weight, seed=recipe.seed,
-    ).fit(
-        X[tr], Y[tr], sample_weight=w[tr], at_least_one=data.at_least_one[tr],
-        validation=(X[stop], Y[stop], data.at_least_one[stop]),
-        steps=data.steps[tr] if learn_steps else None,
-        step_sizes=[len(c.answers) for c in data.step_columns] if learn_steps else None,
-    )  # fmt: skip
+    learn_steps = recipe.head.step_targets and bool(data.step_columns) and head is None
+    head = head or fit_head(recipe, policy, data, X)
     ids = policy.category_ids
     default = policy.policy.bands
     positives = np.nansum(Y[tr], axis=0)
