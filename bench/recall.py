@@ -329,8 +329,7 @@ def main() -> None:
             result = recall(
                 open_input(path),
                 moderator,
-                text_banks=[text_bank],
-                embedding_banks=[embedding_bank],
+                banks=[text_bank, embedding_bank],
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
             seconds = time.perf_counter() - start

@@ -239,6 +239,25 @@ def test_create_bank_then_list_it_and_refuse_a_second_or_a_bad_one(
     assert r.status_code == 201 and r.json()["kind"] == "embedding"
 
 
+def test_an_embedding_bank_lists_bad_entries_like_the_other_kinds(
+    served: tuple[TestClient, Store, dict],
+) -> None:
+    """Every kind checks each entry (`Bank.validate_entry`) before adding the good ones, so an
+    entry an embedding bank cannot hold is a per-entry error, as for hash and text banks (it
+    used to fail the whole request), and nothing is embedded for it."""
+    client, _, ctx = served
+    Banks(ctx["home"]).create("exemplar-signals", "embedding")
+    as_text = {"id": "as-text", "value": SPAM, "signal": "text", "category": "illicit"}
+    blank = {"id": "blank", "value": "   ", "category": "illicit"}
+    url, entries = "/v1/banks/exemplar-signals/entries", {"entries": [as_text, blank]}
+    r = client.post(url, json=entries, headers=auth(ctx, "admin"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["added"] == [] and body["bank_version"] == 1
+    assert "holds 'embedding' entries, not 'text'" in body["errors"][0]
+    assert "'blank'" in body["errors"][1] and "has no text" in body["errors"][1]
+
+
 def test_lookup_an_uploaded_image_finds_its_altered_copy_and_not_another_picture(
     served: tuple[TestClient, Store, dict],
 ) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from bastion.banks.embeddings import EmbeddingBank
 from bastion.banks.entries import Entry, Label
+from bastion.banks.registry import Banks
 from bastion.batch.inputs import open_input
 from bastion.errors import InputError
 from bastion.moderator import Moderator
@@ -64,9 +65,7 @@ def _lines() -> list[object]:
 def test_each_channel_finds_its_items_and_bad_lines_are_named(
     tmp_path: Path, moderator: Moderator, bank: EmbeddingBank
 ) -> None:
-    result = recall(
-        open_input(_pool(tmp_path, _lines())), moderator, embedding_banks=[bank], settings=None
-    )
+    result = recall(open_input(_pool(tmp_path, _lines())), moderator, banks=[bank], settings=None)
     assert len(result.errors) == 1 and "pool.jsonl:" in result.errors[0]
     assert "missing the 'text' field" in result.errors[0]
     n_items = len(PARAPHRASES) + len(BENIGN) + len(LOOKALIKES) + 1
@@ -107,7 +106,7 @@ def test_an_author_posting_a_pattern_of_borderline_items_surfaces(
     rows += [{"id": f"benign-{i}", "text": t, "author": "calm"} for i, t in enumerate(BENIGN)]
     pool = open_input(_pool(tmp_path, rows))
     strict = RecallSettings(embedding_min_similarity=0.95, classifier_threshold=0.99)
-    without = recall(pool, moderator, embedding_banks=[bank], settings=strict)
+    without = recall(pool, moderator, banks=[bank], settings=strict)
     source_col = CHANNELS.index("source")
     pattern_rows = [without.ids.index(f"pattern-{i}") for i in range(4)]
     calm_rows = [without.ids.index(f"benign-{i}") for i in range(len(BENIGN))]
@@ -119,7 +118,7 @@ def test_an_author_posting_a_pattern_of_borderline_items_surfaces(
     surfaced = recall(
         pool,
         moderator,
-        embedding_banks=[bank],
+        banks=[bank],
         settings=RecallSettings(
             embedding_min_similarity=0.95,
             classifier_threshold=0.99,
@@ -129,6 +128,24 @@ def test_an_author_posting_a_pattern_of_borderline_items_surfaces(
     )
     found = {c.item_id for c in surfaced.candidates if "source" in c.channels}
     assert found == {f"pattern-{i}" for i in range(4)}
+
+
+def test_banks_of_every_kind_go_in_one_list_and_a_channels_best_bank_wins(
+    tmp_path: Path, moderator: Moderator, bank: EmbeddingBank
+) -> None:
+    banks = Banks(tmp_path)
+    label = Label("fraud", severity=3)
+    pics = banks.create("pics", "hash")
+    loose = banks.create("loose", "text", {"threshold": 0.3})
+    loose = loose.add([Entry("near", "text", SCAM[0] + " act now before it is gone", label)])
+    exact = banks.create("exact", "text").add([Entry("copy", "text", SCAM[0], label)])
+    rows = [{"id": "copy", "text": SCAM[0]}, {"id": "calm", "text": BENIGN[0]}]
+    result = recall(open_input(_pool(tmp_path, rows)), moderator, banks=[pics, loose, exact, bank])
+    found = {c.item_id: c for c in result.candidates}
+    copy = found["copy"]
+    assert copy.channels["text"] == 1.0 and copy.distances["text"] == 0.0  # the exact bank
+    assert "embedding" in copy.channels and "hash" not in copy.channels  # no media to hash
+    assert "calm" not in found or "text" not in found["calm"].channels
 
 
 def test_a_pool_with_an_id_twice_is_refused(tmp_path: Path, moderator: Moderator) -> None:

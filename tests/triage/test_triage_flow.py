@@ -40,7 +40,7 @@ def test_recall_rank_review_and_the_decision_lands_in_the_bank(
     pool = tmp_path / "pool.jsonl"
     pool.write_text("\n".join(json.dumps(r) for r in rows), "utf-8")
 
-    found = recall(open_input(pool), moderator, embedding_banks=[bank])
+    found = recall(open_input(pool), moderator, banks=[bank])
     ranked = rank(found.candidates)
     assert ranked and {r.candidate.item_id for r in ranked} >= {"para-0", "para-2"}
     result = queue.enqueue(

@@ -1,15 +1,24 @@
-"""What every kind of bank does alike: answer from one checked version, and build each change on
-the current version under the bank's lock, with the same checks on entry ids."""
+"""What every kind of bank does alike: the `Bank` protocol that each kind implements, answering
+from one checked version and building each change on the current version under the bank's lock,
+with the same checks on entry ids.
+
+Why a protocol: the CLI, the API, recall and the exchange formats hold a bank without knowing
+its kind. Everything they ask of it is declared here, so a new kind is one module under
+`banks/` and one line in `registry.KINDS`, and nothing outside `banks/` branches on a kind.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bastion.banks.entries import Entry
+from bastion.banks.entries import Entry, Match
 from bastion.banks.files import (
     CURRENT,
     ENTRIES,
@@ -24,6 +33,155 @@ from bastion.banks.files import (
     read_jsonl,
 )
 
+if TYPE_CHECKING:
+    from bastion.media.hashing import MediaHash
+
+
+class RecallBatch:
+    """One batch of pool items as recall shows them to banks: each item's text, and on first
+    use its media hashes and its files' MD5s (only hash banks need those, and reading every
+    file for its digest costs), and the texts' vectors per encoder (embedded once however
+    many banks share the encoder)."""
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        media_hashes: Callable[[], Sequence[Sequence[MediaHash]]],
+        md5s: Callable[[], Sequence[Sequence[str]]],
+    ) -> None:
+        self.texts = texts
+        self._media_hashes = media_hashes
+        self._md5s = md5s
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @cached_property
+    def media_hashes(self) -> Sequence[Sequence[MediaHash]]:
+        return self._media_hashes()
+
+    @cached_property
+    def md5s(self) -> Sequence[Sequence[str]]:
+        return self._md5s()
+
+    @cached_property
+    def has_text(self) -> np.ndarray:
+        """Per item, whether its text is not blank (the items an encoder embeds)."""
+        return np.array([bool(t.strip()) for t in self.texts], dtype=bool)
+
+    def vectors(self, encoder: str, embed: Callable[[Sequence[str]], np.ndarray]) -> np.ndarray:
+        """The non-blank texts embedded by `embed`, remembered under the encoder's name."""
+        if encoder not in self._vectors:
+            kept = [t for t, ok in zip(self.texts, self.has_text.tolist(), strict=True) if ok]
+            self._vectors[encoder] = embed(kept)
+        return self._vectors[encoder]
+
+
+@dataclass(frozen=True)
+class RecallScores:
+    """What one bank says about each item of a `RecallBatch`: a score (higher: more like the
+    bank's content; NaN: nothing to say) and the distance to its nearest entry (NaN: none)."""
+
+    scores: np.ndarray
+    distances: np.ndarray
+
+
+def match_scores(found: Sequence[Sequence[Match]], scale: float) -> RecallScores:
+    """Per item, its nearest match that is not an allow-list entry, scored 1 - distance/scale."""
+    scores = np.full(len(found), np.nan)
+    distances = np.full(len(found), np.nan)
+    for i, matches in enumerate(found):
+        live = [m.distance for m in matches if not m.negative]
+        if live:
+            distances[i] = min(live)
+            scores[i] = 1.0 - distances[i] / scale
+    return RecallScores(scores, distances)
+
+
+@runtime_checkable
+class Bank(Protocol):
+    """What every kind of bank offers. A bank object is one version: `add` and `remove` commit
+    a new version on disk and return the bank opened at it; the object they were called on
+    keeps answering from its own version.
+
+    `kind` names the kind in manifests and the recall channel the bank feeds. The class-level
+    members answer questions asked before a bank exists: the signal a bare value is taken for,
+    which setting a command line's `--threshold` sets, and which settings a request to the
+    service may not choose.
+    """
+
+    kind: ClassVar[str]
+    path: Path
+
+    @property
+    def manifest(self) -> BankManifest: ...
+
+    @property
+    def entries(self) -> Sequence[Entry]: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @classmethod
+    def create(
+        cls, path: Path, name: str, settings: dict[str, Any], description: str = ""
+    ) -> Bank: ...
+
+    @classmethod
+    def open(cls, path: Path) -> Bank: ...
+
+    @classmethod
+    def default_signal(cls, value: str) -> str:
+        """The signal of an entry given as a bare value (told from the value where the kind
+        holds several)."""
+        ...
+
+    @classmethod
+    def threshold_setting(cls, value: float) -> tuple[str, float]:
+        """(setting, value) for a match threshold given as a number, or a BankError."""
+        ...
+
+    @classmethod
+    def check_service_settings(cls, settings: Mapping[str, Any]) -> None:
+        """A BankError for a setting that a request to the service must not choose."""
+        ...
+
+    def validate_entry(self, entry: Entry) -> Entry:
+        """`entry` as the bank would store it, or a BankError saying why it cannot."""
+        ...
+
+    def add(self, entries: Iterable[Entry]) -> Bank: ...
+
+    def remove(self, ids: Iterable[str]) -> Bank: ...
+
+    def match_values(
+        self, values: Sequence[str], *, include_negative: bool = False
+    ) -> list[list[Match]]:
+        """Per value (a hash, a text), the entries it matches, nearest first."""
+        ...
+
+    def recall_scores(self, batch: RecallBatch) -> RecallScores:
+        """Per item of a recall batch, how near it is to the bank's content."""
+        ...
+
+
+@runtime_checkable
+class MediaBank(Bank, Protocol):
+    """A bank of media hashes: it also matches items by the hashes `bastion.media` computed for
+    them. Banks that are not media banks hold texts."""
+
+    def match_media_hashes(
+        self,
+        items: Sequence[Sequence[MediaHash | tuple[str, MediaHash]]],
+        md5s: Sequence[Sequence[str]] | None = None,
+        *,
+        include_negative: bool = False,
+    ) -> list[list[Match]]: ...
+
 
 class VersionedBank:
     """Base of `HashBank`, `TextBank` and `EmbeddingBank`: one version of a bank at `path`.
@@ -36,6 +194,18 @@ class VersionedBank:
     path: Path
     _version: BankVersion
     _entries: Sequence[Entry]
+    #: The signal of the kind's entries, for kinds that hold one (others: `default_signal`).
+    signal: ClassVar[str]
+    #: The setting a bare match threshold sets (`threshold_setting`).
+    threshold_key: ClassVar[str]
+
+    @classmethod
+    def default_signal(cls, value: str) -> str:
+        return cls.signal
+
+    @classmethod
+    def threshold_setting(cls, value: float) -> tuple[str, float]:
+        return cls.threshold_key, value
 
     @property
     def manifest(self) -> BankManifest:
@@ -52,6 +222,10 @@ class VersionedBank:
     @property
     def version(self) -> int:
         return self._version.manifest.version
+
+    @classmethod
+    def check_service_settings(cls, settings: Mapping[str, Any]) -> None:
+        """Nothing to refuse: the kind's settings name no file the service would load."""
 
     def _reload(self, version: BankVersion) -> Self:
         raise NotImplementedError

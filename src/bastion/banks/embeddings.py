@@ -37,7 +37,7 @@ shipped int8 ONNX export of all-MiniLM-L6-v2, as the Moderator uses.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -48,6 +48,8 @@ from pydantic import Field
 
 from bastion.banks.base import (
     BankSettings,
+    RecallBatch,
+    RecallScores,
     VersionedBank,
     create_first_version,
     format_ids,
@@ -164,6 +166,8 @@ class EmbeddingBank(VersionedBank):
     a new version and return the bank opened at it; this object keeps answering from its own."""
 
     kind: ClassVar[str] = KIND
+    signal: ClassVar[str] = SIGNAL
+    threshold_key: ClassVar[str] = "min_similarity"  # a cosine
 
     def __init__(
         self,
@@ -265,6 +269,19 @@ class EmbeddingBank(VersionedBank):
 
     # -- what it is ------------------------------------------------------------------------
 
+    @classmethod
+    def check_service_settings(cls, settings: Mapping[str, Any]) -> None:
+        """Embedding banks made over the API use the default encoder: an encoder setting names a
+        model directory the service would load, which a request must not choose."""
+        encoder = settings.get("encoder", DEFAULT_ENCODER)
+        if encoder not in (DEFAULT_ENCODER, f"sentence-transformers/{DEFAULT_ENCODER}"):
+            raise BankError(
+                f"setting encoder: banks created over the API use the default encoder "
+                f"({DEFAULT_ENCODER}); create a bank with another with `bastion bank create`"
+            )
+        if "dim" in settings:
+            raise BankError("setting dim: it is the encoder's, and set from it")
+
     @property
     def dim(self) -> int:
         return self.settings.dim
@@ -305,6 +322,15 @@ class EmbeddingBank(VersionedBank):
         return clone
 
     # -- changes ---------------------------------------------------------------------------
+
+    def validate_entry(self, entry: Entry) -> Entry:
+        """`entry` if this bank can hold it (signal "embedding", a text to embed), else a
+        BankError; what batch tools (`exchange`) check before `add` embeds the good ones."""
+        if entry.signal != SIGNAL:
+            raise BankError(f"a {KIND} bank holds {SIGNAL!r} entries, not {entry.signal!r}")
+        if not entry.value.strip():
+            raise BankError("has no text")
+        return entry
 
     def add(self, entries: Iterable[Entry], vectors: np.ndarray | None = None) -> EmbeddingBank:
         """Commit a version with `entries` added; returns the bank opened at it.
@@ -471,6 +497,30 @@ class EmbeddingBank(VersionedBank):
     ) -> list[list[Match]]:
         """`match` for texts, embedded with the bank's encoder."""
         return self.match(self.embed(texts), min_similarity)
+
+    def match_values(
+        self, values: Sequence[str], *, include_negative: bool = False
+    ) -> list[list[Match]]:
+        """`match_texts` at the bank's `min_similarity`. An allow-list entry always suppresses
+        here (the nearer negative exemplar wins, see `match`), so `include_negative` changes
+        nothing."""
+        return self.match_texts(values)
+
+    def recall_scores(self, batch: RecallBatch) -> RecallScores:
+        """Per item with text, its contrastive score (`score`) and 1 - the cosine of its
+        nearest positive exemplar; the texts are embedded once per encoder per batch."""
+        scores = np.full(len(batch), np.nan)
+        distances = np.full(len(batch), np.nan)
+        where = np.flatnonzero(batch.has_text)
+        if not len(where):
+            return RecallScores(scores, distances)
+        result = self.score(batch.vectors(_encoder_key(self.settings.encoder), self.embed))
+        sims = result.positive_similarities
+        nearest = np.max(np.where(np.isfinite(sims), sims, -np.inf), axis=1).astype(np.float64)
+        scores[where] = result.scores
+        close = np.isfinite(nearest)
+        distances[where[close]] = np.maximum(0.0, 1.0 - nearest[close])
+        return RecallScores(scores, distances)
 
     def score_sources(
         self,

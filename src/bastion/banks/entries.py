@@ -10,14 +10,13 @@ negatives as the "what it is not" side of their contrastive score.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
-from bastion.banks.files import BankError, BankManifest
+from bastion.banks.files import BankError
 
 #: Signal types, as ThreatExchange names them where it has a name.
 SIGNALS = ("pdq", "vpdq", "md5", "text", "embedding")
@@ -106,24 +105,6 @@ class Match:
     distance: float
     label: Label
     negative: bool = False
-
-
-class Bank(Protocol):
-    """What every kind of bank offers. A bank object is one version: `add` and `remove` commit
-    a new version on disk and return the bank opened at it; the object they were called on
-    keeps answering from its own version."""
-
-    kind: ClassVar[str]
-
-    @property
-    def manifest(self) -> BankManifest: ...
-
-    @property
-    def entries(self) -> Sequence[Entry]: ...
-
-    def add(self, entries: Sequence[Entry]) -> Bank: ...
-
-    def remove(self, ids: Sequence[str]) -> Bank: ...
 
 
 def bank_path(home: Path, name: str) -> Path:

@@ -53,9 +53,10 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO, cast
 from bastion.banks.entries import SIGNALS, Entry, Label
 from bastion.banks.files import BankError
 from bastion.banks.hashes import infer_signal
+from bastion.banks.registry import default_signal
 
 if TYPE_CHECKING:
-    from bastion.banks.registry import AnyBank
+    from bastion.banks.base import Bank
 
 ExchangeFormat = Literal["csv", "jsonl", "hma"]
 FORMATS: tuple[str, ...] = ("csv", "jsonl", "hma")
@@ -77,7 +78,6 @@ HMA_IMPORT_TYPES = {"pdq": "pdq", "vpdq": "vpdq", "video_md5": "md5", "md5": "md
 _SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "hma", ".hma": "hma"}
 _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f", ""}
-_KIND_SIGNAL = {"text": "text", "embedding": "embedding"}
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def format_of(path: Path, format: str | None = None) -> ExchangeFormat:
 # -- export ----------------------------------------------------------------------------------
 
 
-def export_bank(bank: AnyBank, out: Path | TextIO, format: str) -> ExportResult:
+def export_bank(bank: Bank, out: Path | TextIO, format: str) -> ExportResult:
     """Write the bank's entries to `out` (a path, replaced atomically, or an open text stream)
     in `format`: "csv", "jsonl" or "hma" (hash banks only; see the module's docstring)."""
     fmt = format_of(Path("-"), format)
@@ -384,7 +384,7 @@ def _entry(row: dict[str, Any], kind: str, defaults: EntryDefaults) -> Entry:
         raise BankError("has no value")
     signal = _text(row, "signal").strip().lower()
     if not signal:
-        signal = infer_signal(value) if kind == "hash" else _KIND_SIGNAL.get(kind, kind)
+        signal = default_signal(kind, value)
     elif signal not in SIGNALS:
         raise BankError(f"unknown signal {signal!r} (known: {', '.join(SIGNALS)})")
     category = _text(row, "category").strip() or (defaults.category or "")
@@ -462,11 +462,11 @@ def _type(value: Any) -> str:
 
 
 def add_batch(
-    bank: AnyBank,
+    bank: Bank,
     rows: Sequence[tuple[int, Entry]],
     errors: Iterable[RowError] = (),
     where: str = "line",
-) -> tuple[AnyBank, ImportResult]:
+) -> tuple[Bank, ImportResult]:
     """Add the good rows of a batch in one new version, reporting the bad ones.
 
     Each row is checked as the bank's `add` would check it (`validate_entry`: a PDQ hash of the
@@ -475,7 +475,6 @@ def add_batch(
     rows that pass are added together; the result lists every refused row (with `errors`
     from reading the file) in order. Returns the bank at its new version (the same bank when
     nothing was added) and the result."""
-    check = _checker(bank)
     existing = {e.id for e in bank.entries}
     read_errors = list(errors)
     problems = list(read_errors)
@@ -483,7 +482,7 @@ def add_batch(
     good: list[Entry] = []
     for position, entry in rows:
         try:
-            entry = check(entry)
+            entry = bank.validate_entry(entry)
         except BankError as exc:
             problems.append(RowError(position, str(exc), where))
             continue
@@ -519,31 +518,11 @@ def add_batch(
 
 
 def import_file(
-    bank: AnyBank,
+    bank: Bank,
     path: Path,
     format: str | None = None,
     defaults: EntryDefaults | None = None,
-) -> tuple[AnyBank, ImportResult]:
+) -> tuple[Bank, ImportResult]:
     """Read an exchange file (`read_entries`) and add its good rows to the bank (`add_batch`)."""
     rows, errors = read_entries(path, bank.manifest.kind, format, defaults)
     return add_batch(bank, rows, errors)
-
-
-def _checker(bank: AnyBank) -> Any:
-    """The bank's own entry check, or for kinds without one (embedding banks) the same checks
-    their `add` makes: signal, id and a non-blank value."""
-    own = getattr(bank, "validate_entry", None)
-    if own is not None:
-        return own
-    signal = _KIND_SIGNAL.get(bank.manifest.kind, bank.manifest.kind)
-
-    def check(entry: Entry) -> Entry:
-        if entry.signal != signal:
-            raise BankError(
-                f"a {bank.manifest.kind} bank holds {signal!r} entries, not {entry.signal!r}"
-            )
-        if not entry.value.strip():
-            raise BankError("has no text")
-        return entry
-
-    return check

@@ -63,9 +63,12 @@ from pydantic import Field, model_validator
 
 from bastion.banks.base import (
     BankSettings,
+    RecallBatch,
+    RecallScores,
     VersionedBank,
     create_first_version,
     format_ids,
+    match_scores,
     read_entries,
 )
 from bastion.banks.entries import Entry, Match
@@ -437,6 +440,7 @@ class HashBank(VersionedBank):
     version and return the bank opened at it; this object keeps answering from its own."""
 
     kind: ClassVar[str] = KIND
+    threshold_key: ClassVar[str] = "pdq_threshold"
 
     def __init__(
         self,
@@ -521,6 +525,18 @@ class HashBank(VersionedBank):
         return cls(path, version, entries, pdq_index, vpdq_index, frame_video)
 
     # -- what it is ------------------------------------------------------------------------
+
+    @classmethod
+    def default_signal(cls, value: str) -> str:
+        """The hash signal a bare value is taken for (`infer_signal`)."""
+        return infer_signal(value)
+
+    @classmethod
+    def threshold_setting(cls, value: float) -> tuple[str, float]:
+        """`pdq_threshold`, in whole bits."""
+        if value != int(value):
+            raise BankError(f"a hash bank's threshold is whole PDQ bits, not {value}")
+        return cls.threshold_key, int(value)
 
     @property
     def index_kinds(self) -> dict[str, str | None]:
@@ -758,6 +774,11 @@ class HashBank(VersionedBank):
             for n, matches in zip(positions, found, strict=True):
                 out[n] = matches
         return out
+
+    def recall_scores(self, batch: RecallBatch) -> RecallScores:
+        """Per item, its nearest match by its media hashes and files' MD5s, 1 - bits / 256."""
+        found = self.match_media_hashes(batch.media_hashes, batch.md5s)
+        return match_scores(found, PDQ_BITS)
 
     # -- query internals -------------------------------------------------------------------
 

@@ -1,12 +1,13 @@
 """The bank registry: the named banks of one Bastion home, created, opened, listed and removed.
 
 Banks live in `HOME/banks/NAME/` (`files.banks_dir`, `entries.bank_path`), one directory each,
-and each says what kind it is in its manifest. `Banks` is the one place that turns a name into
-the right class: "hash" -> `HashBank`, "text" -> `TextBank`, "embedding" -> `EmbeddingBank`.
-Every kind offers the same small contract (`create(path, name, settings, description)`,
-`open(path)`, `manifest`, `entries`, `add`, `remove`), so the registry, the CLI and the exchange
-formats treat them alike. The embedding bank is imported only when one is opened: it brings in
-the encoder's machinery, which hash and text banks do not need.
+and each says what kind it is in its manifest. `KINDS` is the one place that maps a kind to its
+class: "hash" -> `HashBank`, "text" -> `TextBank`, "embedding" -> `EmbeddingBank`. Every class
+implements `base.Bank` (its default signal, `create`, `open`, `add`, `remove`, `match_values`,
+`recall_scores`, ...), so the registry, the CLI, the API, recall and the exchange formats treat
+them alike and never ask which kind a bank is. A class is imported only when a bank of its kind
+is made or opened: the embedding bank brings in the encoder's machinery, which hash and text
+banks do not need.
 """
 
 from __future__ import annotations
@@ -16,30 +17,37 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, get_args
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from bastion.banks.base import Bank
 from bastion.banks.entries import bank_path
 from bastion.banks.files import (
     CURRENT,
     MANIFEST,
     BankError,
-    BankKind,
     BankManifest,
     banks_dir,
     check_name,
     locked,
 )
-from bastion.banks.hashes import HashBank
-from bastion.banks.text import TextBank
 
-if TYPE_CHECKING:
+#: Bank kind -> "module:class" of its `Bank` implementation (`files.BankKind` lists the same).
+KINDS: dict[str, str] = {
+    "hash": "bastion.banks.hashes:HashBank",
+    "text": "bastion.banks.text:TextBank",
+    "embedding": "bastion.banks.embeddings:EmbeddingBank",
+}
+
+if TYPE_CHECKING:  # mypy checks here that every kind's class implements the protocol
     from bastion.banks.embeddings import EmbeddingBank
+    from bastion.banks.hashes import HashBank
+    from bastion.banks.text import TextBank
 
-AnyBank: TypeAlias = "HashBank | TextBank | EmbeddingBank"
-KINDS: tuple[str, ...] = get_args(BankKind)
+    _IMPLEMENTATIONS: tuple[type[Bank], ...] = (HashBank, TextBank, EmbeddingBank)
 
 
 @dataclass(frozen=True)
@@ -57,17 +65,19 @@ class BankSummary:
     problem: str | None = None
 
 
-def bank_class(kind: str) -> Any:
-    """The class for a bank kind (the embedding bank imported on demand)."""
-    if kind == "hash":
-        return HashBank
-    if kind == "text":
-        return TextBank
-    if kind == "embedding":
-        from bastion.banks.embeddings import EmbeddingBank
+def bank_class(kind: str) -> type[Bank]:
+    """The class for a bank kind, imported on first use."""
+    where = KINDS.get(kind)
+    if where is None:
+        raise BankError(f"unknown bank kind {kind!r}: use one of {', '.join(KINDS)}")
+    module, _, name = where.partition(":")
+    cls: type[Bank] = getattr(import_module(module), name)
+    return cls
 
-        return EmbeddingBank
-    raise BankError(f"unknown bank kind {kind!r}: use one of {', '.join(KINDS)}")
+
+def default_signal(kind: str, value: str) -> str:
+    """The signal of a bare `value` added to a bank of `kind` (see `Bank.default_signal`)."""
+    return bank_class(kind).default_signal(value)
 
 
 class Banks:
@@ -93,23 +103,20 @@ class Banks:
         kind: str,
         settings: dict[str, Any] | None = None,
         description: str = "",
-    ) -> AnyBank:
+    ) -> Bank:
         """A new, empty bank of `kind` (version 1); an existing name is an error."""
         cls = bank_class(kind)
         path = self.path(name)
         if (path / CURRENT).exists():
             raise BankError(f"bank {name!r} already exists (in {self.root})")
-        bank: AnyBank = cls.create(path, name, dict(settings or {}), description)
-        return bank
+        return cls.create(path, name, dict(settings or {}), description)
 
-    def open(self, name: str) -> AnyBank:
+    def open(self, name: str) -> Bank:
         """The bank's current version, checked, as the class its manifest's kind says."""
         from bastion.banks.files import current_version
 
         path = self.path(name)
-        kind = current_version(path).manifest.kind
-        bank: AnyBank = bank_class(kind).open(path)
-        return bank
+        return bank_class(current_version(path).manifest.kind).open(path)
 
     def names(self) -> list[str]:
         """Names of the banks here (directories with a CURRENT pointer), sorted."""

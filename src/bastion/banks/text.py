@@ -56,9 +56,12 @@ from pydantic import Field
 
 from bastion.banks.base import (
     BankSettings,
+    RecallBatch,
+    RecallScores,
     VersionedBank,
     create_first_version,
     format_ids,
+    match_scores,
     read_entries,
 )
 from bastion.banks.entries import Entry, Match
@@ -157,6 +160,8 @@ class TextBank(VersionedBank):
     from its own."""
 
     kind: ClassVar[str] = KIND
+    signal: ClassVar[str] = SIGNAL
+    threshold_key: ClassVar[str] = "threshold"  # a Jaccard similarity
 
     def __init__(
         self, path: Path, version: BankVersion, entries: Sequence[Entry], sigs: np.ndarray
@@ -344,6 +349,10 @@ class TextBank(VersionedBank):
     ) -> list[list[Match]]:
         """`match_texts` (what `bastion bank match` calls for every kind of bank)."""
         return self.match_texts(values, include_negative=include_negative)
+
+    def recall_scores(self, batch: RecallBatch) -> RecallScores:
+        """Per item, its nearest match by its text, scored by Jaccard similarity."""
+        return match_scores(self.match_texts(batch.texts), 1.0)
 
     def _entry_shingles(self, row: int) -> frozenset[str]:
         """An entry's shingles, recomputed from its text (tens of microseconds) and kept for

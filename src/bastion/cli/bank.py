@@ -23,13 +23,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from bastion.banks.base import Bank, MediaBank
 from bastion.banks.entries import Entry, Label, Match
 from bastion.banks.files import BankError
 from bastion.cli.output import console, err_console
 
 if TYPE_CHECKING:
     from bastion.banks.exchange import ImportResult, RowError
-    from bastion.banks.registry import AnyBank, Banks
+    from bastion.banks.registry import Banks
     from bastion.media.hashing import MediaHash
     from bastion.media.sandbox import DecoderPool
 
@@ -43,7 +44,6 @@ HomeOption = Annotated[
     typer.Option("--home", help="Data directory (default $BASTION_HOME or ./bastion-data)."),
 ]
 NameArg = Annotated[str, typer.Argument(help="The bank's name (lowercase letters, digits, -_.).")]
-_THRESHOLD_SETTING = {"hash": "pdq_threshold", "text": "threshold", "embedding": "min_similarity"}
 
 
 def _banks(home: Path | None) -> Banks:
@@ -75,17 +75,13 @@ def create_bank(
     home: HomeOption = None,
 ) -> None:
     """Create an empty bank."""
-    if kind not in _THRESHOLD_SETTING:
-        raise BankError(f"unknown bank kind {kind!r}: use hash, text or embedding")
+    from bastion.banks.registry import bank_class
+
+    cls = bank_class(kind)
     settings = _parse_settings(setting or [])
     if threshold is not None:
-        key = _THRESHOLD_SETTING[kind]
-        if kind == "hash":
-            if threshold != int(threshold):
-                raise BankError(f"a hash bank's threshold is whole PDQ bits, not {threshold}")
-            settings[key] = int(threshold)
-        else:
-            settings[key] = threshold
+        key, value = cls.threshold_setting(threshold)
+        settings[key] = value
     bank = _banks(home).create(name, kind, settings, description)
     typer.echo(f"created {kind} bank '{name}' (version {bank.manifest.version}) in {bank.path}")
 
@@ -135,14 +131,13 @@ def add_entries(
     numbered, where = _numbered_values(values, file)
     if not numbered:
         raise BankError("nothing to add: give values, or --file with one value a line")
-    kind = bank.manifest.kind
     rows: list[tuple[int, Entry]] = []
     errors: list[RowError] = []
     pool: DecoderPool | None = None
     try:
         for position, value in numbered:
             try:
-                if kind == "hash" and _is_file(value):
+                if isinstance(bank, MediaBank) and _is_file(value):
                     if pool is None:
                         from bastion.media.sandbox import DecoderPool
 
@@ -151,7 +146,7 @@ def add_entries(
                     for entry in _media_entries(pool, Path(value), media_label, negative):
                         rows.append((position, entry))
                 else:
-                    chosen = signal or _default_signal(kind, value)
+                    chosen = signal or bank.default_signal(value)
                     rows.append((position, Entry("", chosen, value, label, negative)))
             except BankError as exc:
                 errors.append(RowError(position, str(exc), where))
@@ -379,14 +374,6 @@ def _is_file(value: str) -> bool:
         return False
 
 
-def _default_signal(kind: str, value: str) -> str:
-    if kind == "hash":
-        from bastion.banks.hashes import infer_signal
-
-        return infer_signal(value)
-    return kind  # "text" and "embedding" banks hold signals of their own name
-
-
 def _with_notes(label: Label, path: str) -> Label:
     return Label(label.category, label.severity, label.source, Path(path).name)
 
@@ -459,14 +446,11 @@ def _media_entries(pool: DecoderPool, path: Path, label: Label, negative: bool) 
     return entries
 
 
-def _match(bank: AnyBank, values: list[str], include_negative: bool) -> list[list[Match]]:
-    from bastion.banks.hashes import HashBank
-    from bastion.banks.text import TextBank
-
-    if isinstance(bank, TextBank):
+def _match(bank: Bank, values: list[str], include_negative: bool) -> list[list[Match]]:
+    """Per value, its matches: `match_values`, except that a media bank given a file's path
+    matches the file's hashes."""
+    if not isinstance(bank, MediaBank):
         return bank.match_values(values, include_negative=include_negative)
-    if not isinstance(bank, HashBank):  # an embedding bank: its allow-list always suppresses
-        return bank.match_texts(values)
     from bastion.banks.hashes import check_value
 
     problems = []
@@ -508,7 +492,7 @@ def _match_json(m: Match) -> dict[str, Any]:
     return row
 
 
-def _report(headline: str, bank: AnyBank, result: ImportResult) -> None:
+def _report(headline: str, bank: Bank, result: ImportResult) -> None:
     typer.echo(f"{headline} (version {result.version}, {len(bank.entries)} entries)")
     _print_errors(result.errors)
     if result.errors:

@@ -66,10 +66,7 @@ def recall_command(
     A pool line without text or media is reported and the rest of the pool is still recalled.
     """
     banks = Banks(home)
-    by_kind: dict[str, list[Any]] = {"hash": [], "text": [], "embedding": []}
-    for name in bank or []:
-        opened = banks.open(name)
-        by_kind[opened.manifest.kind].append(opened)
+    opened = [banks.open(name) for name in bank or []]
     source = (
         open_input(pool, metadata_columns=metadata_column) if metadata_column else open_input(pool)
     )
@@ -83,9 +80,7 @@ def recall_command(
         result = recall(
             source,
             moderator,
-            hash_banks=by_kind["hash"],
-            text_banks=by_kind["text"],
-            embedding_banks=by_kind["embedding"],
+            banks=opened,
             settings=settings,
             progress=progress,
         )

@@ -443,10 +443,7 @@ class RecallJobs:
     def _recall(
         self, directory: Path, spec: JobSpec, state: JobState, stopping: threading.Event
     ) -> None:
-        by_kind: dict[str, list[Any]] = {"hash": [], "text": [], "embedding": []}
-        for name in spec.banks:
-            bank = self.banks.open(name)
-            by_kind[bank.manifest.kind].append(bank)
+        banks = [self.banks.open(name) for name in spec.banks]
         loaded = self.pool.get(ModelKey(spec.policy, spec.model))
         last_saved = time.monotonic()
 
@@ -464,9 +461,7 @@ class RecallJobs:
             result = recall(
                 JsonlInput((directory / _POOL).resolve(), "items"),
                 loaded.moderator,
-                hash_banks=by_kind["hash"],
-                text_banks=by_kind["text"],
-                embedding_banks=by_kind["embedding"],
+                banks=banks,
                 settings=self.settings,
                 progress=progress,
             )

@@ -23,13 +23,13 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from bastion.banks.entries import Entry, Label
-from bastion.banks.files import BankError, check_name
+from bastion.banks.base import Bank, MediaBank
+from bastion.banks.entries import Entry, Label, Match
+from bastion.banks.files import BankError, BankKind, check_name
 from bastion.banks.hashes import check_value
-from bastion.banks.registry import Banks
+from bastion.banks.registry import Banks, bank_class
 from bastion.errors import MediaError
 from bastion.media.limits import MediaLimits
-from bastion.models.encoder import DEFAULT_ENCODER
 from bastion.server.bank_lookup import (
     LOOKUP_BODY,
     ImageDecoders,
@@ -158,7 +158,7 @@ class CreateBankRequest(BaseModel):
         max_length=64,
         description="lowercase letters, digits, '-', '_' or '.', starting with a letter or digit",
     )
-    kind: Literal["hash", "text", "embedding"]
+    kind: BankKind
     description: str = Field("", max_length=4000, description="what the bank holds, for people")
     settings: dict[str, Any] = Field(
         default_factory=dict,
@@ -230,7 +230,7 @@ def triage_router(
             return http_error(409, str(exc), ErrorCode(exc.reason))
         return http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request)
 
-    def open_bank(name: str) -> Any:
+    def open_bank(name: str) -> Bank:
         try:
             return banks.open(name)
         except BankError as exc:
@@ -308,8 +308,7 @@ def triage_router(
     ) -> BankOut:
         try:
             check_name(body.name)
-            if body.kind == "embedding":
-                _check_embedding_settings(body.settings)
+            bank_class(body.kind).check_service_settings(body.settings)
         except BankError as exc:
             raise http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request) from None
         if body.name in banks.names():
@@ -335,7 +334,7 @@ def triage_router(
         errors: list[str | None] = []
         for value in body.values:  # one at a time: a bad value is its own error
             try:
-                found = _match_one(bank, value)
+                found = bank.match_values([value])[0]
                 results.append([_match_out(m) for m in found])
                 errors.append(None)
             except BankError as exc:
@@ -358,13 +357,12 @@ def triage_router(
             try:
                 entry = Entry(
                     e.id,
-                    e.signal or _default_signal(bank.manifest.kind, e.value),
+                    e.signal or bank.default_signal(e.value),
                     e.value,
                     Label(e.category, e.severity, e.source, e.notes),
                     negative=e.negative,
                 )
-                validate = getattr(bank, "validate_entry", None)
-                good.append(validate(entry) if validate is not None else entry)
+                good.append(bank.validate_entry(entry))
             except BankError as exc:
                 errors.append(f"entries[{n}] ({e.id!r}): {exc}")
         try:
@@ -395,11 +393,10 @@ def triage_router(
         given: Annotated[LookupInput, Depends(read_lookup)],
     ) -> LookupOut:
         bank = open_bank(name)
-        kind = bank.manifest.kind
-        if kind != "hash":
+        if not isinstance(bank, MediaBank):
             raise http_error(
                 400,
-                f"bank {name!r} is a {kind} bank; lookup matches images and hashes in hash "
+                f"bank {name!r} is a {bank.kind} bank; lookup matches images and hashes in hash "
                 f"banks (match texts with POST /v1/banks/{name}/match)",
                 ErrorCode.wrong_bank_kind,
             )
@@ -429,7 +426,7 @@ def triage_router(
     return router
 
 
-def _bank_out(bank: Any) -> BankOut:
+def _bank_out(bank: Bank) -> BankOut:
     m = bank.manifest
     return BankOut(
         name=m.name, kind=m.kind, version=m.version, entries=m.entries, description=m.description
@@ -445,23 +442,7 @@ def _listing(queue: ReviewQueue, items: list[Any]) -> QueueItemList:
     )
 
 
-def _default_signal(kind: str, value: str) -> str:
-    if kind == "hash":
-        from bastion.banks.hashes import infer_signal
-
-        return infer_signal(value)
-    return "embedding" if kind == "embedding" else "text"
-
-
-def _match_one(bank: Any, value: str) -> list[Any]:
-    kind = bank.manifest.kind
-    found: list[Any] = (
-        bank.match_values([value])[0] if kind == "hash" else bank.match_texts([value])[0]
-    )
-    return found
-
-
-def _match_out(m: Any) -> MatchOut:
+def _match_out(m: Match) -> MatchOut:
     return MatchOut(
         entry_id=m.entry_id,
         distance=float(m.distance),
@@ -496,16 +477,3 @@ def _item_out(item: Any) -> QueueItemOut:
             "decided_at": decision.decided_at.isoformat(),
         },
     )
-
-
-def _check_embedding_settings(settings: dict[str, Any]) -> None:
-    """Embedding banks made over the API use the default encoder: an encoder setting names a
-    model directory the service would load, which a request must not choose."""
-    encoder = settings.get("encoder", DEFAULT_ENCODER)
-    if encoder not in (DEFAULT_ENCODER, f"sentence-transformers/{DEFAULT_ENCODER}"):
-        raise BankError(
-            f"setting encoder: banks created over the API use the default encoder "
-            f"({DEFAULT_ENCODER}); create a bank with another with `bastion bank create`"
-        )
-    if "dim" in settings:
-        raise BankError("setting dim: it is the encoder's, and set from it")

@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bastion.banks.entries import Bank, Entry, Label
+from bastion.banks.base import Bank, MediaBank
+from bastion.banks.entries import Entry, Label
 from bastion.triage.queue import ConfirmedViolation, ReviewQueue
 
 
@@ -42,16 +43,16 @@ def add_confirmed_to_bank(
 ) -> FeedbackResult:
     """Add the queue's confirmed violations (decided at or after `since`) to `bank`.
 
-    Text and embedding banks take the item's text. A hash bank needs the media hashed; pass
-    `to_entries` (violation, label, entry id) → entries to say how (the hash bank's own helper
-    does it from the media paths). An item without what the bank needs is reported in
-    `skipped`, never silently dropped.
+    A bank of texts (text, embedding) takes the item's text. A media bank (hash) needs the
+    media hashed; pass `to_entries` (violation, label, entry id) → entries to say how (the hash
+    bank's own helper does it from the media paths). An item without what the bank needs is
+    reported in `skipped`, never silently dropped.
     """
     have = {e.id for e in bank.entries}
     entries: list[Entry] = []
     added: list[str] = []
     skipped: list[str] = []
-    signal = "embedding" if bank.manifest.kind == "embedding" else "text"
+    holds_text = not isinstance(bank, MediaBank)
     for violation in queue.confirmed_violations(since=since):
         key = entry_id(violation)
         if key in have:
@@ -65,12 +66,13 @@ def add_confirmed_to_bank(
         )
         if to_entries is not None:
             made = list(to_entries(violation, label, key))
-        elif bank.manifest.kind in ("text", "embedding") and violation.text:
+        elif holds_text and violation.text:
+            signal = bank.default_signal(violation.text)
             made = [Entry(key, signal, violation.text, label)]
         else:
             made = []
         if not made:
-            need = "text" if bank.manifest.kind in ("text", "embedding") else "media to hash"
+            need = "text" if holds_text else "media to hash"
             skipped.append(f"{violation.item_id}: has no {need} for a {bank.manifest.kind} bank")
             continue
         entries.extend(made)

@@ -9,10 +9,12 @@ keeps every item any channel found, recording which channels found it and how st
 ranker and the reviewer can see why an item is there.
 
 Each channel gives every item a score (NaN where it has nothing to say: no media for the hash
-channel, no bank of that kind) and a hit rule (`RecallSettings`). An item hit by any channel is
-a `Candidate`. `RecallResult.order(channel)` orders the whole pool by one channel's score, and
-`order()` by all of them merged with reciprocal-rank fusion, which needs no calibration between
-channels whose scores are on different scales (Cormack, Clarke and Büttcher, SIGIR 2009).
+channel, no bank of that kind) and a hit rule (`RecallSettings`). A bank feeds the channel named
+by its kind, through the one method every kind has (`Bank.recall_scores`); where several banks
+feed a channel, each item keeps its best score. An item hit by any channel is a `Candidate`.
+`RecallResult.order(channel)` orders the whole pool by one channel's score, and `order()` by all
+of them merged with reciprocal-rank fusion, which needs no calibration between channels whose
+scores are on different scales (Cormack, Clarke and Büttcher, SIGIR 2009).
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from bastion.banks.entries import Match
+from bastion.banks.base import Bank, RecallBatch
 from bastion.banks.scoring import source_aggregate
 from bastion.batch.inputs import BatchInput
 from bastion.errors import InputError
@@ -65,22 +67,6 @@ class RecallSettings:
     reports_key: str = "reports"
     created_key: str = "created_at"
     batch_size: int = 512
-
-
-class HashMatcher(Protocol):
-    def match_media_hashes(
-        self, items: Sequence[Sequence[MediaHash]], md5s: Sequence[Sequence[str]] | None = None
-    ) -> list[list[Match]]: ...
-
-
-class TextMatcher(Protocol):
-    def match_texts(self, texts: Sequence[str]) -> list[list[Match]]: ...
-
-
-class EmbeddingScorer(Protocol):
-    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
-
-    def score(self, X: np.ndarray, k: int | None = None) -> Any: ...
 
 
 @dataclass
@@ -132,14 +118,16 @@ def recall(
     pool: BatchInput,
     moderator: Moderator,
     *,
-    hash_banks: Sequence[HashMatcher] = (),
-    text_banks: Sequence[TextMatcher] = (),
-    embedding_banks: Sequence[EmbeddingScorer] = (),
+    banks: Sequence[Bank] = (),
     settings: RecallSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RecallResult:
-    """Run every channel over `pool` in batches; see the module's docstring."""
+    """Run every channel over `pool` in batches, `banks` of any kinds; see the module's
+    docstring."""
     settings = settings or RecallSettings()
+    unknown = sorted({b.kind for b in banks} - set(CHANNELS))
+    if unknown:
+        raise InputError(f"no recall channel for banks of kind {', '.join(unknown)}")
     severity = category_severity(moderator.policy)
     total = pool.count()
     ids: list[str] = []
@@ -162,9 +150,7 @@ def recall(
                     item.id = f"line-{record.line}"
                 items.append(item)
             if items:
-                scores, distances, verdicts = _score_batch(
-                    items, moderator, hash_banks, text_banks, embedding_banks, settings
-                )
+                scores, distances, verdicts = _score_batch(items, moderator, banks)
                 for i, item in enumerate(items):
                     ids.append(str(item.id))
                     rows.append(scores[i])
@@ -192,12 +178,7 @@ def recall(
 
 
 def _score_batch(
-    items: list[Item],
-    moderator: Moderator,
-    hash_banks: Sequence[HashMatcher],
-    text_banks: Sequence[TextMatcher],
-    embedding_banks: Sequence[EmbeddingScorer],
-    settings: RecallSettings,
+    items: list[Item], moderator: Moderator, banks: Sequence[Bank]
 ) -> tuple[np.ndarray, list[dict[str, float]], list[Verdict]]:
     n = len(items)
     scores = np.full((n, len(CHANNELS)), np.nan)
@@ -207,45 +188,23 @@ def _score_batch(
     for i, v in enumerate(verdicts):
         if v.error is None and v.category_scores:
             scores[i, col["classifier"]] = max(v.category_scores.values())
-    if hash_banks:
-        hashes = [
+    batch = RecallBatch(
+        [item.scoring_text for item in items],
+        lambda: [
             [MediaHash(h.kind, h.hash, h.quality, h.timestamp_s) for h in v.hashes]
             for v in verdicts
-        ]
-        md5s = [_md5s(item) for item in items]
-        _best_matches(
-            hash_banks,
-            lambda b: b.match_media_hashes(hashes, md5s),
-            scores,
-            distances,
-            "hash",
-            256.0,
-        )
-    texts = [item.scoring_text for item in items]
-    if text_banks:
-        _best_matches(text_banks, lambda b: b.match_texts(texts), scores, distances, "text", 1.0)
-    if embedding_banks:
-        has_text = np.array([bool(t.strip()) for t in texts])
-        if has_text.any():
-            X = embedding_banks[0].embed([t for t, ok in zip(texts, has_text, strict=True) if ok])
-            where = np.flatnonzero(has_text)
-            for bank in embedding_banks:
-                result = bank.score(X)
-                nearest = np.max(
-                    np.where(
-                        np.isfinite(result.positive_similarities),
-                        result.positive_similarities,
-                        -np.inf,
-                    ),
-                    axis=1,
-                )
-                for local, at in enumerate(where.tolist()):
-                    s = float(result.scores[local])
-                    before = scores[at, col["embedding"]]
-                    if math.isfinite(s) and (math.isnan(before) or s > before):  # best bank wins
-                        scores[at, col["embedding"]] = s
-                        if math.isfinite(nearest[local]):
-                            distances[at]["embedding"] = max(0.0, 1.0 - float(nearest[local]))
+        ],
+        lambda: [_md5s(item) for item in items],
+    )
+    for bank in banks:
+        found = bank.recall_scores(batch)
+        j = col[bank.kind]
+        for i in range(n):  # per item, the best bank of the channel wins (the first of equals)
+            s, before = float(found.scores[i]), scores[i, j]
+            if math.isfinite(s) and (math.isnan(before) or s > before):
+                scores[i, j] = s
+                if math.isfinite(found.distances[i]):
+                    distances[i][bank.kind] = float(found.distances[i])
     return scores, distances, verdicts
 
 
@@ -264,27 +223,6 @@ def _md5s(item: Item) -> list[str]:
             continue
         out.append(hashlib.md5(data, usedforsecurity=False).hexdigest())
     return out
-
-
-def _best_matches(
-    banks: Sequence[Any],
-    find: Callable[[Any], list[list[Match]]],
-    scores: np.ndarray,
-    distances: list[dict[str, float]],
-    channel: str,
-    scale: float,
-) -> None:
-    """Score each item by its closest non-allow-listed match over `banks` (1 - distance/scale)."""
-    j = CHANNELS.index(channel)
-    for bank in banks:
-        for i, matches in enumerate(find(bank)):
-            live = [m for m in matches if not m.negative]
-            if not live:
-                continue
-            best = min(m.distance for m in live)
-            if best < distances[i].get(channel, math.inf):
-                distances[i][channel] = best
-                scores[i, j] = 1.0 - best / scale
 
 
 def _hits(
