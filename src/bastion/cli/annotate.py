@@ -194,7 +194,7 @@ def tasks_add(
 
                 moderator = Moderator(project.policy, model=model)
             else:
-                from bastion.judge.cascade import JudgeSettings
+                from bastion.judge.settings import JudgeSettings
 
                 judge = JudgeSettings(backend=backend).judge(project.policy)
             with err_console.status(f"pre-annotating {len(tasks)} items ({pre})"):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -18,9 +17,13 @@ from bastion.cli.output import (
     policy_with_examples,
 )
 from bastion.errors import BastionError
-from bastion.eval.labels import LabelMap
-from bastion.eval.metrics import BinaryMetrics, format_metric
-from bastion.moderator import Moderator
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from bastion.eval.labels import LabelMap
+    from bastion.eval.metrics import BinaryMetrics
+    from bastion.moderator import Moderator
 
 
 def eval_command(
@@ -83,8 +86,10 @@ def eval_command(
     Writes OUT/metrics.json and OUT/index.html with PR curves and a reliability diagram.
     """
     from bastion.eval import datasets as ds
+    from bastion.eval.labels import LabelMap
     from bastion.eval.report import write_report
     from bastion.eval.runner import evaluate
+    from bastion.moderator import Moderator
 
     if list_datasets:
         _list()
@@ -135,6 +140,10 @@ def eval_command(
 def _columns_to_categories(
     matrix: np.ndarray, names: list[str], lmap: LabelMap | None, moderator: Moderator
 ) -> np.ndarray:
+    import numpy as np
+
+    from bastion.eval.labels import LabelMap
+
     ids = moderator.policy.category_ids
     mapping = lmap.mapping if lmap else {n: [n] for n in names}
     check = LabelMap({n: mapping.get(n, []) for n in names})
@@ -154,6 +163,8 @@ def _columns_to_categories(
 
 
 def _print(binary: BinaryMetrics, per_category: dict[str, BinaryMetrics], name: str) -> None:
+    from bastion.eval.metrics import format_metric
+
     table = Table(
         "scope", "n", "pos", "AUPRC", "ROC-AUC", "P", "R", "F1", "R@5%FPR", "ECE", title=name
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -14,10 +14,12 @@ from bastion.cli.output import ExamplesOption, PolicyOption, console, err_consol
 from bastion.cli.output import policy_with_examples as load_policy_option
 from bastion.errors import BastionError, InputError
 from bastion.items import Item
-from bastion.judge import JudgeResult, LLMJudge
-from bastion.judge.cascade import JudgeSettings
 from bastion.media.sources import MediaSource
 from bastion.records import OnError, Record, count_lines, read_records, stop_error
+
+if TYPE_CHECKING:
+    from bastion.judge import JudgeResult, LLMJudge
+    from bastion.judge.settings import JudgeSettings
 
 LLMOption = Annotated[
     str,
@@ -60,6 +62,8 @@ VisionOption = Annotated[
 def judge_settings(**options: Any) -> JudgeSettings:
     """The --llm options as JudgeSettings; a bad value is an InputError naming the option."""
     from pydantic import ValidationError
+
+    from bastion.judge.settings import JudgeSettings
 
     try:
         return JudgeSettings(**options)

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -17,18 +16,11 @@ from rich.table import Table
 from bastion.cli.output import PolicyOption, err_console, make_console
 from bastion.cli.triage import HomeOption
 from bastion.errors import InputError
-from bastion.mining.loop import MiningSettings
-from bastion.mining.project import (
-    EMBEDDINGS,
-    STATE,
-    Batch,
-    LabelRecord,
-    MiningProject,
-    read_gold,
-    read_labels,
-    read_pool,
-)
-from bastion.mining.strategies import STRATEGIES
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from bastion.mining.project import Batch, LabelRecord, MiningProject
 
 mine_app = typer.Typer(
     help="Choose what to label next with a bandit over strategies; learn; report; simulate.",
@@ -50,6 +42,7 @@ class _Scoring:
 
     @cached_property
     def cache(self) -> Any:
+        from bastion.mining.project import EMBEDDINGS
         from bastion.models.embedding_cache import EmbeddingCache
         from bastion.models.encoder import load_encoder
 
@@ -165,6 +158,9 @@ def next_command(
 
         bastion mine next --pool posts.jsonl --budget 100 --out batch.jsonl
     """
+    from bastion.mining.loop import MiningSettings
+    from bastion.mining.project import STATE, MiningProject, read_pool
+
     if (out is None) == (queue is None):
         raise InputError("give exactly one of --out FILE and --queue NAME for the batch")
     root = _root(home, project)
@@ -264,6 +260,8 @@ def learn_command(
     Labels for items not in the pool are refused and listed; an item labelled more than once
     with different labels keeps every label, is flagged, and the majority counts.
     """
+    from bastion.mining.project import MiningProject, read_labels, read_pool
+
     if (labels is None) == (queue is None):
         raise InputError("give exactly one of --labels FILE and --queue NAME")
     root = _root(home, project)
@@ -305,6 +303,7 @@ def learn_command(
 def _queue_labels(queue: str, home: Path | None) -> tuple[list[LabelRecord], list[str]]:
     from datetime import UTC, datetime
 
+    from bastion.mining.project import LabelRecord
     from bastion.store import Store
     from bastion.triage import ReviewQueue
     from bastion.triage.queue import ReviewLabel
@@ -326,6 +325,8 @@ def _queue_labels(queue: str, home: Path | None) -> tuple[list[LabelRecord], lis
 
 
 def _validation(mp: MiningProject, scoring: _Scoring) -> tuple[np.ndarray, np.ndarray] | None:
+    from bastion.mining.project import read_gold
+
     if mp.state.validation is None:
         return None
     texts, labels, problems = read_gold(Path(mp.state.validation))
@@ -344,6 +345,9 @@ def report_command(
     Prevalence comes from the random slots (unbiased), "alone" estimates each strategy's
     violations per label with the same random floor, from the propensity log.
     """
+    from bastion.mining.project import MiningProject
+    from bastion.mining.strategies import STRATEGIES
+
     report = MiningProject.open(_root(home, project)).report()
     p = report.prevalence
     if as_json:
@@ -378,6 +382,8 @@ def report_command(
 
 
 def _pct(x: float) -> str:
+    import numpy as np
+
     return "-" if not np.isfinite(x) else f"{100 * x:.1f} %"
 
 
@@ -403,7 +409,10 @@ def simulate_command(
 
     Writes index.html (learning curves as PNGs and the table) and simulation.json into --out.
     """
+    from bastion.mining.loop import MiningSettings
+    from bastion.mining.project import read_gold
     from bastion.mining.simulate import BANDIT, SimulationConfig, rounds, simulate, write_report
+    from bastion.mining.strategies import STRATEGIES
 
     texts, gold, problems = read_gold(pool)
     _report_problems(problems, "pool lines")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -34,9 +34,11 @@ from bastion.errors import BastionError, InputError
 from bastion.items import Item
 from bastion.media.limits import load_media_limits
 from bastion.media.sources import MediaSource
-from bastion.moderator import Moderator, Verdict
 from bastion.policy import UNSCORED_ACTION
 from bastion.records import OnError, Record, count_lines, output_line, read_records, stop_error
+
+if TYPE_CHECKING:
+    from bastion.moderator import Moderator, Verdict
 
 _ACTION_STYLE = {"allow": "green", "review": "yellow", "block": "bold red"}
 
@@ -123,6 +125,8 @@ def moderate_command(
     In the input file a line may add "images": [PATH, ...], "video": PATH and "audio": PATH
     (relative to the file), with or without "text".
     """
+    from bastion.moderator import Moderator
+
     single = text is not None or bool(image) or video is not None or audio is not None
     if single == (input is not None):
         raise BastionError(

@@ -6,16 +6,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from bastion.batch import ModeratorSpec, ScoreSummary, check_output, open_input, score_local
-from bastion.batch.local import ProgressCallback
 from bastion.cli.output import ModelOption, PolicyOption, err_console
 from bastion.errors import BastionError
+
+if TYPE_CHECKING:
+    from bastion.batch import ScoreSummary
+    from bastion.batch.local import ProgressCallback
 
 DEFAULT_ACTORS = 2
 
@@ -82,6 +84,8 @@ def score_command(
     JSONL line that is not JSON, gets an error, flagged null and action "review" (never
     "allow"), and the run goes on. The output file appears only when the run is complete.
     """
+    from bastion.batch import ModeratorSpec, check_output, open_input, score_local
+
     if engine is Engine.local and (actors is not None or ray_address is not None):
         raise BastionError("--actors and --ray-address are for --engine ray")
     source = open_input(input, text_column=text_column, id_column=id_column)

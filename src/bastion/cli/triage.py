@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bastion.banks.registry import Banks
-from bastion.batch import ModeratorSpec, open_input
 from bastion.cli.output import ModelOption, PolicyOption, err_console, make_console
 from bastion.cli.score import progress_bar
 from bastion.errors import BastionError, InputError
-from bastion.store import Store
-from bastion.triage import DEFAULT_QUEUE, ReviewLabel, ReviewQueue
-from bastion.triage.feedback import add_confirmed_to_bank
-from bastion.triage.rank import Candidate, LearnedRanker, category_severity, rank
-from bastion.triage.recall import RecallSettings, recall
+from bastion.triage.labels import DEFAULT_QUEUE, ReviewLabel
+from bastion.triage.recall_settings import RecallSettings
+
+if TYPE_CHECKING:
+    from bastion.triage.rank import Candidate
 
 HomeOption = Annotated[
     Path | None,
@@ -65,6 +63,10 @@ def recall_command(
 
     A pool line without text or media is reported and the rest of the pool is still recalled.
     """
+    from bastion.banks.registry import Banks
+    from bastion.batch import ModeratorSpec, open_input
+    from bastion.triage.recall import recall
+
     banks = Banks(home)
     opened = [banks.open(name) for name in bank or []]
     source = (
@@ -121,6 +123,10 @@ def rank_command(
 
     Example: bastion rank -c cands.jsonl -o queue.jsonl --enqueue default
     """
+    from bastion.store import Store
+    from bastion.triage import ReviewQueue
+    from bastion.triage.rank import LearnedRanker, rank
+
     rows = _read_candidates(candidates)
     model = LearnedRanker.load(ranker) if ranker is not None else None
     ranked = rank(rows, model)
@@ -155,6 +161,9 @@ def queue_list(
     home: HomeOption = None,
 ) -> None:
     """The queue's items, highest priority first, with counts per state."""
+    from bastion.store import Store
+    from bastion.triage import ReviewQueue
+
     with Store.open(home) as store:
         q = ReviewQueue(store, queue)
         counts = q.counts()
@@ -184,6 +193,9 @@ def queue_claim(
     home: HomeOption = None,
 ) -> None:
     """Claim the next items for a reviewer; prints one JSON line per item."""
+    from bastion.store import Store
+    from bastion.triage import ReviewQueue
+
     with Store.open(home) as store:
         items = ReviewQueue(store, queue).claim(reviewer, n=n)
     for item in items:
@@ -217,6 +229,9 @@ def queue_decide(
     home: HomeOption = None,
 ) -> None:
     """Record a reviewer's decision on an item they hold."""
+    from bastion.store import Store
+    from bastion.triage import ReviewQueue
+
     with Store.open(home) as store:
         decision = ReviewQueue(store, queue).decide(
             item_id, reviewer, label, categories=category or [], note=note
@@ -232,7 +247,12 @@ def queue_feed_bank(
     home: HomeOption = None,
 ) -> None:
     """Add the queue's confirmed violations to a text or embedding bank (each item once)."""
+    from bastion.banks.registry import Banks
     from bastion.policy import load_policy
+    from bastion.store import Store
+    from bastion.triage import ReviewQueue
+    from bastion.triage.feedback import add_confirmed_to_bank
+    from bastion.triage.rank import category_severity
 
     severity = category_severity(load_policy(policy))
     target = Banks(home).open(bank)
@@ -255,6 +275,9 @@ def queue_train_ranker(
 ) -> None:
     """Train the lambdarank ranker on the queue's decisions."""
     from bastion.policy import load_policy
+    from bastion.store import Store
+    from bastion.triage import ReviewQueue
+    from bastion.triage.rank import LearnedRanker, category_severity
 
     severity = category_severity(load_policy(policy))
     with Store.open(home) as store:
@@ -265,6 +288,8 @@ def queue_train_ranker(
 
 
 def _read_candidates(path: Path) -> list[Candidate]:
+    from bastion.triage.rank import Candidate
+
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     out: list[Candidate] = []

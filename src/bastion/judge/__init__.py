@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bastion.errors import InputError
-from bastion.judge.backend import JudgeBackend
-from bastion.judge.judge import JudgementCache, JudgeResult, LabelledExample, LLMJudge
 from bastion.judge.schema import Judgement, StepAnswer, check_judgement, parse_judgement
+
+if TYPE_CHECKING:
+    from bastion.judge.backend import JudgeBackend
+    from bastion.judge.judge import JudgementCache, JudgeResult, LabelledExample, LLMJudge
+
+# Loaded on first use: they compute with NumPy, which `bastion --help` and the settings that
+# name a judge (`bastion.judge.settings`) do not need.
+_LAZY = {
+    "JudgeBackend": "bastion.judge.backend",
+    "JudgementCache": "bastion.judge.judge",
+    "JudgeResult": "bastion.judge.judge",
+    "LabelledExample": "bastion.judge.judge",
+    "LLMJudge": "bastion.judge.judge",
+}
 
 __all__ = [
     "JudgeBackend",
@@ -56,3 +69,11 @@ def backend_from_spec(
         f"LLM backend '{spec}' is not 'local', 'local:MODEL_DIR' or an http(s) URL of an "
         "OpenAI-compatible server (e.g. http://localhost:8000/v1)"
     )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'bastion.judge' has no attribute {name!r}")

@@ -12,7 +12,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.judge.cascade import JudgeSettings
+from bastion.judge.settings import JudgeSettings
 from bastion.media.limits import MediaLimits
 from bastion.store.paths import bastion_home
 

@@ -6,11 +6,15 @@ database and migrates it to the packaged schema. See `bastion.store.store` for t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from bastion.store.errors import StoreError
 from bastion.store.keys import SCOPES_BY_ROLE, ApiKey, Role
 from bastion.store.paths import bastion_home, default_database_url
 from bastion.store.records import DecisionRecord
-from bastion.store.store import Store
+
+if TYPE_CHECKING:
+    from bastion.store.store import Store
 
 __all__ = [
     "SCOPES_BY_ROLE",
@@ -22,3 +26,13 @@ __all__ = [
     "bastion_home",
     "default_database_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`Store` is loaded on first use: SQLAlchemy is slow to import, and the command line reads
+    roles and paths from this package without opening a database."""
+    if name == "Store":
+        from bastion.store.store import Store
+
+        return Store
+    raise AttributeError(f"module 'bastion.store' has no attribute {name!r}")

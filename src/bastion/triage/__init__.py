@@ -6,24 +6,26 @@ decisions come back from, for banks and for the ranker's training.
 
 from __future__ import annotations
 
-from bastion.triage.queue import (
-    DEFAULT_CLAIM_TTL_S,
-    DEFAULT_QUEUE,
-    ClaimError,
-    ConfirmedViolation,
-    EnqueueResult,
-    ItemState,
-    QueueCounts,
-    QueueError,
-    QueueItem,
-    ReviewDecision,
-    ReviewItem,
-    ReviewLabel,
-    ReviewQueue,
-    TrainingExample,
-    UnknownItemError,
-    queue_names,
-)
+from typing import TYPE_CHECKING, Any
+
+from bastion.triage.labels import DEFAULT_QUEUE, ItemState, ReviewLabel
+
+if TYPE_CHECKING:
+    from bastion.triage.queue import (
+        DEFAULT_CLAIM_TTL_S,
+        ClaimError,
+        ConfirmedViolation,
+        EnqueueResult,
+        QueueCounts,
+        QueueError,
+        QueueItem,
+        ReviewDecision,
+        ReviewItem,
+        ReviewQueue,
+        TrainingExample,
+        UnknownItemError,
+        queue_names,
+    )
 
 __all__ = [
     "DEFAULT_CLAIM_TTL_S",
@@ -43,3 +45,13 @@ __all__ = [
     "UnknownItemError",
     "queue_names",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The queue itself is loaded on first use: it imports SQLAlchemy, which the command line
+    does not need to list its options."""
+    if name in __all__:
+        from bastion.triage import queue
+
+        return getattr(queue, name)
+    raise AttributeError(f"module 'bastion.triage' has no attribute {name!r}")

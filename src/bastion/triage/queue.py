@@ -45,7 +45,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from numbers import Real
 from typing import Any, Final, TypeVar
 
@@ -59,9 +58,9 @@ from bastion.errors import BastionError
 from bastion.store.errors import StoreError
 from bastion.store.models import ReviewDecisionRow, ReviewItemRow
 from bastion.store.store import Store
-
-DEFAULT_QUEUE: Final = "default"
-"""The queue a `ReviewQueue` works on when no name is given."""
+from bastion.triage.labels import DEFAULT_QUEUE as DEFAULT_QUEUE
+from bastion.triage.labels import ItemState as ItemState
+from bastion.triage.labels import ReviewLabel as ReviewLabel
 
 DEFAULT_CLAIM_TTL_S: Final = 15 * 60.0
 """How long a claim lasts unless the caller says otherwise: long enough to review one item with
@@ -84,22 +83,6 @@ _ITEMS_WITH_DECISIONS = select(ReviewItemRow, ReviewDecisionRow).outerjoin(
 _DECIDED_ITEMS = select(ReviewItemRow, ReviewDecisionRow).join(
     ReviewDecisionRow, ReviewDecisionRow.review_item_id == ReviewItemRow.id
 )
-
-
-class ItemState(StrEnum):
-    """Where an item is in review. A claim past its expiry reads as `pending`."""
-
-    pending = "pending"
-    claimed = "claimed"
-    decided = "decided"
-
-
-class ReviewLabel(StrEnum):
-    """What the reviewer concluded about the item."""
-
-    violating = "violating"
-    not_violating = "not_violating"
-    unsure = "unsure"
 
 
 class QueueError(BastionError):
