@@ -23,12 +23,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bastion.banks.base import Bank, MediaBank
 from bastion.banks.entries import Entry, Label, Match
 from bastion.banks.files import BankError
 from bastion.cli.output import console, err_console
 
 if TYPE_CHECKING:
+    from bastion.banks.base import Bank
     from bastion.banks.exchange import ImportResult, RowError
     from bastion.banks.registry import Banks
     from bastion.media.hashing import MediaHash
@@ -137,7 +137,7 @@ def add_entries(
     try:
         for position, value in numbered:
             try:
-                if isinstance(bank, MediaBank) and _is_file(value):
+                if _takes_files(bank) and _is_file(value):
                     if pool is None:
                         from bastion.media.sandbox import DecoderPool
 
@@ -446,10 +446,17 @@ def _media_entries(pool: DecoderPool, path: Path, label: Label, negative: bool) 
     return entries
 
 
+def _takes_files(bank: Bank) -> bool:
+    """A bank of media hashes: a value may name a file to hash."""
+    from bastion.banks.base import MediaBank  # numpy: not on `bastion --help`'s path
+
+    return isinstance(bank, MediaBank)
+
+
 def _match(bank: Bank, values: list[str], include_negative: bool) -> list[list[Match]]:
     """Per value, its matches: `match_values`, except that a media bank given a file's path
     matches the file's hashes."""
-    if not isinstance(bank, MediaBank):
+    if not _takes_files(bank):
         return bank.match_values(values, include_negative=include_negative)
     from bastion.banks.hashes import check_value
 
