@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeGuard
 
 import typer
 from rich.markup import escape
@@ -28,7 +28,7 @@ from bastion.banks.files import BankError
 from bastion.cli.output import console, err_console
 
 if TYPE_CHECKING:
-    from bastion.banks.base import Bank
+    from bastion.banks.base import Bank, MediaBank
     from bastion.banks.exchange import ImportResult, RowError
     from bastion.banks.registry import Banks
     from bastion.media.hashing import MediaHash
@@ -446,7 +446,7 @@ def _media_entries(pool: DecoderPool, path: Path, label: Label, negative: bool) 
     return entries
 
 
-def _takes_files(bank: Bank) -> bool:
+def _takes_files(bank: Bank) -> TypeGuard[MediaBank]:
     """A bank of media hashes: a value may name a file to hash."""
     from bastion.banks.base import MediaBank  # numpy: not on `bastion --help`'s path
 
