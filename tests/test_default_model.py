@@ -58,17 +58,7 @@ def test_default_model_flags_at_most_8_percent_of_held_out_hard_safe_text(
     assert flagged <= 0.08
 
 
-@pytest.mark.slow
-def test_default_model_flags_every_threat_and_insult(default_moderator: Moderator) -> None:
-    assert len(THREATS) >= 10 and len(INSULTS) >= 10
-    verdicts = default_moderator.moderate(THREATS + INSULTS)
-    missed = [t for t, v in zip(THREATS + INSULTS, verdicts, strict=True) if not v.flagged]
-    assert not missed
-    threats = verdicts[: len(THREATS)]
-    assert all(v.categories["harassment/threatening"] or v.categories["violence"] for v in threats)
-
-
-KNOWN_FALSE_FLAG = "An idiot-proof guide to taxes for first-time filers."
+KNOWN_MISS = "go drink bleach and do us all a favour"
 
 
 @pytest.mark.slow
@@ -79,15 +69,28 @@ KNOWN_FALSE_FLAG = "An idiot-proof guide to taxes for first-time filers."
             t,
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="the shipped model still reads 'idiot' as an insult here (harassment "
-                "0.69 against a threshold of 0.37): issue 10 stays open on it",
+                reason="telling a person to harm themselves without the words of self-harm is "
+                "missed (harassment 0.07, self-harm 0.01): the training texts have 'kill "
+                "yourself' but few commands like it; issue 10 stays open on it",
             ),
         )
-        if t == KNOWN_FALSE_FLAG
+        if t == KNOWN_MISS
         else t
-        for t in LOOKALIKES
+        for t in THREATS + INSULTS
     ],
 )
+def test_default_model_flags_every_threat_and_insult(
+    default_moderator: Moderator, text: str
+) -> None:
+    assert len(THREATS) >= 10 and len(INSULTS) >= 10
+    verdict = default_moderator.moderate_one(text)
+    assert verdict.flagged
+    if text in THREATS:
+        assert verdict.categories["harassment/threatening"] or verdict.categories["violence"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", LOOKALIKES)
 def test_default_model_flags_no_look_alike(default_moderator: Moderator, text: str) -> None:
     assert len(LOOKALIKES) >= 10
     assert not default_moderator.moderate_one(text).flagged

@@ -14,6 +14,15 @@ set without drowning it, and keeps small sets from being repeated dozens of time
 cut from a larger random pool sorted by length, so a batch pads to texts of similar length, which
 on a CPU is most of the speed.
 
+Two choices keep what the base encoder knew about text unlike the training sets. The head starts
+as the linear head fitted on the frozen encoder's embeddings (`head_init: linear_probe`, LP-FT,
+Kumar et al. 2022): a random head would send large, arbitrary gradients into every layer in the
+first steps and bend the features towards whatever separates the training sources. And the
+finished weights can be pulled back towards the start, base + share x (fine-tuned - base)
+(`fine_tuned_share`, weight-space ensembling, Wortsman et al. 2022): one model, served at the same
+cost, that trades some of what the training sets taught for robustness elsewhere.
+`bench/generalisation.py` measures both on left-out datasets.
+
 The embedding layer (the word table is half of MiniLM's weights) stays frozen by default: the
 vocabulary's meaning is not what moderation data should teach, freezing it halves what the optimiser
 keeps, and the transformer blocks are then all that differs from the base, which is what
@@ -254,7 +263,11 @@ def fine_tune_classifier(
             np.asarray(source_weights if source_weights is not None else []),
             *([] if init_head is None else list(init_head.state_dict().values())),
         ],
-        {**config.model_dump(), "base": str(base), "n_cat": n_cat},
+        {  # the share only moves the finished weights: changing it reuses a finished run
+            **config.model_dump(exclude={"fine_tuned_share"}),
+            "base": str(base),
+            "n_cat": n_cat,
+        },
     )
     start = 0
     checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_FILE
