@@ -208,12 +208,13 @@ def create_app(
 ) -> FastAPI:
     settings = settings or ServerSettings()
     metrics = _Metrics()
-    limiter = (
-        RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
-    )
-
     owns_store, owns_pool = store is None, pool is None
     store = store or Store.open(settings.home)
+    limiter = (
+        RateLimiter(store, settings.rate_limit_per_minute)
+        if settings.rate_limit_per_minute
+        else None
+    )
     pool = pool or ModeratorPool(
         settings.home,
         default_policy=settings.default_policy,
