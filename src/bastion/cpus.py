@@ -45,6 +45,11 @@ def model_threads() -> int:
     configured = configured_threads()
     if configured is not None:
         return configured
+    return available_cpus()
+
+
+def available_cpus() -> int:
+    """How many CPUs this process may run on (its affinity where the OS says, else all)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux

@@ -1,5 +1,7 @@
 """Log-in throttling: per (name, address) with a back-off that grows, which a stranger cannot set
-for someone else. The clock is a seam, so nothing here sleeps."""
+for someone else, counted in the store so that every worker and replica throttles together (on
+SQLite and PostgreSQL: the tests that take `store` run on both). The clock is a seam, so nothing
+here sleeps."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from fastapi.testclient import TestClient
 from bastion.annotation.web import LoginThrottle, web_router
 from bastion.annotation.workflow import Workflow
 from bastion.store import Store, passwords
+from databases import backend, database_url, home, store  # noqa: F401  (fixtures)
 
 PASSWORD = "a long enough password"
 WRONG = {"name": "rita", "password": "not the password", "next": "/ui"}
@@ -35,15 +38,15 @@ def clock() -> Clock:
 @pytest.fixture
 def app(tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Iterator[FastAPI]:
     monkeypatch.setattr(passwords, "N", 2**4)  # cheap hashes; the real cost is tested elsewhere
-    store = Store.open(tmp_path / "home")
-    workflow = Workflow(store)
+    opened = Store.open(tmp_path / "home")
+    workflow = Workflow(opened)
     workflow.add_person("rita", "reviewer", PASSWORD, "test")
     app = FastAPI()
-    app.include_router(web_router(workflow, throttle=LoginThrottle(clock=clock)))
+    app.include_router(web_router(workflow, throttle=LoginThrottle(opened, clock=clock)))
     try:
         yield app
     finally:
-        store.close()
+        opened.close()
 
 
 def from_address(app: FastAPI, host: str) -> TestClient:
@@ -82,9 +85,9 @@ def test_the_back_off_doubles_with_each_failure_up_to_its_cap_and_success_resets
     assert client.post("/login", data=WRONG).status_code == 401
 
 
-def test_one_address_trying_many_names_is_slowed_too() -> None:
+def test_one_address_trying_many_names_is_slowed_too(store: Store) -> None:  # noqa: F811
     clock = Clock()
-    throttle = LoginThrottle(free_failures_per_client=3, clock=clock)
+    throttle = LoginThrottle(store, free_failures_per_client=3, clock=clock)
     for name in ("a", "b", "c", "d"):
         assert throttle.wait(name, "203.0.113.9") == 0
         throttle.failed(name, "203.0.113.9")
@@ -94,12 +97,39 @@ def test_one_address_trying_many_names_is_slowed_too() -> None:
     assert throttle.wait("e", "203.0.113.9") == 0
 
 
-def test_counts_are_forgotten_after_a_quiet_spell() -> None:
+def test_counts_are_forgotten_after_a_quiet_spell(store: Store) -> None:  # noqa: F811
     clock = Clock()
-    throttle = LoginThrottle(free_failures=1, forget_s=3600, clock=clock)
+    throttle = LoginThrottle(store, free_failures=1, forget_s=3600, clock=clock)
     for _ in range(3):
         throttle.failed("rita", "203.0.113.9")
     assert throttle.wait("rita", "203.0.113.9") == 2.0
     clock.now += 3600
     throttle.failed("rita", "203.0.113.9")  # the first failure of a fresh count: free
     assert throttle.wait("rita", "203.0.113.9") == 0
+
+
+def test_workers_and_replicas_on_one_store_throttle_together(
+    home: Path,  # noqa: F811
+    database_url: str,  # noqa: F811
+    store: Store,  # noqa: F811
+) -> None:
+    """Guesses spread over two processes (two engines on one database: two workers, or two
+    replicas) wait as long as guesses sent to one; a success on either resets the pair."""
+    clock = Clock()
+    with Store.open(home, database_url) as other:
+        here, there = (LoginThrottle(s, free_failures=2, clock=clock) for s in (store, other))
+        for throttle in (here, there, here):
+            assert throttle.wait("rita", "203.0.113.9") == 0
+            throttle.failed("rita", "203.0.113.9")
+        assert here.wait("rita", "203.0.113.9") == there.wait("rita", "203.0.113.9") == 1.0
+        there.succeeded("rita", "203.0.113.9")
+        assert here.wait("rita", "203.0.113.9") == 0
+
+
+def test_no_login_name_or_address_is_stored(store: Store) -> None:  # noqa: F811
+    throttle = LoginThrottle(store, clock=Clock())
+    throttle.failed("rita@example.org", "203.0.113.9")
+    with store.engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT * FROM login_failures").all()
+    assert len(rows) == 2
+    assert not any("rita" in str(v) or "203.0.113" in str(v) for row in rows for v in row)

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 import bastion.server.app
+import bastion.server.workers
 from bastion.cli import app
 from bastion.server.settings import ServerSettings
 
@@ -38,6 +39,12 @@ SETTINGS: dict[str, tuple[list[str], tuple[str, str], Any]] = {
     "web": (["--no-web"], ("BASTION_WEB", "false"), False),
     "secure_cookies": (["--secure-cookies"], ("BASTION_SECURE_COOKIES", "true"), True),
     "docs": (["--docs"], ("BASTION_DOCS", "true"), True),
+    "workers": (["--workers", "3"], ("BASTION_WORKERS", "3"), 3),
+    "metrics_dir": (
+        ["--metrics-dir", "metrics"],
+        ("BASTION_METRICS_DIR", "metrics"),
+        Path("metrics"),
+    ),
     "llm": (
         ["--llm", "http://127.0.0.1:9/v1", "--llm-model", "m"],
         ("BASTION_LLM", "http://127.0.0.1:9/v1"),
@@ -60,7 +67,11 @@ def settings_of(monkeypatch: pytest.MonkeyPatch) -> Any:
     def fake_create_app(settings: ServerSettings, store: Any = None) -> Any:
         raise _Started(settings)
 
+    def fake_serve_workers(settings: ServerSettings, *args: Any, **kwargs: Any) -> int:
+        raise _Started(settings)
+
     monkeypatch.setattr(bastion.server.app, "create_app", fake_create_app)
+    monkeypatch.setattr(bastion.server.workers, "serve_workers", fake_serve_workers)
     for name in [env for _, (env, _), _ in SETTINGS.values()] + list(FILE_SETTINGS.values()):
         monkeypatch.delenv(name, raising=False)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,10 @@ from typing import TypeVar
 import httpx
 
 T = TypeVar("T")
+
+START_TIMEOUT_S = 300
+"""How long a server may take to answer /readyz: loading the model takes seconds, or minutes on
+a machine other jobs keep busy (the deadline only bounds a test that has already failed)."""
 
 
 def at_once(calls: Sequence[Callable[[], T]]) -> list[T | Exception]:
@@ -59,26 +64,41 @@ def free_port() -> int:
 
 
 def start_server(
-    home: Path, port: int, *, gate: Path | None = None
+    home: Path,
+    port: int,
+    *,
+    gate: Path | None = None,
+    workers: int = 1,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[str], str | None]:
     """The process and the admin key it printed (None when the store already had keys).
 
-    With `gate` (a directory), every moderation request is held in its handler until the test
-    creates `gate/release` (see held_serve.py); `gate/entered-N` appears as each one arrives.
+    The server runs with `--workers workers` and any further `args`, in a session of its own
+    (so `os.killpg(proc.pid, ...)` reaches its workers too), with `env` added to the
+    environment. With `gate` (a directory), every moderation request is held in its handler
+    until the test creates `gate/release` (see held_serve.py); `gate/entered-PID-N` appears as
+    each one arrives. Through held_serve.py (with a gate, or more than one worker) every
+    response names the worker process that answered in its `x-test-worker` header.
     """
     command = [sys.executable, "-m", "bastion.cli"]
+    extra = dict(env or {})
+    if gate is not None or workers > 1:
+        command = [sys.executable, str(Path(__file__).with_name("held_serve.py"))]
     if gate is not None:
-        command = [sys.executable, str(Path(__file__).with_name("held_serve.py")), str(gate)]
+        extra["BASTION_TEST_GATE"] = str(gate)
+    options = ["--port", str(port), "--home", str(home), "--workers", str(workers), *args]
     proc = subprocess.Popen(
-        [*command, "serve", "--port", str(port), "--home", str(home)],
+        [*command, "serve", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **extra},
+        start_new_session=True,
     )
     assert proc.stdout is not None
     key = None
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if match := re.fullmatch(r"admin API key: (bst_\S+)\n", line):
@@ -93,5 +113,7 @@ def start_server(
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("server did not become ready")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    output = proc.stdout.read()
+    raise AssertionError(f"server did not become ready in {START_TIMEOUT_S} s; it said:\n{output}")

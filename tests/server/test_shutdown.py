@@ -11,6 +11,7 @@ test arranges, not a race it hopes to win: a busy machine makes it slower, never
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -45,12 +46,15 @@ class Call:
     error: str | None = None
 
 
-def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path: Path, workers: int) -> None:
+    """With two workers the signal goes to the supervisor (`bastion serve`'s process), as a
+    process manager sends it; it closes the port and has each worker drain what it took."""
     gate = tmp_path / "gate"
     gate.mkdir()
     home = tmp_path / "home"
     port = free_port()
-    proc, key = start_server(home, port, gate=gate)
+    proc, key = start_server(home, port, gate=gate, workers=workers)
     assert key
     base = f"http://127.0.0.1:{port}"
     calls = [
@@ -79,6 +83,7 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path: Path) -> None:
     try:
         # Each request has reached moderation, inside its handler, and is held there.
         wait_until(lambda: len(list(gate.glob("entered-*"))) == HELD, 120, "every request held")
+        holders = {p.name.split("-")[1] for p in gate.glob("entered-*")}
         assert all(c.done_at is None for c in calls), [c.error for c in calls]
 
         signalled_at = time.monotonic()
@@ -101,10 +106,12 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path: Path) -> None:
         (gate / "release").touch()
         returncode = proc.wait(timeout=DRAIN_TIMEOUT_S + 10)
         exited_after = time.monotonic() - signalled_at
+        for holder in holders:  # every worker that held a request has finished too
+            wait_until(lambda h=int(holder): not _alive(h), 30, f"worker {holder} exited")
     finally:
         (gate / "release").touch()
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         for t in threads:
             t.join(30)
@@ -134,3 +141,11 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path: Path) -> None:
     for call in calls:
         scores = [r["category_scores"] for r in call.body["results"]]
         assert [logged[call.request_id][i] for i in range(ITEMS_PER_REQUEST)] == scores
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

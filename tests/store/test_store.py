@@ -41,6 +41,8 @@ TABLES = {
     "annotation_tasks",
     "annotation_assignments",
     "annotations",
+    "rate_limits",
+    "login_failures",
     "audit_log",
 }
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
@@ -86,7 +88,7 @@ def test_the_constructor_does_not_migrate(home: Path, database_url: str) -> None
 def test_open_creates_a_private_home_and_database_at_head(home: Path, database_url: str) -> None:
     with Store.open(home, database_url) as store:
         assert set(inspect(store.engine).get_table_names()) == TABLES
-        assert current_revision(store) == head_revision() == "0004"
+        assert current_revision(store) == head_revision() == "0005"
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
 
 

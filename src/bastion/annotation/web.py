@@ -15,6 +15,7 @@ for the unblurred image, which is only then sent.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import io
 import json
@@ -50,6 +51,8 @@ from bastion.annotation.workflow import (
 )
 from bastion.errors import BastionError
 from bastion.media.limits import MediaLimits
+from bastion.store import limits
+from bastion.store.store import Store
 
 COOKIE: Final = "bastion_session"
 STATIC: Final = {"task.js": "text/javascript", "app.css": "text/css"}
@@ -116,27 +119,33 @@ class LoginThrottle:
     No count is kept per name alone: that would let a stranger, from anywhere, lock a person
     out (and refuse the right password too). Here a stranger's failures slow only the
     stranger's own address; the person logs in from theirs as usual. Counts are forgotten
-    after `forget_s` without a failure. Kept in memory: per process, and a restart forgets it
-    (the audit log keeps every failure). `clock` (seconds, monotonic) is the tests' seam.
+    after `forget_s` without a failure.
+
+    The counts are kept in the store (`bastion.store.limits`), keyed by a hash of the name and
+    address, so every worker process and every replica on the database throttles together:
+    guesses spread over four workers or two replicas wait as long as guesses sent to one. A
+    restart forgets nothing; the audit log keeps every failure as well. `clock` (seconds, the
+    Unix time by default: every process sharing the store must read the same clock) is the
+    tests' seam.
     """
 
     def __init__(
         self,
+        store: Store,
         free_failures: int = 5,
         free_failures_per_client: int = 100,
         first_wait_s: float = 1.0,
         max_wait_s: float = 900.0,
         forget_s: float = 3600.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.store = store
         self.free_failures = free_failures
         self.free_failures_per_client = free_failures_per_client
         self.first_wait_s = first_wait_s
         self.max_wait_s = max_wait_s
         self.forget_s = forget_s
         self.clock = clock
-        self._failures: dict[tuple[str, ...], tuple[int, float]] = {}
-        self._lock = threading.Lock()
 
     def back_off(self, failures: int, free: int) -> float:
         """Seconds to wait after the last of `failures` failures, when the first `free` cost
@@ -147,37 +156,35 @@ class LoginThrottle:
 
     def wait(self, name: str, client: str) -> float:
         """Seconds until `name` may try to log in from `client` again (0: now)."""
+        keys = self._keys(name, client)
+        counts = limits.failure_counts(self.store, [k for k, _ in keys])
         now = self.clock()
         waits = [0.0]
-        with self._lock:
-            for key, free in self._keys(name, client):
-                failures, last = self._failures.get(key, (0, now))
-                waits.append(last + self.back_off(failures, free) - now)
+        for key, free in keys:
+            failures, last = counts.get(key, (0, now))
+            waits.append(last + self.back_off(failures, free) - now)
         return max(waits)
 
     def failed(self, name: str, client: str) -> None:
-        now = self.clock()
-        with self._lock:
-            if len(self._failures) > 100_000:  # bounded: forget the quiet ones
-                self._failures = {
-                    k: v for k, v in self._failures.items() if v[1] > now - self.forget_s
-                }
-            for key, _ in self._keys(name, client):
-                failures, last = self._failures.get(key, (0, now))
-                fresh = now - last < self.forget_s
-                self._failures[key] = ((failures if fresh else 0) + 1, now)
+        keys = [k for k, _ in self._keys(name, client)]
+        limits.count_failure(self.store, keys, now=self.clock(), forget_s=self.forget_s)
 
     def succeeded(self, name: str, client: str) -> None:
         """The right password: this name starts afresh from this address. The address's own
         count stays, or one account of one's own would reset guessing at others'."""
-        with self._lock:
-            self._failures.pop(("pair", name, client), None)
+        limits.clear_failures(self.store, self._keys(name, client)[0][0])
 
-    def _keys(self, name: str, client: str) -> list[tuple[tuple[str, ...], int]]:
+    def _keys(self, name: str, client: str) -> list[tuple[str, int]]:
+        """What is counted, as the ids the store keeps (hashes: no name or address is stored),
+        each with its free failures."""
         return [
-            (("pair", name, client), self.free_failures),
-            (("client", client), self.free_failures_per_client),
+            (_counted("pair", name, client), self.free_failures),
+            (_counted("client", client), self.free_failures_per_client),
         ]
+
+
+def _counted(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ReviewDesk(Protocol):
@@ -219,7 +226,7 @@ def web_router(
     """The web app's routes. `desk` is the triage review queues, which reviewers and admins
     work from the home page; `secure_cookies` marks the session cookie Secure (behind HTTPS)."""
     media = _MediaView(media_limits or MediaLimits())
-    throttle = throttle or LoginThrottle()
+    throttle = throttle or LoginThrottle(workflow.store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -258,7 +265,7 @@ def web_router(
         name, password = str(form.get("name", "")), str(form.get("password", ""))
         target = _local(str(form.get("next", "/ui")))
         who_tries = (name.strip().lower(), request.client.host if request.client else "?")
-        wait = throttle.wait(*who_tries)
+        wait = await run_in_threadpool(throttle.wait, *who_tries)
         if wait > 0:
             refused = page(
                 request, "login.html", None, 429, next=target, name=name,
@@ -268,12 +275,12 @@ def web_router(
             return refused
         found = await run_in_threadpool(workflow.log_in, name, password)
         if found is None:
-            throttle.failed(*who_tries)
+            await run_in_threadpool(throttle.failed, *who_tries)
             return page(
                 request, "login.html", None, 401, next=target, name=name,
                 error="Wrong name or password.",
             )  # fmt: skip
-        throttle.succeeded(*who_tries)
+        await run_in_threadpool(throttle.succeeded, *who_tries)
         _, token, _ = found
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(

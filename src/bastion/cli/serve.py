@@ -198,6 +198,27 @@ def serve_command(
             "CDN, so a browser offline cannot show them (/openapi.json is always served).",
         ),
     ] = _default("docs"),
+    workers: Annotated[
+        int,
+        _setting(
+            "--workers",
+            env="BASTION_WORKERS",
+            min=1,
+            help="Worker processes serving the port, each with its own model (default: one per "
+            "CPU). Rate limits, the log-in throttle and the decision log are shared through the "
+            "database, so they hold across workers.",
+        ),
+    ] = _default("workers"),
+    metrics_dir: Annotated[
+        Path | None,
+        _setting(
+            "--metrics-dir",
+            env="BASTION_METRICS_DIR",
+            file_okay=False,
+            help="With several workers: where each writes its metrics for /metrics to sum "
+            "(emptied of old metric files at start; default: a fresh temporary directory).",
+        ),
+    ] = None,
     llm: Annotated[
         str | None,
         _setting(
@@ -221,6 +242,9 @@ def serve_command(
 
     SIGTERM or Ctrl-C stops it gracefully: new connections are refused at once, requests in
     flight finish and are logged (for up to 30 s), then it exits with status 0.
+
+    With --workers N above 1, N processes serve the port, each with its own model; the
+    command's process supervises them (replaces one that dies; stops them all on SIGTERM).
     """
     import uvicorn
 
@@ -255,12 +279,18 @@ def serve_command(
         web=web,
         secure_cookies=secure_cookies,
         docs=docs,
+        workers=workers,
+        metrics_dir=metrics_dir,
     )
     store = Store.open(root)
     if auth and store.count_keys() == 0:
         _, secret = store.create_key("admin (created at first start)", Role.admin)
         typer.echo(f"admin API key: {secret}")
         typer.echo("(shown once; create more with `bastion keys create`)")
+    if workers > 1:
+        store.close()  # each worker opens its own
+        _serve_workers(settings, host, port)
+        return
     app = create_app(settings, store)
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=DRAIN_TIMEOUT_S
@@ -282,6 +312,18 @@ def serve_command(
         store.close()
     if not server.started:  # e.g. the port is taken; uvicorn has logged why
         raise typer.Exit(STARTUP_FAILURE)
+
+
+def _serve_workers(settings: ServerSettings, host: str, port: int) -> None:
+    from bastion.server.workers import serve_workers
+
+    typer.echo(
+        f"Bastion serving on http://{host}:{port} with {settings.workers} workers "
+        f"(data in {settings.home})"
+    )
+    status = serve_workers(settings, host, port, drain_timeout_s=DRAIN_TIMEOUT_S)
+    if status:
+        raise typer.Exit(status)
 
 
 _ROLE_SCOPES = "; ".join(

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -81,7 +82,13 @@ log = logging.getLogger("bastion.server")
 
 
 class _Metrics:
-    def __init__(self) -> None:
+    """The service's Prometheus metrics. With `multiprocess_dir` (`bastion serve --workers N`),
+    every worker writes its values to files there (prometheus_client's multiprocess mode, which
+    $PROMETHEUS_MULTIPROC_DIR turned on before the worker started) and /metrics, whichever
+    worker answers, reports the sum over all of them."""
+
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "bastion_requests_total", "HTTP requests", ["route", "status"], registry=self.registry
@@ -121,6 +128,16 @@ class _Metrics:
         self.errors = Counter(
             "bastion_errors_total", "Errors by type", ["type"], registry=self.registry
         )
+
+    def exposed(self) -> CollectorRegistry:
+        """What /metrics reports: this process's registry, or every worker's files summed."""
+        if self.multiprocess_dir is None:
+            return self.registry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        return every_worker
 
 
 class _Observe:
@@ -207,13 +224,14 @@ def create_app(
     pool: ModeratorPool | None = None,
 ) -> FastAPI:
     settings = settings or ServerSettings()
-    metrics = _Metrics()
-    limiter = (
-        RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
-    )
-
+    metrics = _Metrics(settings.metrics_dir if settings.workers > 1 else None)
     owns_store, owns_pool = store is None, pool is None
     store = store or Store.open(settings.home)
+    limiter = (
+        RateLimiter(store, settings.rate_limit_per_minute)
+        if settings.rate_limit_per_minute
+        else None
+    )
     pool = pool or ModeratorPool(
         settings.home,
         default_policy=settings.default_policy,
@@ -383,7 +401,7 @@ def create_app(
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     def metrics_route() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.exposed()), media_type=CONTENT_TYPE_LATEST)
 
     # ------------------------------------------------------------------ moderation
 

@@ -3,7 +3,8 @@
 Keys arrive as `Authorization: Bearer KEY`, which is what OpenAI clients send. The body cap is
 enforced while the body streams in, not only from `Content-Length`, so a chunked 50 MB upload
 is cut off at the cap instead of being buffered whole. Rate limits are a token bucket per key:
-a burst up to a minute's allowance, refilled continuously.
+a burst up to a minute's allowance, refilled continuously, kept in the store so that every
+worker and replica shares it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,8 @@ import numpy as np
 from bastion.server.schemas import ErrorCode
 from bastion.server.settings import MAX_JSON_DEPTH
 from bastion.store.keys import ApiKey, hash_secret
+from bastion.store.limits import take_token
+from bastion.store.store import Store
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -163,36 +165,34 @@ def _json_depth_over(body: bytes, max_depth: int, chunk: int = 1 << 20) -> bool:
     return False
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    at: float
-
-
 class RateLimiter:
-    """Token bucket per key: `per_minute` requests a minute, bursts up to that many."""
+    """Per-key rate limits, a token bucket per key: `per_minute` requests a minute, bursts up
+    to that many.
 
-    def __init__(self, per_minute: int) -> None:
+    The buckets are kept in the store (`bastion.store.limits`), one row per key taken from in
+    one atomic statement, so the limit holds whatever the number of worker processes and
+    replicas on the database: four workers do not make it four times as high. `clock`
+    (seconds, the Unix time by default: every process sharing the store must read the same
+    clock) is the tests' seam.
+    """
+
+    def __init__(
+        self, store: Store, per_minute: int, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
         self.per_minute = per_minute
         self.rate = per_minute / 60.0
-        self._buckets: dict[str, _Bucket] = {}
-        self._lock = threading.Lock()
+        self._clock = clock
 
     def take(self, key: str) -> float:
         """0 when allowed now, else the seconds until a request would be."""
-        now = time.monotonic()
-        with self._lock:
-            bucket = self._buckets.get(key) or _Bucket(float(self.per_minute), now)
-            bucket.tokens = min(
-                float(self.per_minute), bucket.tokens + (now - bucket.at) * self.rate
-            )
-            bucket.at = now
-            if bucket.tokens >= 1.0:
-                bucket.tokens -= 1.0
-                self._buckets[key] = bucket
-                return 0.0
-            self._buckets[key] = bucket
-            return (1.0 - bucket.tokens) / self.rate
+        return take_token(
+            self.store,
+            key,
+            capacity=float(self.per_minute),
+            per_second=self.rate,
+            now=self._clock(),
+        )
 
 
 class VerifiedKeys:

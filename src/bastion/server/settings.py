@@ -12,6 +12,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bastion.cpus import available_cpus
 from bastion.judge.settings import JudgeSettings
 from bastion.media.limits import MediaLimits
 from bastion.store.paths import bastion_home
@@ -61,4 +62,17 @@ class ServerSettings(BaseModel):
     )
     max_json_depth: int = Field(
         MAX_JSON_DEPTH, gt=0, le=500, description="deepest nesting a JSON body may have"
+    )
+    workers: int = Field(
+        default_factory=available_cpus,
+        gt=0,
+        description="worker processes serving one port, each with its own model (default: one "
+        "per CPU); rate limits, the log-in throttle and the decision log are shared through "
+        "the store, so they hold across workers",
+    )
+    metrics_dir: Path | None = Field(
+        None,
+        description="with several workers, the directory where each writes its metrics for "
+        "/metrics to sum (Prometheus multiprocess mode); None: a fresh temporary directory "
+        "per start. With one worker it is not used",
     )

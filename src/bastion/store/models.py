@@ -320,3 +320,26 @@ class AuditRow(Base):
     project_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     task_id: Mapped[int | None] = mapped_column(DecisionId, nullable=True)
     detail: Mapped[dict[str, Any]] = mapped_column(StrictJSON())
+
+
+class RateLimitRow(Base):
+    """One token bucket of the per-key rate limit, shared by every worker and replica on the
+    store: the tokens left when it was last refilled, and when that was (seconds on the
+    limiter's clock, the Unix time by default)."""
+
+    __tablename__ = "rate_limits"
+
+    bucket: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float())
+    refilled_at: Mapped[float] = mapped_column(Float())
+
+
+class LoginFailureRow(Base):
+    """Failed log-ins counted for one (name, address) pair or one address, shared by every
+    worker and replica; `id` is the SHA-256 of what is counted, so no name or address is kept."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer())
+    last_failure_at: Mapped[float] = mapped_column(Float(), index=True)

@@ -50,6 +50,9 @@ SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 _SQLITE_BEGIN: Final = "bastion_sqlite_begin"
 """Execution option naming the BEGIN flavour a SQLite transaction starts with."""
 
+_SQLITE_SYNCHRONOUS: Final = "bastion_sqlite_synchronous"
+"""Execution option naming the `PRAGMA synchronous` level a SQLite transaction commits with."""
+
 _PG_MIGRATION_LOCK: Final = 0x62617374  # "bast": an arbitrary, fixed advisory-lock key
 """PostgreSQL advisory lock taken for the length of a migration, so concurrent starts queue up."""
 
@@ -308,7 +311,9 @@ class Store:
     # -- plumbing ---------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self, what: str, *, write: bool = False) -> Iterator[Session]:
+    def transaction(
+        self, what: str, *, write: bool = False, durable: bool = True
+    ) -> Iterator[Session]:
         """A session in one transaction, committed on leaving; database failures become
         StoreError ("could not {what}: ...").
 
@@ -316,11 +321,27 @@ class Store:
         its first read, so a read-then-write (a queue claim) can neither interleave with another
         writer nor fail half-way when SQLite cannot upgrade a reader whose snapshot went stale.
         It waits for the lock up to the busy timeout.
+
+        `durable=False` commits without waiting for the disk: for state that is cheap to lose
+        in a power cut and written on every request (rate-limit buckets, log-in failure
+        counts), where an fsync per request would cost more than the request. The commit is
+        still atomic and seen at once by every other connection and process; only a machine
+        crash may roll back its last moments. On SQLite it commits at `synchronous=NORMAL`
+        (WAL appended, not fsynced; the next durable commit's fsync covers it), on PostgreSQL
+        with `synchronous_commit = off` for this transaction only.
         """
+        options: dict[str, str] = {}
+        if self.dialect == "sqlite":
+            if write:
+                options[_SQLITE_BEGIN] = "IMMEDIATE"
+            if not durable:
+                options[_SQLITE_SYNCHRONOUS] = "NORMAL"
         try:
             with self._sessions.begin() as session:
-                if write and self.dialect == "sqlite":
-                    session.connection(execution_options={_SQLITE_BEGIN: "IMMEDIATE"})
+                if options:
+                    session.connection(execution_options=options)
+                elif not durable and self.dialect == "postgresql":
+                    session.execute(sql_text("SET LOCAL synchronous_commit = off"))
                 yield session
         except SQLAlchemyError as exc:
             raise StoreError(f"could not {what}: {_describe(exc)}") from exc
@@ -336,6 +357,9 @@ def _configure_sqlite(engine: Engine) -> None:
       but OFF) and also an OS crash or power cut, which only FULL guarantees in WAL mode.
     - busy_timeout: a writer waits for another writer's lock instead of failing at once.
     - foreign_keys: SQLite leaves them unenforced unless asked, per connection.
+    - synchronous is set again before each transaction that asks for another level than the
+      connection's last (`bastion_sqlite_synchronous`, see `Store.transaction(durable=False)`),
+      so a pooled connection never carries a relaxed level into a durable commit.
 
     pysqlite's own transaction handling is switched off (isolation_level None) and SQLAlchemy
     emits BEGIN itself: pysqlite would otherwise not BEGIN before DDL or SELECT, which breaks
@@ -358,9 +382,17 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        mode = connection.get_execution_options().get(_SQLITE_BEGIN, "DEFERRED")
+        options = connection.get_execution_options()
+        mode = options.get(_SQLITE_BEGIN, "DEFERRED")
         if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
             raise ValueError(f"unknown SQLite BEGIN mode {mode!r}")
+        synchronous = options.get(_SQLITE_SYNCHRONOUS, "FULL")
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"unknown SQLite synchronous level {synchronous!r}")
+        if connection.info.get(_SQLITE_SYNCHRONOUS, "FULL") != synchronous:
+            # Outside a transaction, where SQLite applies it at once; remembered per connection.
+            connection.exec_driver_sql(f"PRAGMA synchronous = {synchronous}")
+            connection.info[_SQLITE_SYNCHRONOUS] = synchronous
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
