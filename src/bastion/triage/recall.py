@@ -42,8 +42,6 @@ from bastion.triage.recall_settings import RecallSettings as RecallSettings
 RRF_K = 60
 
 
-
-
 @dataclass
 class RecallResult:
     """Per pool item (in pool order): its id and one score column per channel (NaN: nothing to
