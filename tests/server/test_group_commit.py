@@ -107,8 +107,10 @@ def test_concurrent_requests_share_commits_and_are_all_logged(
     for i, (_, request_id) in enumerate(answers):
         logged = store.decisions(request_id=request_id)
         assert [d.item_id for d in logged] == [f"item-{i}"]
-    # While one commit runs, the others queue for the next, which takes them all at once.
-    assert sum(store.commits) == REQUESTS and len(store.commits) == 2
+    # The first commit takes what has queued when it starts (one request, or all of them when
+    # they arrive together); it is held until the rest are queued, so one more commit takes
+    # them all at once: never a commit per request.
+    assert sum(store.commits) == REQUESTS and len(store.commits) <= 2
     metrics = client.get("/metrics").text
     assert f"bastion_log_commit_decisions_sum {float(REQUESTS)}" in metrics
 

@@ -55,13 +55,6 @@ def _lines() -> list[object]:
     return rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the fine-tuned default model (issue 10) scores the crypto giveaway para-0 below a "
-    "bakery notice on the classifier channel (both near 0), and the merged order ranks every item "
-    "by its place in each channel, found or not, so the notice comes before para-0; scams need "
-    "training data, and the merge should rank found items first",
-)
 def test_each_channel_finds_its_items_and_bad_lines_are_named(
     tmp_path: Path, moderator: Moderator, bank: EmbeddingBank
 ) -> None:
