@@ -193,6 +193,8 @@ def fine_tune_classifier(
     marks rows that violate some category not named; `source_weights` (one per source index)
     multiplies a source's sampling mass; `validation` is (texts, labels,
     at_least_one) for the held-out curve. `progress(step, total)` after every step.
+    `init_head` (a fitted linear head over the base encoder's embeddings) is where the head
+    starts; without it the head starts from random weights.
     """
     import torch
 
