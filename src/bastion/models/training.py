@@ -529,6 +529,20 @@ def source_weights(source: np.ndarray, emphasis: np.ndarray | None = None) -> np
     return np.asarray(w * len(source) / w.sum(), dtype=np.float32)
 
 
+def _counting(
+    progress: Callable[[str, int, int], None] | None, stage: str, total: int
+) -> Callable[[int], None]:
+    """A callback that adds up the rows an encoder reports and shows `stage` done of `total`."""
+    done = [0]
+
+    def count(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress(stage, done[0], total)
+
+    return count
+
+
 def train(
     recipe: Recipe,
     out_dir: Path | str,
@@ -549,30 +563,24 @@ def train(
         if recipe.classifier_finetune is not None
         else len(data.texts)
     )
-    done = [0]
+    step = _counting(progress, "encoding", total)
 
-    def step(n: int) -> None:
-        done[0] += n
-        if progress is not None:
-            progress("encoding", done[0], total)
+    def cached(texts: list[str], count: Callable[[int], None]) -> np.ndarray:
+        cache = EmbeddingCache(cache_path or _default_cache(), encoder)
+        try:
+            return cache.encode(texts, progress=count)
+        finally:
+            cache.close()
 
     if recipe.classifier_finetune is not None:
         base_embeddings = None
         if recipe.classifier_finetune.head_init == "linear_probe":
-            n_base = [0]
-
-            def base_step(n: int) -> None:
-                n_base[0] += n
-                if progress is not None:
-                    progress(
-                        "encoding (frozen encoder, for the head's start)",
-                        n_base[0],
-                        len(data.texts),
-                    )
-
-            cache = EmbeddingCache(cache_path or _default_cache(), encoder)
-            base_embeddings = cache.encode(data.texts, progress=base_step)
-            cache.close()
+            base_embeddings = cached(
+                data.texts,
+                _counting(
+                    progress, "encoding (frozen encoder, for the head's start)", len(data.texts)
+                ),
+            )
         encoder, head, history = tune_classifier(
             recipe, policy, data, encoder.name, Path(out_dir) / CHECKPOINT_DIR, progress,
             base_embeddings,
@@ -587,9 +595,7 @@ def train(
             # A fine-tuned encoder left from an earlier run in this directory would be loaded
             # with a head that was not trained on it.
             shutil.rmtree(Path(out_dir) / FINETUNED_ENCODER, ignore_errors=True)
-            cache = EmbeddingCache(cache_path or _default_cache(), encoder)
-            X = cache.encode(data.texts, progress=step)
-            cache.close()
+            X = cached(data.texts, step)
         zero_shot = zero_shot_probs(policy, encoder, X)
         artifact = fit_model(recipe, policy, data, X, zero_shot, encoder.name, encoder.dim)
     if progress is not None:
