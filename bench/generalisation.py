@@ -46,6 +46,7 @@ from bastion.models.training import (
     TrainingData,
     assemble,
     fit_model,
+    training_split,
     fit_tuned,
     recipe_policy,
     tune_classifier,
@@ -145,6 +146,12 @@ def main() -> None:
     parser.add_argument("--max-test", type=int, default=2000)
     parser.add_argument("--cache", default="bastion-data/cache/embeddings.sqlite")
     parser.add_argument("--out", default="bench/out/generalisation.json")
+    parser.add_argument(
+        "--save-scores",
+        default=None,
+        help="folder for one .npz per fold and model: calibration-split, left-out and hard safe "
+        "scores with their labels, to compare threshold choices without training again",
+    )
     args = parser.parse_args()
     load_before = __import__("os").getloadavg()
     console = Console(width=160)
@@ -194,10 +201,14 @@ def main() -> None:
         test_emb = cache.encode(texts)
         result: dict[str, Any] = {"left_out": name}
         thresholds = np.array([frozen.manifest.thresholds[c] for c in ids])
-        result["frozen"] = evaluate(
-            scores_of(frozen, base, test_emb, texts), scores_of(frozen, base, X_hard, hard),
-            thresholds, binary, labels, ids,
-        )  # fmt: skip
+        test_scores = scores_of(frozen, base, test_emb, texts)
+        hard_scores = scores_of(frozen, base, X_hard, hard)
+        result["frozen"] = evaluate(test_scores, hard_scores, thresholds, binary, labels, ids)
+        if args.save_scores:
+            _, _, cal = training_split(frozen_recipe, policy, fold)
+            cal_scores = frozen.predict_proba(X[keep][cal], Z[keep][cal])
+            _save_scores(args.save_scores, name, "frozen", fold, cal, cal_scores, test_scores,
+                         hard_scores, thresholds, binary, labels)  # fmt: skip
         with Progress(console=console, transient=True) as progress:
             bar = progress.add_task(f"fine-tuning without {name}", total=args.steps)
 
@@ -209,12 +220,16 @@ def main() -> None:
             encoder, head, _ = tune_classifier(
                 tuned_recipe, policy, fold, base.name, None, report, base_embeddings=X[keep]
             )
-        tuned, _, _ = fit_tuned(tuned_recipe, policy, fold, encoder, head)
+        tuned, X_cal, Z_cal = fit_tuned(tuned_recipe, policy, fold, encoder, head)
         thresholds = np.array([tuned.manifest.thresholds[c] for c in ids])
-        result["fine_tuned"] = evaluate(
-            scores_of(tuned, encoder, None, texts), scores_of(tuned, encoder, None, hard),
-            thresholds, binary, labels, ids,
-        )  # fmt: skip
+        test_scores = scores_of(tuned, encoder, None, texts)
+        hard_scores = scores_of(tuned, encoder, None, hard)
+        result["fine_tuned"] = evaluate(test_scores, hard_scores, thresholds, binary, labels, ids)
+        if args.save_scores:
+            _, _, cal = training_split(tuned_recipe, policy, fold)
+            cal_scores = tuned.predict_proba(X_cal[cal], Z_cal[cal])
+            _save_scores(args.save_scores, name, "fine_tuned", fold, cal, cal_scores, test_scores,
+                         hard_scores, thresholds, binary, labels)  # fmt: skip
         result["seconds"] = round(time.perf_counter() - start, 1)
         rows.append(result)
         f, t = result["frozen"], result["fine_tuned"]
@@ -226,6 +241,31 @@ def main() -> None:
         _write(rows, args, load_before, len(hard), console, final=False)
     cache.close()
     _write(rows, args, load_before, len(hard), console, final=True)
+
+
+def _save_scores(
+    folder: str,
+    fold_name: str,
+    model: str,
+    data: TrainingData,
+    cal: np.ndarray,
+    cal_scores: np.ndarray,
+    test_scores: np.ndarray,
+    hard_scores: np.ndarray,
+    thresholds: np.ndarray,
+    binary: np.ndarray,
+    labels: np.ndarray,
+) -> None:
+    """One fold's scores, so another threshold rule can be tried on them in seconds."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        out / f"{fold_name}.{model}.npz",
+        cal_scores=cal_scores, cal_labels=data.labels[cal], cal_binary=data.binary()[cal],
+        cal_source=data.source[cal], source_names=np.array([s.name for s in data.sources]),
+        test_scores=test_scores, test_binary=binary, test_labels=labels,
+        hard_scores=hard_scores, thresholds=thresholds,
+    )  # fmt: skip
 
 
 def pct(x: float) -> str:
