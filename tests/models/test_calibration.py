@@ -126,3 +126,54 @@ def test_raise_for_flag_rate_is_the_least_shift_that_meets_the_cap() -> None:
     assert zero == 0.0 and same.tolist() == th.tolist()
     fixed, _ = raise_for_flag_rate(scores, th, [group], 0.0, adjustable=np.array([True, False]))
     assert fixed[1] == 0.5 and fixed[0] > 0.9
+
+
+def test_binary_shift_finds_the_best_f_beta_of_the_any_category_flag() -> None:
+    from bastion.models.calibration import shift_for_binary_fbeta
+
+    # Two categories; the any-category flag is what a user sees. Violations 0-3, safe 4-7.
+    scores = np.array(
+        [
+            [0.9, 0.1],
+            [0.1, 0.45],
+            [0.4, 0.2],
+            [0.1, 0.3],
+            [0.35, 0.1],
+            [0.2, 0.2],
+            [0.1, 0.1],
+            [0.05, 0.05],
+        ]
+    )
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0], float)
+    th = np.array([0.5, 0.5])
+    f1_th, f1_shift = shift_for_binary_fbeta(scores, th, y, beta=1.0)
+    f1_flags = (scores >= f1_th).any(axis=1)
+    # Best F1: flag rows 0-3 and the safe row 4 (F1 8/9) beats rows 0-2 only (F1 6/7).
+    assert f1_flags.tolist() == [True] * 5 + [False] * 3
+    assert f1_shift < 0  # thresholds went down
+    # A brute force over every distinct shift agrees that no shift has a better F1.
+    margins = np.log(scores / (1 - scores)) - np.log(th / (1 - th))
+    for d in np.unique(margins):
+        flags = (margins >= d).any(axis=1)
+        tp = (flags & (y == 1)).sum()
+        assert 2 * tp / (flags.sum() + 4) <= 8 / 9 + 1e-12
+    # Favouring recall more never flags fewer rows; a fixed column is never moved.
+    f4_th, _ = shift_for_binary_fbeta(scores, th, y, beta=4.0)
+    assert (scores >= f4_th).any(axis=1).sum() >= f1_flags.sum()
+    kept, _ = shift_for_binary_fbeta(scores, th, y, 1.0, adjustable=np.array([True, False]))
+    assert kept[1] == 0.5
+
+
+def test_binary_shift_counts_rows_no_shift_can_change_and_skips_unknown_labels() -> None:
+    from bastion.models.calibration import shift_for_binary_fbeta
+
+    # Row 0 is flagged by the fixed column whatever the shift; row 3's label is unknown.
+    scores = np.array([[0.1, 0.9], [0.8, 0.1], [0.3, 0.1], [0.99, 0.1], [0.6, 0.1]])
+    y = np.array([0, 1, 1, np.nan, 0], float)
+    th, shift = shift_for_binary_fbeta(
+        scores, np.array([0.5, 0.5]), y, 1.0, adjustable=np.array([True, False])
+    )
+    flags = (scores >= th).any(axis=1)
+    # Flagging rows 1, 2 and 4 as well (F1 2/3 with row 0's fixed flag) beats row 1 alone (1/2).
+    assert flags[[0, 1, 2, 4]].tolist() == [True, True, True, True]
+    assert th[1] == 0.5 and shift < 0

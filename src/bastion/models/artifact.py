@@ -48,10 +48,18 @@ class TrainingSource(BaseModel):
 
 class ThresholdTarget(BaseModel):
     """Per category: the lowest threshold with precision `value` ("precision"), the lowest
-    with false-positive rate at most `value` ("fpr"), or the best F1 ("f1", no value)."""
+    with false-positive rate at most `value` ("fpr"), or the best F1 ("f1", no value). Then,
+    optionally, one shift of them all for the best F-beta of the any-category flag
+    (`binary_beta`), and a raise that caps the flags on wholly-safe sources (`max_safe_flagged`)."""
 
     kind: Literal["precision", "fpr", "f1"]
     value: float = Field(1.0, ge=0.0, le=1.0)
+    binary_beta: float | None = Field(
+        None,
+        gt=0.0,
+        description="then move all thresholds together (in logit space) to the best F-beta of "
+        "'flagged in any category' on the calibration split; above 1 favours recall",
+    )
     max_safe_flagged: float | None = Field(
         None,
         ge=0.0,

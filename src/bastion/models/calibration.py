@@ -110,6 +110,12 @@ def threshold_for_f1(y: np.ndarray, score: np.ndarray, _unused: float = 1.0) -> 
     Ties are cut between distinct scores only; among equal F1 the lowest threshold (most
     recall) wins. None when there is no positive.
     """
+    return threshold_for_fbeta(y, score, 1.0)
+
+
+def threshold_for_fbeta(y: np.ndarray, score: np.ndarray, beta: float) -> float | None:
+    """The threshold with the best F-beta on (y, score); beta > 1 weighs recall more (F2 counts a
+    miss like four needless flags). Ties as in `threshold_for_f1`."""
     keep = np.isfinite(y) & np.isfinite(score)
     y, score = y[keep], score[keep]
     positives = y.sum()
@@ -118,10 +124,10 @@ def threshold_for_f1(y: np.ndarray, score: np.ndarray, _unused: float = 1.0) -> 
     order = np.argsort(-score, kind="stable")
     s, t = score[order], y[order]
     tp = np.cumsum(t)
-    f1 = 2 * tp / (np.arange(1, len(t) + 1) + positives)
+    f = (1 + beta**2) * tp / (np.arange(1, len(t) + 1) + beta**2 * positives)
     last_of_tie = np.r_[s[1:] != s[:-1], True]
     candidates = np.flatnonzero(last_of_tie)
-    best = candidates[f1[candidates] >= f1[candidates].max() - 1e-12][-1]
+    best = candidates[f[candidates] >= f[candidates].max() - 1e-12][-1]
     return float(s[best])
 
 
@@ -156,15 +162,11 @@ def raise_for_flag_rate(
     single shift that honours it for the hardest group, keeping the categories' relative order.
     Returns the new thresholds and the shift (0 when no change was needed).
     """
-    scores = np.asarray(scores, float)
     th = np.asarray(thresholds, float)
     adjust = np.ones(len(th), bool) if adjustable is None else np.asarray(adjustable, bool)
     if not adjust.any():
         return th.copy(), 0.0
-    # A row stays flagged while the shift is at most its best margin over an adjustable threshold
-    # (rows flagged by a fixed threshold cannot be helped and do not count against the shift).
-    margin = _logit(scores[:, adjust]) - _logit(th[adjust])[None, :]
-    best = np.nanmax(np.where(np.isfinite(margin), margin, -np.inf), axis=1)
+    best = _best_margin(scores, th, adjust)
     shift = 0.0
     for rows in safe_groups:
         if len(rows) == 0:
@@ -174,6 +176,49 @@ def raise_for_flag_rate(
         if allowed < len(ranked) and ranked[allowed] >= shift:
             # Just past that row's margin; the gap survives the round trip through sigmoid.
             shift = float(ranked[allowed]) + 1e-9
+    return _shifted(th, adjust, shift), shift
+
+
+def shift_for_binary_fbeta(
+    scores: np.ndarray,
+    thresholds: np.ndarray,
+    y: np.ndarray,
+    beta: float,
+    adjustable: np.ndarray | None = None,
+) -> tuple[np.ndarray, float]:
+    """Move all (adjustable) thresholds together, in logit space, to the shift with the best
+    F-beta of "flagged in any category" against the binary labels `y` (NaN: unknown, left out).
+
+    Why: per-category thresholds each find their own best F1, but a user sees one flag per item,
+    and text in a style the model was not trained on scores lower than the calibration rows
+    (leave-one-dataset-out: recall 0.4-0.5 at per-category best F1). Choosing the common shift
+    for the any-category flag, with beta > 1, buys back that recall where the ranking allows.
+    Returns the new thresholds and the shift (negative lowers them).
+    """
+    th = np.asarray(thresholds, float)
+    adjust = np.ones(len(th), bool) if adjustable is None else np.asarray(adjustable, bool)
+    if not adjust.any():
+        return th.copy(), 0.0
+    best = _best_margin(scores, th, adjust)
+    # A row flagged by a fixed threshold stays flagged at any shift.
+    fixed = np.asarray(scores, float)[:, ~adjust] >= th[~adjust][None, :]
+    best = np.where(fixed.any(axis=1), np.inf, best)
+    # Finite stand-ins, so rows that no shift changes still count (as flags or as misses).
+    chosen = threshold_for_fbeta(np.asarray(y, float), np.clip(best, -1e9, 1e9), beta)
+    if chosen is None:
+        return th.copy(), 0.0
+    shift = float(chosen) - 1e-9  # the row at the cut stays flagged after the round trip
+    return _shifted(th, adjust, shift), shift
+
+
+def _best_margin(scores: np.ndarray, th: np.ndarray, adjust: np.ndarray) -> np.ndarray:
+    """Per row, its best margin in logit space over an adjustable threshold: the row is flagged
+    while the thresholds' shift is at most this (-inf when no adjustable score is known)."""
+    margin = _logit(np.asarray(scores, float)[:, adjust]) - _logit(th[adjust])[None, :]
+    return np.asarray(np.max(np.where(np.isfinite(margin), margin, -np.inf), axis=1))
+
+
+def _shifted(th: np.ndarray, adjust: np.ndarray, shift: float) -> np.ndarray:
     out = th.copy()
     out[adjust] = 1.0 / (1.0 + np.exp(-(_logit(th[adjust]) + shift)))
-    return out, shift
+    return out

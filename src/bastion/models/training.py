@@ -42,6 +42,7 @@ from bastion.models.artifact import (
 from bastion.models.calibration import (
     CategoryCalibrator,
     raise_for_flag_rate,
+    shift_for_binary_fbeta,
     threshold_for_f1,
     threshold_for_fpr,
     threshold_for_precision,
@@ -875,41 +876,13 @@ def fit_model(
     learn_steps = recipe.head.step_targets and bool(data.step_columns) and head is None
     head = head or fit_head(recipe, policy, data, X)
     ids = policy.category_ids
-    default = policy.policy.bands
     positives = np.nansum(Y[tr], axis=0)
     fallback = [c for c, n in zip(ids, positives, strict=True) if n < recipe.min_positives]
     blend = np.array([1.0 if c in fallback else recipe.zero_shot_weight for c in ids])
     raw_cal = blend_with_zero_shot(head.predict_proba(X[cal]), zero_shot[cal], blend)
     calibrator = CategoryCalibrator(recipe.calibration).fit(raw_cal, Y[cal])
     scores = calibrator.transform(raw_cal)
-    thresholds: dict[str, float] = {}
-    for j, cid in enumerate(ids):
-        chosen = None
-        if calibrator.fitted_[j]:
-            pick = {
-                "precision": threshold_for_precision,
-                "fpr": threshold_for_fpr,
-                "f1": threshold_for_f1,
-            }[recipe.threshold.kind]
-            chosen = pick(Y[cal, j], scores[:, j], recipe.threshold.value)
-        thresholds[cid] = (
-            float(chosen)
-            if chosen is not None
-            else policy.policy.category(cid).threshold_or(default)
-        )
-    target = recipe.threshold
-    safe_shift = None
-    if target.max_safe_flagged is not None:
-        binary = data.binary()[cal]
-        groups = [
-            np.flatnonzero(data.source[cal] == s)
-            for s in np.unique(data.source[cal])
-            if np.all(binary[data.source[cal] == s] == 0)
-        ]
-        raised, safe_shift = raise_for_flag_rate(
-            scores, np.array([thresholds[c] for c in ids]), groups, target.max_safe_flagged
-        )
-        thresholds = {c: float(t) for c, t in zip(ids, raised, strict=True)}
+    thresholds, shifts = _choose_thresholds(recipe, policy, data, cal, calibrator, scores)
     manifest = Manifest(
         name=recipe.name,
         policy_id=policy.policy.id,
@@ -926,7 +899,7 @@ def fit_model(
         sources=data.sources,
         metrics={
             **_validation_metrics(Y[cal], data.binary()[cal], scores, ids, thresholds),
-            **({"threshold_logit_shift": safe_shift} if safe_shift is not None else {}),
+            **shifts,
             **(
                 _step_metrics(head, X[cal], data.steps[cal], data.step_columns)
                 if learn_steps
@@ -936,6 +909,57 @@ def fit_model(
         recipe=recipe.model_dump(mode="json"),
     )
     return ModelArtifact(manifest, head, calibrator)
+
+
+def _choose_thresholds(
+    recipe: Recipe,
+    policy: LoadedPolicy,
+    data: TrainingData,
+    cal: np.ndarray,
+    calibrator: CategoryCalibrator,
+    scores: np.ndarray,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Thresholds per category from the calibrated scores of the calibration rows, as the
+    recipe's `threshold` says; and the logit shifts applied after the per-category choice."""
+    ids = policy.category_ids
+    Y = data.labels[cal]
+    target = recipe.threshold
+    pick = {
+        "precision": threshold_for_precision,
+        "fpr": threshold_for_fpr,
+        "f1": threshold_for_f1,
+    }[target.kind]
+    chosen = [
+        pick(Y[:, j], scores[:, j], target.value) if calibrator.fitted_[j] else None
+        for j in range(len(ids))
+    ]
+    default = policy.policy.bands
+    th = np.array(
+        [
+            c if c is not None else policy.policy.category(cid).threshold_or(default)
+            for cid, c in zip(ids, chosen, strict=True)
+        ],
+        dtype=float,
+    )
+    shifts: dict[str, float] = {}
+    if target.binary_beta is not None:
+        # Only thresholds chosen on calibration move; the policy's defaults stay.
+        tuned = np.array([c is not None for c in chosen])
+        binary = data.binary()[cal]
+        th, shifts["threshold_binary_shift"] = shift_for_binary_fbeta(
+            scores, th, binary, target.binary_beta, adjustable=tuned
+        )
+    if target.max_safe_flagged is not None:
+        binary = data.binary()[cal]
+        groups = [
+            np.flatnonzero(data.source[cal] == s)
+            for s in np.unique(data.source[cal])
+            if np.all(binary[data.source[cal] == s] == 0)
+        ]
+        th, shifts["threshold_logit_shift"] = raise_for_flag_rate(
+            scores, th, groups, target.max_safe_flagged
+        )
+    return {c: float(t) for c, t in zip(ids, th, strict=True)}, shifts
 
 
 def _validation_metrics(
