@@ -27,9 +27,10 @@ from bastion.eval.datasets import label_map_for, load_dataset
 from bastion.eval.labels import category_labels
 from bastion.eval.metrics import binary_metrics, format_metric
 from bastion.models.scoring import any_category
-from bastion.models.training import Recipe, hard_safe_texts
 from bastion.moderator import Moderator
 from bastion.policy import load_policy
+from bastion.training.data import hard_safe_texts
+from bastion.training.recipe import Recipe
 from common import run_meta, write_result  # bench/ is on sys.path when a benchmark runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

@@ -41,18 +41,11 @@ from bastion.models.artifact import ModelArtifact
 from bastion.models.embedding_cache import EmbeddingCache
 from bastion.models.encoder import Encoder, load_encoder
 from bastion.models.scoring import any_category
-from bastion.models.training import (
-    Recipe,
-    TrainingData,
-    assemble,
-    fit_model,
-    training_split,
-    fit_tuned,
-    recipe_policy,
-    tune_classifier,
-    zero_shot_probs,
-)
 from bastion.policy import LoadedPolicy
+from bastion.training.data import TrainingData, assemble, training_split
+from bastion.training.fit import fit_model, fit_tuned, zero_shot_probs
+from bastion.training.pipeline import tune_classifier
+from bastion.training.recipe import Recipe, recipe_policy
 from common import run_meta, write_result  # bench/ is on sys.path when a benchmark runs
 
 CHECKSET = Path("checksets/hard_negatives.jsonl")

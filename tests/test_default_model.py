@@ -9,10 +9,11 @@ import pytest
 
 from bastion.models.artifact import read_manifest
 from bastion.models.scoring import blend_with_zero_shot
-from bastion.models.training import Recipe, hard_safe_texts
 from bastion.moderator import Moderator, shipped_model_dir
 from bastion.policy import load_policy
 from bastion.policy.examples import LabelledExample, with_examples
+from bastion.training.data import hard_safe_texts
+from bastion.training.recipe import Recipe
 from threat_texts import INSULTS, LOOKALIKES, THREATS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -485,9 +485,9 @@ def _zero_shot(
     A model with a fine-tuned encoder brings its own: the zero-shot detector it blends with
     must embed with the same weights. The encoder keeps an LRU of embeddings by text hash.
     """
+    from bastion.models.artifact import FINETUNED_ENCODER
     from bastion.models.encoder import Encoder, TextEncoder, load_encoder
     from bastion.models.onnx_runtime import LruEmbeddings, OnnxTextEncoder
-    from bastion.models.training import FINETUNED_ENCODER
 
     tuned = model if model is not None and (model / FINETUNED_ENCODER).is_dir() else None
     key = (

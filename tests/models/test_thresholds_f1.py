@@ -93,8 +93,10 @@ def test_fit_model_with_an_f1_target_uses_the_f1_cut(seed: int) -> None:
     """A recipe's `threshold: {kind: f1}` sets each fitted category's threshold at the best F1 of
     its calibrated held-out scores."""
     from bastion.models.artifact import TrainingSource
-    from bastion.models.training import Recipe, TrainingData, fit_model, training_split
     from bastion.policy import load_policy
+    from bastion.training.data import TrainingData, training_split
+    from bastion.training.fit import fit_model
+    from bastion.training.recipe import Recipe
 
     policy = load_policy("openai")
     n_cat = len(policy.category_ids)

@@ -38,7 +38,8 @@ def train_command(
 
     Example: bastion train --recipe recipes/default.yaml --out models/default
     """
-    from bastion.models.training import Recipe, train
+    from bastion.training.pipeline import train
+    from bastion.training.recipe import Recipe
 
     spec = Recipe.from_file(recipe)
     target = out or Path("models") / spec.name
@@ -74,7 +75,7 @@ def show(directory: Annotated[Path, typer.Argument(help="A trained model directo
 
 def _show(m: object) -> None:
     from bastion.models.artifact import Manifest
-    from bastion.models.training import STEP_METRIC
+    from bastion.training.fit import STEP_METRIC
 
     assert isinstance(m, Manifest)
     console.print(

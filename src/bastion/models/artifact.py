@@ -25,6 +25,7 @@ MANIFEST = "manifest.json"
 WEIGHTS = "head.safetensors"
 HEAD_ONNX = "head.onnx"
 ONNX_ENCODER_DIR = "encoder-int8"
+FINETUNED_ENCODER = "encoder"  # sub-directory of a model with a fine-tuned encoder
 AUPRC_TOLERANCE = 0.005
 FORMAT_VERSION = 1
 

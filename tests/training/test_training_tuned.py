@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from bastion.errors import BastionError
-from bastion.models.training import Recipe, assemble, train
 from bastion.policy import load_policy
+from bastion.training.data import assemble
+from bastion.training.pipeline import train
+from bastion.training.recipe import Recipe
 
 STARTER = Path(__file__).resolve().parents[2] / "src" / "bastion" / "policy" / "starter.yaml"
 THREAT = "harassment/threatening"  # the starter policy's only category

@@ -12,9 +12,11 @@ from typer.testing import CliRunner
 from bastion.cli import app
 from bastion.errors import BastionError
 from bastion.models.artifact import ModelArtifact
-from bastion.models.training import Recipe, TrainingData, source_weights, split, train
 from bastion.moderator import Moderator
 from bastion.policy import load_policy, parse_policy
+from bastion.training.data import TrainingData, source_weights, split
+from bastion.training.pipeline import train
+from bastion.training.recipe import Recipe
 
 
 def _recipe(tmp_path: Path, body: str) -> Path:
@@ -113,8 +115,8 @@ def test_categories_without_data_fall_back_to_zero_shot(
 
 
 def test_safe_text_files_are_negatives_for_every_category(tmp_path: Path) -> None:
-    from bastion.models.training import assemble
     from bastion.policy import load_policy
+    from bastion.training.data import assemble
 
     (tmp_path / "safe.txt").write_text("kill the stuck process\n\nthis exam is murdering me\n")
     recipe = Recipe.from_file(
@@ -132,8 +134,8 @@ def test_safe_text_files_are_negatives_for_every_category(tmp_path: Path) -> Non
 
 
 def test_safe_text_files_need_a_licence_and_respect_ship(tmp_path: Path) -> None:
-    from bastion.models.training import assemble
     from bastion.policy import load_policy
+    from bastion.training.data import assemble
 
     (tmp_path / "safe.txt").write_text("hello\n")
     no_licence = Recipe.from_file(_recipe(tmp_path, "name: x\nsources: [{safe_texts: safe.txt}]\n"))
@@ -169,8 +171,8 @@ def test_max_safe_flagged_caps_the_held_out_safe_source() -> None:
     """A safe source held out for calibration that looks violating forces thresholds up until at
     most the cap of it is flagged; without the cap the per-category target alone flags more."""
     from bastion.models.artifact import TrainingSource
-    from bastion.models.training import fit_model
     from bastion.policy import load_policy
+    from bastion.training.fit import fit_model
 
     policy = load_policy("openai")
     n_cat = len(policy.category_ids)
@@ -207,8 +209,8 @@ def test_max_safe_flagged_caps_the_held_out_safe_source() -> None:
 
 
 def test_unnamed_violations_are_kept_as_at_least_one(datasets_root: Path, tmp_path: Path) -> None:
-    from bastion.models.training import assemble
     from bastion.policy import load_policy
+    from bastion.training.data import assemble
 
     policy = load_policy("openai")
     plain = assemble(
@@ -289,7 +291,8 @@ def _export(tmp_path: Path, n: int = 30, every: int = 5) -> Path:
 
 
 def test_a_file_source_reads_an_export_with_its_paths(tmp_path: Path) -> None:
-    from bastion.models.training import assemble, recipe_policy
+    from bastion.training.data import assemble
+    from bastion.training.recipe import recipe_policy
 
     _export(tmp_path)
     (tmp_path / "policy.yaml").write_text(STARTER.read_text())
@@ -317,7 +320,7 @@ def test_a_file_source_reads_an_export_with_its_paths(tmp_path: Path) -> None:
 
 
 def test_a_file_source_masks_categories_it_does_not_give(tmp_path: Path) -> None:
-    from bastion.models.training import assemble
+    from bastion.training.data import assemble
 
     rows = [
         {"text": "a", "label": 1, "violence/graphic": 1, "path": {}},
@@ -339,7 +342,7 @@ def test_a_file_source_masks_categories_it_does_not_give(tmp_path: Path) -> None
 
 
 def test_a_file_source_needs_terms_policy_columns_and_paths_for_steps(tmp_path: Path) -> None:
-    from bastion.models.training import assemble
+    from bastion.training.data import assemble
 
     policy = load_policy("openai")
     (tmp_path / "f.jsonl").write_text('{"text": "a", "label": 1, "toxic": 1}\n')
