@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -92,6 +94,39 @@ def test_agrees_with_trying_every_threshold(rows: list[tuple[float, int]]) -> No
 def test_fit_model_with_an_f1_target_uses_the_f1_cut(seed: int) -> None:
     """A recipe's `threshold: {kind: f1}` sets each fitted category's threshold at the best F1 of
     its calibrated held-out scores."""
+    art, scores, y = _fit_one_category(seed, {"kind": "f1"})
+    expected = threshold_for_f1(y, scores)
+    assert expected is not None
+    category = art.manifest.categories[0]
+    assert art.manifest.thresholds[category] == pytest.approx(expected, abs=1e-6)
+    assert art.manifest.threshold_target.kind == "f1"
+    assert "threshold_binary_shift" not in art.manifest.metrics
+
+
+def test_fit_model_with_a_binary_beta_moves_the_cut_to_the_best_f_beta_of_any_flag() -> None:
+    """`binary_beta` shifts the fitted thresholds together for the best F-beta of "any category"
+    on the calibration rows, records the shift, and leaves the policy's defaults where they are."""
+    from bastion.models.calibration import threshold_for_fbeta
+
+    art, scores, y = _fit_one_category(0, {"kind": "f1", "binary_beta": 3.0})
+    category = art.manifest.categories[0]
+    # One fitted category: the any-category flag is its flag, so the cut is its best F3.
+    expected = threshold_for_fbeta(y, scores, 3.0)
+    assert expected is not None and expected < threshold_for_f1(y, scores)  # type: ignore[operator]
+    assert art.manifest.thresholds[category] == pytest.approx(expected, abs=1e-6)
+    assert art.manifest.metrics["threshold_binary_shift"] < 0
+    plain, _, _ = _fit_one_category(0, {"kind": "f1"})
+    others = art.manifest.categories[1:]  # not calibrated: the policy's thresholds, not moved
+    assert [art.manifest.thresholds[c] for c in others] == [
+        plain.manifest.thresholds[c] for c in others
+    ]
+
+
+def _fit_one_category(
+    seed: int, threshold: dict[str, object]
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """A model fitted on rows labelled for the first category only; its calibrated scores and
+    labels on the calibration split."""
     from bastion.models.artifact import TrainingSource
     from bastion.policy import load_policy
     from bastion.training.data import TrainingData, training_split
@@ -119,16 +154,11 @@ def test_fit_model_with_an_f1_target_uses_the_f1_cut(seed: int) -> None:
             "min_positives": 1,
             "head": {"epochs": 40, "lr": 0.02},
             "zero_shot_weight": 0,
-            "threshold": {"kind": "f1"},
+            "threshold": threshold,
         }
     )
     zero_shot = np.full((n, n_cat), 0.5)
     art = fit_model(recipe, policy, data, X, zero_shot, "enc", dim)
     _, _, cal = training_split(recipe, policy, data)
-    scores = art.predict_proba(X[cal], zero_shot[cal])
     assert art.calibrator.fitted_[0]
-    expected = threshold_for_f1(Y[cal, 0], scores[:, 0])
-    assert expected is not None
-    category = policy.category_ids[0]
-    assert art.manifest.thresholds[category] == pytest.approx(expected, abs=1e-6)
-    assert art.manifest.threshold_target.kind == "f1"
+    return art, art.predict_proba(X[cal], zero_shot[cal])[:, 0], Y[cal, 0]

@@ -100,6 +100,12 @@ def _show(m: object) -> None:
     console.print(cats)
     binary = m.metrics.get("val_binary_auprc")
     target = "best F1" if m.threshold_target.kind == "f1" else target
+    if m.threshold_target.binary_beta is not None:
+        shift = m.metrics.get("threshold_binary_shift")
+        target += (
+            f", then moved together for the best F{m.threshold_target.binary_beta:g} of any flag"
+        )
+        target += "" if shift is None else f" (logit {shift:+.2f})"
     if m.threshold_target.max_safe_flagged is not None:
         target += f", at most {m.threshold_target.max_safe_flagged:.0%} of safe sources flagged"
     console.print(
