@@ -2,16 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import subprocess
 from datetime import date
+from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def machine() -> str:
     return f"{platform.machine()}, {platform.system()}, python {platform.python_version()}"
+
+
+def versions(*packages: str) -> dict[str, str]:
+    """The installed version of each of `packages` that is installed, by name."""
+    out = {}
+    for name in packages:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
+
+
+def git() -> str:
+    """The commit measured (short hash), with how many files under src/ differ from it."""
+
+    def run(*command: str) -> str:
+        done = subprocess.run(
+            ["git", "--no-optional-locks", *command],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return done.stdout.strip()
+
+    head = run("rev-parse", "--short", "HEAD") or "unknown"
+    changed = len(run("status", "--porcelain", "--", "src").splitlines())
+    return f"{head} ({changed} changed files under src/)" if changed else head
 
 
 def run_meta(load_before: tuple[float, float, float]) -> dict[str, Any]:

@@ -50,7 +50,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import date
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,7 @@ from rich.console import Console
 from rich.table import Table
 
 import bastion
-from common import machine  # bench/ is on sys.path when a benchmark runs
+from common import git, machine, versions  # bench/ is on sys.path when a benchmark runs
 from serve_load_texts import DISTINCT, short_post
 
 # Not in the lock files yet. locust is only looked for, never imported here: importing it
@@ -748,26 +747,6 @@ def _markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def versions() -> dict[str, str]:
-    out = {}
-    for name in ("bastion", "locust", "uvicorn", "fastapi", "starlette", "torch", "onnxruntime"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[name] = metadata.version(name)
-    return out
-
-
-def _git() -> str:
-    def run(*command: str) -> str:
-        done = subprocess.run(
-            ["git", *command], cwd=REPO, capture_output=True, text=True, check=False
-        )
-        return done.stdout.strip()
-
-    head = run("rev-parse", "--short", "HEAD") or "unknown"
-    changed = len(run("status", "--porcelain", "--", "src").splitlines())
-    return f"{head} ({changed} changed files under src/)" if changed else head
-
-
 def _server_problems(target: Target) -> dict[str, Any]:
     if target.log is None:
         return {}
@@ -926,8 +905,10 @@ def main() -> None:
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "load_average_before": list(load_before),
             "load_average_after": list(load_after),
-            "versions": versions(),
-            "git": _git(),
+            "versions": versions(
+                "bastion", "locust", "uvicorn", "fastapi", "starlette", "torch", "onnxruntime"
+            ),
+            "git": git(),
             "bastion_source": str(Path(bastion.__file__).parent),
             "server": {
                 "url": target.url,

@@ -33,15 +33,11 @@ The whole run takes about 8 minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
-import subprocess
 import time
 from collections.abc import Sequence
 from datetime import date
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,9 +52,13 @@ from bastion.models.encoder import SHIPPED_ONNX_ENCODER, default_encoder_path
 from bastion.models.onnx_runtime import TOKENIZER_FILE, LruEmbeddings, OnnxTextEncoder
 from bastion.models.scoring import any_category
 from bastion.moderator import Moderator, Verdict
-from common import machine, write_result  # bench/ is on sys.path when a benchmark runs
+from common import (  # bench/ is on sys.path when a benchmark runs
+    git,
+    machine,
+    versions,
+    write_result,
+)
 
-REPO = Path(__file__).resolve().parents[1]
 DATASET = "davidson"
 POLICY = "openai"
 LONG_TOKENS = 512
@@ -285,30 +285,6 @@ def accuracy(
 # --------------------------------------------------------------------------- facts
 
 
-def versions() -> dict[str, str]:
-    out = {}
-    for name in ("bastion", "torch", "sentence-transformers", "onnxruntime", "tokenizers"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[name] = metadata.version(name)
-    return out
-
-
-def git() -> str:
-    def run(*command: str) -> str:
-        done = subprocess.run(
-            ["git", "--no-optional-locks", *command],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return done.stdout.strip()
-
-    head = run("rev-parse", "--short", "HEAD") or "unknown"
-    changed = len(run("status", "--porcelain", "--", "src").splitlines())
-    return f"{head} ({changed} changed files under src/)" if changed else head
-
-
 def ort_threads(moderator: Moderator) -> int:
     detector = moderator.detectors[0]
     encoder = getattr(getattr(detector, "encoder", None), "encoder", None)
@@ -517,7 +493,9 @@ def main() -> None:
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in load_after],
             "git": git(),
-            "versions": versions(),
+            "versions": versions(
+                "bastion", "torch", "sentence-transformers", "onnxruntime", "tokenizers"
+            ),
             "dataset": DATASET,
             "policy": POLICY,
             "model_version": moderators["default"].model_version,

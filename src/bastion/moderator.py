@@ -426,9 +426,6 @@ def _pick_model(model: str | Path | None, policy: LoadedPolicy, encoder: str | N
     return directory if manifest.policy_version == policy.version else None
 
 
-RUNTIMES = ("auto", "onnx", "torch")
-
-
 def _pick_runtime(runtime: str | None, model: Path | None, encoder: str | None) -> Path | None:
     """The int8 ONNX encoder directory to serve with, or None for PyTorch.
 
@@ -436,24 +433,18 @@ def _pick_runtime(runtime: str | None, model: Path | None, encoder: str | None) 
     the very export found (same file hash); zero-shot detection runs on the shipped export of
     the default encoder, whose embedding check is in its export.json.
     """
-    import os
-
     from bastion.models.artifact import ONNX_ENCODER_DIR, read_manifest
-    from bastion.models.encoder import DEFAULT_ENCODER, SHIPPED_ONNX_ENCODER
+    from bastion.models.encoder import encoder_runtime, shipped_onnx_encoder
     from bastion.models.onnx_runtime import EncoderExport
 
-    wanted = runtime or os.environ.get("BASTION_RUNTIME") or "auto"
-    if wanted not in RUNTIMES:
-        raise ModelError(f"runtime '{wanted}' is not one of {', '.join(RUNTIMES)}")
+    wanted = encoder_runtime(runtime)
     if wanted == "torch":
         return None
     manifest = read_manifest(model) if model is not None else None
     if model is not None and (model / ONNX_ENCODER_DIR).is_dir():
         found: Path | None = model / ONNX_ENCODER_DIR
-    elif (manifest.encoder if manifest else encoder or DEFAULT_ENCODER) == DEFAULT_ENCODER:
-        found = SHIPPED_ONNX_ENCODER if SHIPPED_ONNX_ENCODER.is_dir() else None
     else:
-        found = None
+        found = shipped_onnx_encoder(manifest.encoder if manifest else encoder, wanted)
     if found is None:
         if wanted == "onnx":
             raise ModelError(

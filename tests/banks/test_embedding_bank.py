@@ -15,6 +15,7 @@ from bastion.banks.embeddings import EmbeddingBank
 from bastion.banks.entries import Entry, Label
 from bastion.banks.files import CURRENT, BankError, read_jsonl
 from bastion.banks.vector_index import VectorIndex
+from bastion.models.encoder import DEFAULT_ENCODER, SHIPPED_ONNX_ENCODER
 
 DIM = 64
 
@@ -314,6 +315,23 @@ def test_the_encoder_is_loaded_only_to_embed_texts(
     monkeypatch.setattr(embeddings, "_load_encoder", lambda name: BagOfWordsEncoder(dim=16))
     with pytest.raises(BankError, match="was embedded with encoder"):
         EmbeddingBank.open(tmp_path / "lazy").score_texts(["hello"])
+
+
+def test_the_default_encoder_runs_on_the_shipped_export_unless_the_runtime_is_torch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opened: list[tuple[str, Path | None]] = []
+
+    def open_encoder(name: str, onnx_dir: Path | None) -> BagOfWordsEncoder:
+        opened.append((name, onnx_dir))
+        return BagOfWordsEncoder()
+
+    monkeypatch.setattr(embeddings, "_open_encoder", open_encoder)
+    monkeypatch.delenv("BASTION_RUNTIME", raising=False)
+    embeddings._load_encoder(DEFAULT_ENCODER)
+    monkeypatch.setenv("BASTION_RUNTIME", "torch")
+    embeddings._load_encoder(DEFAULT_ENCODER)
+    assert opened == [(DEFAULT_ENCODER, SHIPPED_ONNX_ENCODER), (DEFAULT_ENCODER, None)]
 
 
 @pytest.mark.slow

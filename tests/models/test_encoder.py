@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from bastion.errors import ModelError
-from bastion.models.encoder import TextEncoder, load_encoder, resolve_encoder_path
+from bastion.models.encoder import (
+    DEFAULT_ENCODER,
+    SHIPPED_ONNX_ENCODER,
+    TextEncoder,
+    encoder_runtime,
+    load_encoder,
+    resolve_encoder_path,
+    shipped_onnx_encoder,
+)
 
 
 def test_a_hub_name_is_refused_with_a_message_not_downloaded() -> None:
@@ -48,3 +56,23 @@ def test_a_configured_model_directory_loads(tmp_path: Path) -> None:
     assert enc.name == "my-encoder"
     ref = load_encoder().encode(["same weights, same vector"])
     np.testing.assert_allclose(enc.encode(["same weights, same vector"]), ref, atol=1e-5)
+
+
+def test_the_shipped_onnx_export_serves_the_default_encoder_unless_torch_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BASTION_RUNTIME", raising=False)
+    assert SHIPPED_ONNX_ENCODER.is_dir()
+    assert (
+        shipped_onnx_encoder(None) == shipped_onnx_encoder(DEFAULT_ENCODER) == SHIPPED_ONNX_ENCODER
+    )
+    assert shipped_onnx_encoder(DEFAULT_ENCODER, "onnx") == SHIPPED_ONNX_ENCODER
+    assert shipped_onnx_encoder("/models/my-encoder") is None
+    assert shipped_onnx_encoder(DEFAULT_ENCODER, "torch") is None
+    monkeypatch.setenv("BASTION_RUNTIME", "torch")
+    assert shipped_onnx_encoder(DEFAULT_ENCODER) is None
+    assert shipped_onnx_encoder(DEFAULT_ENCODER, "auto") == SHIPPED_ONNX_ENCODER
+    monkeypatch.setenv("BASTION_RUNTIME", "fast")
+    with pytest.raises(ModelError, match="runtime 'fast' is not one of auto, onnx, torch"):
+        shipped_onnx_encoder(DEFAULT_ENCODER)
+    assert encoder_runtime("onnx") == "onnx"

@@ -22,7 +22,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources import files
@@ -187,12 +187,40 @@ def _counted(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
+class QueuedItem(Protocol):
+    """What the home page shows of an item waiting in a review queue (a triage `ReviewItem`)."""
+
+    @property
+    def item_id(self) -> str: ...
+
+    @property
+    def text(self) -> str | None: ...
+
+    @property
+    def priority(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class ReviewQueueSummary:
+    """A triage review queue as the home page lists it: its name, how many items wait in it,
+    and the first of them in queue order."""
+
+    name: str
+    pending: int
+    items: Sequence[QueuedItem]
+
+
 class ReviewDesk(Protocol):
     """The triage review queues as the web app works them (the server passes one in, so this
     module does not depend on triage): list, claim the next item, read one, decide it."""
 
-    def queues(self) -> list[dict[str, Any]]:
-        """Each queue: {"name", "pending", "items": the top pending items}."""
+    @property
+    def labels(self) -> Sequence[str]:
+        """The labels a reviewer chooses from (the triage `ReviewLabel`s), in the page's order."""
+        ...
+
+    def queues(self) -> list[ReviewQueueSummary]:
+        """Each queue that holds items, with its top pending items."""
         ...
 
     def claim(self, queue: str, reviewer: str) -> Any | None:
@@ -204,9 +232,6 @@ class ReviewDesk(Protocol):
     def decide(
         self, queue: str, item_id: str, reviewer: str, label: str, categories: list[str], note: str
     ) -> Any: ...
-
-
-REVIEW_LABELS: Final = ("violating", "not_violating", "unsure")
 
 
 @dataclass(frozen=True)
@@ -414,8 +439,9 @@ def web_router(
     @router.get("/ui/review/{queue}/{item_id}")
     def review_page(request: Request, queue: str, item_id: str) -> HTMLResponse:
         who = viewer(request)
-        item = reviewer_desk(who).item(queue, item_id)
-        return page(request, "review.html", who, item=item, labels=REVIEW_LABELS)
+        review = reviewer_desk(who)
+        item = review.item(queue, item_id)
+        return page(request, "review.html", who, item=item, labels=review.labels)
 
     @router.get("/ui/review/{queue}/{item_id}/media/{index}")
     async def review_media(
@@ -434,16 +460,17 @@ def web_router(
     async def review_decide(request: Request, queue: str, item_id: str) -> Response:
         who = viewer(request)
         form = await form_of(request, who)
+        review = reviewer_desk(who)
         label = str(form.get("label", ""))
-        if label not in REVIEW_LABELS:
-            item = reviewer_desk(who).item(queue, item_id)
+        if label not in review.labels:
+            item = review.item(queue, item_id)
             return page(
-                request, "review.html", who, 422, item=item, labels=REVIEW_LABELS,
+                request, "review.html", who, 422, item=item, labels=review.labels,
                 problems=["choose a verdict"], note=str(form.get("note", "")),
             )  # fmt: skip
         categories = [c.strip() for c in str(form.get("categories", "")).split(",") if c.strip()]
         await run_in_threadpool(
-            reviewer_desk(who).decide, queue, item_id, who.person.name, label, categories,
+            review.decide, queue, item_id, who.person.name, label, categories,
             str(form.get("note", "")),
         )  # fmt: skip
         return RedirectResponse(f"/ui?done=reviewed:{quote(item_id)}", status_code=303)

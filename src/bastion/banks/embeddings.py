@@ -83,7 +83,7 @@ from bastion.banks.vector_index import (
     rebuild_index,
     unit_rows,
 )
-from bastion.models.encoder import DEFAULT_ENCODER, Encoder
+from bastion.models.encoder import DEFAULT_ENCODER, Encoder, load_encoder, shipped_onnx_encoder
 
 KIND: Literal["embedding"] = "embedding"
 SIGNAL = "embedding"
@@ -297,7 +297,7 @@ class EmbeddingBank(VersionedBank):
     @property
     def encoder(self) -> Encoder:
         """The bank's encoder, loaded on first use (the shipped int8 ONNX export for the default
-        encoder, else `load_encoder`)."""
+        encoder unless the runtime is "torch", else `load_encoder`: see `shipped_onnx_encoder`)."""
         if self._encoder is None:
             encoder = _load_encoder(self.settings.encoder)
             _check_encoder(encoder, self.settings, self.name)
@@ -554,15 +554,18 @@ def _check_encoder(encoder: Encoder, settings: EmbeddingBankSettings, bank: str)
         )
 
 
-@lru_cache(maxsize=2)
 def _load_encoder(name: str) -> Encoder:
-    """The encoder a bank names, memoised per process (loading takes seconds)."""
-    from bastion.models.encoder import SHIPPED_ONNX_ENCODER, load_encoder
+    """The encoder a bank names, on the runtime `shipped_onnx_encoder` picks for it."""
+    return _open_encoder(name, shipped_onnx_encoder(name))
 
-    if name == DEFAULT_ENCODER and SHIPPED_ONNX_ENCODER.is_dir():
+
+@lru_cache(maxsize=2)
+def _open_encoder(name: str, onnx_dir: Path | None) -> Encoder:
+    """The encoder, memoised per process and runtime (loading takes seconds)."""
+    if onnx_dir is not None:
         from bastion.models.onnx_runtime import OnnxTextEncoder
 
-        return OnnxTextEncoder(SHIPPED_ONNX_ENCODER)
+        return OnnxTextEncoder(onnx_dir)
     return load_encoder(name)
 
 

@@ -42,14 +42,13 @@ import csv
 import hashlib
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO, cast
 
+from bastion.atomic import open_atomic_text
 from bastion.banks.entries import SIGNALS, Entry, Label
 from bastion.banks.files import BankError
 from bastion.banks.hashes import infer_signal
@@ -162,17 +161,10 @@ def export_bank(bank: Bank, out: Path | TextIO, format: str) -> ExportResult:
     if isinstance(out, Path):
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+            with open_atomic_text(out, newline="") as stream:
+                return _export(bank.entries, stream, fmt)
         except OSError as exc:
             raise BankError(f"cannot write {out}: {exc.strerror or exc}") from None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
-                result = _export(bank.entries, stream, fmt)
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return result
     return _export(bank.entries, out, fmt)
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -42,7 +41,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bastion.atomic import fsync
+from bastion.atomic import fsync, write_atomic, write_synced
 from bastion.errors import BastionError
 
 FORMAT = 1
@@ -206,7 +205,7 @@ def new_version(
 
         yield staging, finish
         final = finish()
-        _write_synced(staging / MANIFEST, final.model_dump_json(indent=2).encode("utf-8"))
+        write_synced(staging / MANIFEST, [final.model_dump_json(indent=2).encode("utf-8")])
         for p in staging.iterdir():
             fsync(p)
         fsync(staging)
@@ -217,9 +216,7 @@ def new_version(
                 f"bank {final.name!r}: version {label} already exists; another change won"
             )
         staging.rename(target)
-        _write_synced(bank_dir / f".{CURRENT}.tmp", f"{label}\n".encode("ascii"))
-        os.replace(bank_dir / f".{CURRENT}.tmp", bank_dir / CURRENT)
-        fsync(bank_dir)
+        write_atomic(bank_dir / CURRENT, [f"{label}\n".encode("ascii")])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     _sweep(bank_dir, keep=label)
@@ -281,10 +278,3 @@ def _sweep(bank_dir: Path, keep: str) -> None:
         shutil.rmtree(p, ignore_errors=True)
     for p in bank_dir.glob(".staging-*"):
         shutil.rmtree(p, ignore_errors=True)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with path.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from bastion.atomic import open_atomic_text
 from bastion.cli.output import ModelOption, PolicyOption, err_console, make_console
 from bastion.cli.score import progress_bar
 from bastion.errors import BastionError, InputError
@@ -307,9 +308,7 @@ def _read_candidates(path: Path) -> list[Candidate]:
 
 
 def _write_jsonl(path: Path, rows: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with open_atomic_text(path) as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False, allow_nan=False))
             f.write("\n")
-    tmp.replace(path)

@@ -22,15 +22,10 @@ import numpy as np
 from bastion.judge.judge import LLMJudge
 from bastion.judge.settings import DEFAULT_BAND as DEFAULT_BAND
 from bastion.judge.settings import JudgeSettings as JudgeSettings
+from bastion.models.scoring import logit
 
 WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 EPS = 1e-4
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
-    out: np.ndarray = np.log(q / (1 - q))
-    return out
 
 
 def fuse_judge(cheap: np.ndarray, judge: np.ndarray, weight: float) -> np.ndarray:
@@ -41,7 +36,8 @@ def fuse_judge(cheap: np.ndarray, judge: np.ndarray, weight: float) -> np.ndarra
     """
     cheap = np.asarray(cheap, dtype=float)
     judge = np.asarray(judge, dtype=float)
-    z = (logit(cheap) + weight * logit(np.where(np.isfinite(judge), judge, 0.5))) / (1 + weight)
+    known = np.where(np.isfinite(judge), judge, 0.5)
+    z = (logit(cheap, EPS) + weight * logit(known, EPS)) / (1 + weight)
     fused: np.ndarray = np.where(np.isfinite(judge), 1 / (1 + np.exp(-z)), cheap)
     return fused
 

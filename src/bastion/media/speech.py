@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from bastion.atomic import write_synced
 from bastion.cpus import configured_threads
 from bastion.errors import InputError, ModelError
 from bastion.media.decode import SAMPLE_RATE
@@ -157,12 +158,10 @@ def _build(out: Path, src: WhisperSources, expected_sha256: str) -> None:
     shutil.copyfile(src.config, out / "config.json")
     shutil.copyfile(src.tokenizer, out / "tokenizer.json")
     vocabulary = build_vocabulary(src.tokenizer)
-    _write_synced(
-        out / "vocabulary.json", json.dumps(vocabulary, ensure_ascii=False).encode("utf-8")
-    )
+    write_synced(out / "vocabulary.json", [json.dumps(vocabulary, ensure_ascii=False).encode()])
     # Last: the marker is what says the directory is usable.
     marker = {"format": _MARKER_FORMAT, "sha256": expected_sha256}
-    _write_synced(out / _MARKER, json.dumps(marker).encode("utf-8"))
+    write_synced(out / _MARKER, [json.dumps(marker).encode("utf-8")])
 
 
 def _concatenate(parts: Iterable[Path], dest: Path) -> str:
@@ -177,13 +176,6 @@ def _concatenate(parts: Iterable[Path], dest: Path) -> str:
         out.flush()
         os.fsync(out.fileno())
     return sha.hexdigest()
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with path.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _install(tmp: Path, target: Path, expected_sha256: str) -> None:

@@ -13,6 +13,8 @@ from typing import Literal
 
 import numpy as np
 
+from bastion.models.scoring import logit
+
 Method = Literal["platt", "isotonic"]
 
 
@@ -47,7 +49,7 @@ class CategoryCalibrator:
             if y.sum() < self.min_positives or (1 - y).sum() < self.min_positives:
                 return None
             if self.method == "platt":
-                lr = LogisticRegression(C=1e4).fit(_logit(s)[:, None], y)
+                lr = LogisticRegression(C=1e4).fit(logit(s)[:, None], y)
                 return np.array([lr.coef_[0, 0], lr.intercept_[0]]), None
             iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(s, y)
             return np.array([1.0, 0.0]), (iso.X_thresholds_, iso.y_thresholds_)
@@ -72,16 +74,11 @@ class CategoryCalibrator:
         for j in np.flatnonzero(self.fitted_ | self.pooled_):
             if self.method == "platt":
                 a, b = self.platt_[j]
-                out[:, j] = 1.0 / (1.0 + np.exp(-(a * _logit(scores[:, j]) + b)))
+                out[:, j] = 1.0 / (1.0 + np.exp(-(a * logit(scores[:, j]) + b)))
             else:
                 xs, ys = self.isotonic_[j]  # type: ignore[misc]
                 out[:, j] = np.interp(scores[:, j], xs, ys)
         return np.where(np.isfinite(scores), out, np.nan)
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.asarray(np.log(p / (1 - p)))
 
 
 def threshold_for_precision(y: np.ndarray, score: np.ndarray, precision: float) -> float | None:
@@ -214,11 +211,11 @@ def shift_for_binary_fbeta(
 def _best_margin(scores: np.ndarray, th: np.ndarray, adjust: np.ndarray) -> np.ndarray:
     """Per row, its best margin in logit space over an adjustable threshold: the row is flagged
     while the thresholds' shift is at most this (-inf when no adjustable score is known)."""
-    margin = _logit(np.asarray(scores, float)[:, adjust]) - _logit(th[adjust])[None, :]
+    margin = logit(np.asarray(scores, float)[:, adjust]) - logit(th[adjust])[None, :]
     return np.asarray(np.max(np.where(np.isfinite(margin), margin, -np.inf), axis=1))
 
 
 def _shifted(th: np.ndarray, adjust: np.ndarray, shift: float) -> np.ndarray:
     out = th.copy()
-    out[adjust] = 1.0 / (1.0 + np.exp(-(_logit(th[adjust]) + shift)))
+    out[adjust] = 1.0 / (1.0 + np.exp(-(logit(th[adjust]) + shift)))
     return out

@@ -25,6 +25,32 @@ SHIPPED_ONNX_ENCODER = (
 )
 
 
+RUNTIMES = ("auto", "onnx", "torch")
+"""How an encoder may run: "onnx" (int8, no PyTorch), "torch", or "auto" (ONNX where an export
+is there and, for a trained model, its runtime check passed)."""
+
+
+def encoder_runtime(runtime: str | None = None) -> str:
+    """The runtime asked for: `runtime`, else $BASTION_RUNTIME, else "auto"; one of `RUNTIMES`."""
+    wanted = runtime or os.environ.get("BASTION_RUNTIME") or "auto"
+    if wanted not in RUNTIMES:
+        raise ModelError(f"runtime '{wanted}' is not one of {', '.join(RUNTIMES)}")
+    return wanted
+
+
+def shipped_onnx_encoder(encoder: str | None, runtime: str | None = None) -> Path | None:
+    """The shipped int8 ONNX export to run `encoder` with, or None to run it with PyTorch.
+
+    The one place that decides it for the Moderator, embedding banks and training: only the
+    default encoder (None or its name) is shipped exported, and runtime "torch" (`runtime`,
+    else $BASTION_RUNTIME) wants no ONNX at all. Whether a trained model may use the export
+    under "auto" is its runtime check's to say (see `bastion.moderator`).
+    """
+    if encoder_runtime(runtime) == "torch" or encoder not in (None, DEFAULT_ENCODER):
+        return None
+    return SHIPPED_ONNX_ENCODER if SHIPPED_ONNX_ENCODER.is_dir() else None
+
+
 class Encoder(Protocol):
     """What detectors need from an encoder, whichever runtime runs it."""
 

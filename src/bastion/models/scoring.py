@@ -13,6 +13,13 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return np.asarray(0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64))))
 
 
+def logit(p: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Log-odds, the inverse of `sigmoid`. Probabilities are clipped to [eps, 1 - eps] first, so
+    a score of exactly 0 or 1 maps to a large finite number that arithmetic can still use."""
+    q = np.clip(p, eps, 1 - eps)
+    return np.asarray(np.log(q / (1 - q)))
+
+
 def topk_mean(sims: np.ndarray, k: int) -> np.ndarray:
     """Mean of the k largest values per row, ignoring -inf (masked) entries.
 
@@ -170,8 +177,7 @@ def blend_with_zero_shot(head: np.ndarray, zero_shot: np.ndarray, weight: np.nda
     unlike any training set is better judged by both. Logit space keeps a confident "no" from one
     side from being averaged away into a "maybe". Calibration comes after, on held-out data.
     """
-    eps = 1e-6
-    h = np.clip(np.asarray(head, np.float64), eps, 1 - eps)
-    z = np.clip(np.asarray(zero_shot, np.float64), eps, 1 - eps)
+    h = logit(np.asarray(head, np.float64))
+    z = logit(np.asarray(zero_shot, np.float64))
     w = np.asarray(weight, np.float64)
-    return sigmoid((1 - w) * np.log(h / (1 - h)) + w * np.log(z / (1 - z)))
+    return sigmoid((1 - w) * h + w * z)

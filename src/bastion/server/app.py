@@ -50,7 +50,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from bastion import __version__
-from bastion.annotation.web import PAGE_HEADERS, web_router
+from bastion.annotation.web import PAGE_HEADERS, ReviewQueueSummary, web_router
 from bastion.annotation.workflow import Workflow
 from bastion.errors import BastionError, InputError, ModelError, PolicyError
 from bastion.items import Item, item_from_openai_input
@@ -77,6 +77,7 @@ from bastion.server.triage_routes import triage_router
 from bastion.store import ApiKey, DecisionRecord, Store
 from bastion.store.errors import StoreError
 from bastion.store.keys import SCOPE_DECISIONS_READ, SCOPE_KEYS_ADMIN
+from bastion.triage.labels import ReviewLabel
 
 log = logging.getLogger("bastion.server")
 
@@ -591,22 +592,24 @@ class _ReviewDesk:
     """The triage review queues for the web app (`bastion.annotation.web.ReviewDesk`): the
     queue's own errors become the web app's (an unknown item is a 404 page)."""
 
+    labels = tuple(label.value for label in ReviewLabel)
+
     def __init__(self, store: Store, top: int = 5) -> None:
         self.store = store
         self.top = top
 
-    def queues(self) -> list[dict[str, Any]]:
+    def queues(self) -> list[ReviewQueueSummary]:
         from bastion.triage.queue import ItemState, queue_names
 
         out = []
         for name in queue_names(self.store):
             queue = self._queue(name)
             out.append(
-                {
-                    "name": name,
-                    "pending": queue.counts().pending,
-                    "items": queue.list(ItemState.pending, limit=self.top),
-                }
+                ReviewQueueSummary(
+                    name=name,
+                    pending=queue.counts().pending,
+                    items=queue.list(ItemState.pending, limit=self.top),
+                )
             )
         return out
 

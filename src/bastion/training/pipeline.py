@@ -141,15 +141,13 @@ def _onnx_encoder(
     """The int8 ONNX export of the encoder the model was trained on: the shipped one for the
     default encoder, a fresh export into the model directory for a fine-tuned one; None for a
     custom encoder that cannot be exported (it is then served with PyTorch)."""
-    from bastion.models.encoder import DEFAULT_ENCODER, SHIPPED_ONNX_ENCODER
+    from bastion.models.encoder import shipped_onnx_encoder
     from bastion.models.onnx_export import export_encoder
 
     target = out_dir / ONNX_ENCODER_DIR
     if not recipe.tunes_encoder:
         shutil.rmtree(target, ignore_errors=True)
-        if recipe.encoder in (None, DEFAULT_ENCODER) and SHIPPED_ONNX_ENCODER.is_dir():
-            return SHIPPED_ONNX_ENCODER
-        return None
+        return shipped_onnx_encoder(recipe.encoder)
     if progress is not None:
         progress("exporting the encoder to ONNX", 0, 1)
     try:

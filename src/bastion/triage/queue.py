@@ -46,8 +46,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from numbers import Real
-from typing import Any, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
+from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, ValidationInfo
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -688,39 +689,99 @@ def _features(values: object, what: str) -> dict[str, float | None]:
     return out
 
 
+def _field(check: Callable[[Any, str], Any]) -> PlainValidator:
+    """A pydantic validator from one of the checks above: it names the field, and its
+    QueueError becomes the ValueError that pydantic records against that field."""
+
+    def validate(value: object, info: ValidationInfo) -> Any:
+        try:
+            return check(value, str(info.field_name))
+        except QueueError as exc:
+            raise ValueError(str(exc)) from None
+
+    return PlainValidator(validate)
+
+
+def _optional_number(value: object, what: str) -> float | None:
+    if value is None:
+        return None
+    number = _number(value, what)
+    if number < 0:
+        raise QueueError(f"{what} cannot be negative, got {number}")
+    return number
+
+
+def _optional_text(value: object, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise QueueError(f"{what} must be a string, got {type(value).__name__}")
+    _no_nul(value, what)
+    return value
+
+
+def _plain_json(value: object, what: str) -> dict[Any, Any]:
+    if not isinstance(value, Mapping):
+        raise QueueError(f"{what} must be a mapping, got {value!r}")
+    mapping = dict(value)
+    try:
+        json.dumps(mapping, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise QueueError(f"{what} must be plain JSON: {exc}") from None
+    return mapping
+
+
+def _item_id(value: object, what: str) -> str:
+    return _text(value, what, strip=False)
+
+
+_ItemId = Annotated[str, _field(_item_id)]
+_Number = Annotated[float, _field(_number)]
+_Harm = Annotated[float | None, _field(_optional_number)]
+_Text = Annotated[str | None, _field(_optional_text)]
+_Names = Annotated[list[str], _field(_strings)]
+_Json = Annotated[dict[Any, Any], _field(_plain_json)]
+_Features = Annotated[dict[str, float | None], _field(_features)]
+
+
+class _ItemColumns(BaseModel):
+    """A `QueueItem` as the queue stores it, every field checked: an item id kept exactly as
+    spelled, finite numbers, text without NUL, de-duplicated names, metadata that is plain
+    JSON, and features with NaN (does not apply) as null."""
+
+    model_config = ConfigDict(frozen=True)
+
+    item_id: _ItemId
+    priority: _Number
+    expected_harm: _Harm
+    text: _Text
+    media: _Names
+    metadata: _Json
+    channels: _Names
+    features: _Features
+
+
 def _item_values(queue: str, n: int, item: QueueItem, now: datetime) -> dict[str, Any]:
-    """The row for a new item, every field checked; messages name the item by position and id."""
+    """The row for a new item; a bad field is a QueueError naming the item by position and id."""
     if not isinstance(item, QueueItem):
         raise QueueError(f"item {n} must be a QueueItem, got {type(item).__name__}")
-    item_id = _text(item.item_id, f"item {n}'s item_id", strip=False)
-    where = f"item {n} ({item_id!r})"
-    expected_harm = None
-    if item.expected_harm is not None:
-        expected_harm = _number(item.expected_harm, f"{where}: expected_harm")
-        if expected_harm < 0:
-            raise QueueError(f"{where}: expected_harm cannot be negative, got {expected_harm}")
-    if item.text is not None:
-        if not isinstance(item.text, str):
-            raise QueueError(f"{where}: text must be a string, got {type(item.text).__name__}")
-        _no_nul(item.text, f"{where}: text")
-    if not isinstance(item.metadata, Mapping):
-        raise QueueError(f"{where}: metadata must be a mapping, got {item.metadata!r}")
-    metadata = dict(item.metadata)
     try:
-        json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise QueueError(f"{where}: metadata must be plain JSON: {exc}") from None
+        row = _ItemColumns.model_validate({f: getattr(item, f) for f in _ItemColumns.model_fields})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        problem = first.get("ctx", {}).get("error", first["msg"])
+        raise QueueError(f"item {n} ({item.item_id!r}): {problem}") from None
     return {
         "queue": queue,
-        "item_id": item_id,
+        "item_id": row.item_id,
         "state": ItemState.pending.value,
-        "priority": _number(item.priority, f"{where}: priority"),
-        "expected_harm": expected_harm,
-        "text": item.text,
-        "media": _strings(item.media, f"{where}: media"),
-        "item_metadata": metadata,
-        "channels": _strings(item.channels, f"{where}: channels"),
-        "features": _features(item.features, f"{where}: features"),
+        "priority": row.priority,
+        "expected_harm": row.expected_harm,
+        "text": row.text,
+        "media": row.media,
+        "item_metadata": row.metadata,
+        "channels": row.channels,
+        "features": row.features,
         "claimed_by": None,
         "claimed_at": None,
         "claim_expires_at": None,

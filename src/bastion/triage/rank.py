@@ -24,12 +24,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from bastion.errors import BastionError, InputError
 from bastion.triage.queue import QueueItem, ReviewLabel, TrainingExample
+
+if TYPE_CHECKING:
+    from bastion.policy import Category, LoadedPolicy, Policy
 
 #: Recall channels, in the order their features appear.
 CHANNELS = ("hash", "text", "embedding", "classifier", "source")
@@ -141,9 +144,10 @@ def _optional_float(value: Any) -> float | None:
     return float(value)
 
 
-def category_severity(policy: Any) -> dict[str, int]:
-    """Each category's severity (1-4) in a loaded policy: the weight of harm per category."""
-    return {c.id: int(c.severity) for c in policy.categories}
+def category_severity(policy: LoadedPolicy | Policy) -> dict[str, int]:
+    """Each category's severity (1-4) in a policy: the weight of harm per category."""
+    categories: list[Category] = policy.categories
+    return {c.id: int(c.severity) for c in categories}
 
 
 def expected_harm(p_violation: np.ndarray, severity: np.ndarray, reach: np.ndarray) -> np.ndarray:
