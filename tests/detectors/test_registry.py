@@ -1,14 +1,19 @@
 """The detector registry: names to factories, packages' entry points, and a toy detector added by
-name."""
+name that `bastion moderate --detector` and the service's `/v1/moderate` then run."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from importlib.metadata import EntryPoint
+from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from bastion.cli import app as cli
 from bastion.detectors import registry
 from bastion.detectors.base import BaseDetector, DetectorOutput, Evidence
 from bastion.detectors.registry import DetectorSetup
@@ -16,6 +21,8 @@ from bastion.errors import InputError
 from bastion.items import Item
 from bastion.moderator import Moderator
 from bastion.policy import load_policy
+from bastion.server.app import create_app
+from bastion.server.settings import ServerSettings
 
 POLICY = load_policy("openai")
 
@@ -118,3 +125,38 @@ def test_a_package_adds_a_detector_through_its_entry_point(
         assert verdict.category_scores["harassment"] == 1.0
     finally:
         registry._plugins.cache_clear()
+
+
+# ------------------------------------------------ the toy in `bastion moderate` and `/v1/moderate`
+
+TOY_TEXT = "I bought a toy for my nephew"
+
+
+@pytest.mark.slow
+def test_bastion_moderate_runs_the_named_detector(toy: None) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["moderate", TOY_TEXT, "--json", "--detector", "toy"])
+    assert result.exit_code == 0, result.output
+    verdict = json.loads(result.stdout)
+    toy_said = [e for e in verdict["evidence"] if e["detector"] == "toy"]
+    assert toy_said and toy_said[0]["category"] == "harassment"
+    # The toy's 1.0 is averaged with the default model's score: that is what "added" means.
+    assert verdict["category_scores"]["harassment"] >= 0.5
+    assert verdict["model_version"].startswith("trained:")
+    assert verdict["model_version"].endswith("+toy")
+    without = json.loads(runner.invoke(cli, ["moderate", TOY_TEXT, "--json"]).stdout)
+    assert without["category_scores"]["harassment"] < 0.2
+    unknown = runner.invoke(cli, ["moderate", TOY_TEXT, "--detector", "nope"])
+    assert isinstance(unknown.exception, InputError) and "toy" in str(unknown.exception)
+
+
+@pytest.mark.slow
+def test_the_service_runs_the_detectors_its_settings_name(toy: None, tmp_path: Path) -> None:
+    settings = ServerSettings(home=tmp_path, require_auth=False, detectors=["toy"])
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/v1/moderate", json={"items": [{"id": "a", "text": TOY_TEXT}]})
+    assert r.status_code == 200, r.text
+    (verdict,) = r.json()["verdicts"]
+    assert [e["category"] for e in verdict["evidence"] if e["detector"] == "toy"] == ["harassment"]
+    assert verdict["category_scores"]["harassment"] >= 0.5
+    assert verdict["model_version"].endswith("+toy")
