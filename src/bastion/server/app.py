@@ -237,6 +237,7 @@ def create_app(
         settings.home,
         default_policy=settings.default_policy,
         default_model=settings.default_model,
+        detectors=settings.detectors,
         media_limits=settings.media_limits,
         runtime=settings.runtime,
         batch_wait_ms=settings.batch_wait_ms,
