@@ -39,8 +39,6 @@ from starlette.concurrency import run_in_threadpool
 from bastion.annotation.schema import Annotation, PathStep, Span, task_form
 from bastion.annotation.workflow import (
     AnnotationRejected,
-    ForbiddenError,
-    NotFoundError,
     Person,
     PersonRole,
     Project,
@@ -49,7 +47,7 @@ from bastion.annotation.workflow import (
     Workflow,
     final_annotations,
 )
-from bastion.errors import BastionError
+from bastion.errors import BastionError, ForbiddenError, NotFoundError
 from bastion.media.limits import MediaLimits
 from bastion.store import limits
 from bastion.store.store import Store
@@ -83,8 +81,9 @@ class _LoginRequired(Exception):
 
 
 class _PageRoute(APIRoute):
-    """Routes whose errors come back as an HTML page (or a redirect to the login page), not the
-    API's JSON: a person reads them."""
+    """Routes a person reads: a visitor who is not logged in is sent to the login page, and the
+    service's error handler answers their domain errors with a page (`error_page`), not the
+    API's JSON."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -94,14 +93,24 @@ class _PageRoute(APIRoute):
                 return await handler(request)
             except _LoginRequired:
                 return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-            except ForbiddenError as exc:
-                return _error_page(request, 403, "Not allowed", str(exc))
-            except NotFoundError as exc:
-                return _error_page(request, 404, "Not found", str(exc))
-            except BastionError as exc:
-                return _error_page(request, 400, "Cannot do that", str(exc))
 
         return handle
+
+
+def is_page(request: Request) -> bool:
+    """Whether the request went to one of the web app's pages (whose errors a person reads)."""
+    return isinstance(request.scope.get("route"), _PageRoute)
+
+
+_ERROR_TITLES: Final = {403: "Not allowed", 404: "Not found"}
+
+
+def error_page(request: Request, exc: BastionError) -> HTMLResponse:
+    """The page a domain error shows a person: 403 and 404 as the error's class says, any other
+    refusal (a bad form, a claim someone else holds) 400, "Cannot do that" and the message."""
+    status = exc.status if exc.status in _ERROR_TITLES else 400
+    title = _ERROR_TITLES.get(status, "Cannot do that")
+    return _page(request, "error.html", None, status, title=title, message=str(exc))
 
 
 class LoginThrottle:
@@ -707,10 +716,6 @@ def _page(
         **context,
     )
     return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
-
-
-def _error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
-    return _page(request, "error.html", None, status, title=title, message=message)
 
 
 class _MediaView:

@@ -50,9 +50,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from bastion import __version__
-from bastion.annotation.web import PAGE_HEADERS, web_router
+from bastion.annotation.web import PAGE_HEADERS, error_page, is_page, web_router
 from bastion.annotation.workflow import Workflow
-from bastion.errors import BastionError, InputError, ModelError, PolicyError
+from bastion.errors import (
+    BastionError,
+    ErrorCode,
+    ForbiddenError,
+    InputError,
+    InvalidRequestError,
+    RateLimitedError,
+    UnauthorizedError,
+)
 from bastion.items import Item, item_from_openai_input
 from bastion.media.sources import MediaSource
 from bastion.moderator import Verdict
@@ -61,7 +69,6 @@ from bastion.server.pool import ModelKey, ModeratorPool
 from bastion.server.recall_jobs import recall_router
 from bastion.server.schemas import (
     DecisionList,
-    ErrorCode,
     ErrorResponse,
     Health,
     ItemIn,
@@ -75,7 +82,6 @@ from bastion.server.security import BodyLimitMiddleware, RateLimiter, VerifiedKe
 from bastion.server.settings import ServerSettings
 from bastion.server.triage_routes import triage_router
 from bastion.store import ApiKey, DecisionRecord, Store
-from bastion.store.errors import StoreError
 from bastion.store.keys import SCOPE_DECISIONS_READ, SCOPE_KEYS_ADMIN
 
 log = logging.getLogger("bastion.server")
@@ -304,41 +310,28 @@ def create_app(
             if not settings.require_auth:
                 return None
             if credentials is None:
-                raise _HTTPError(
-                    401,
-                    "missing API key: send 'Authorization: Bearer KEY'",
-                    ErrorCode.invalid_api_key,
-                )
+                raise UnauthorizedError("missing API key: send 'Authorization: Bearer KEY'")
             key = verify_key(credentials.credentials)
             if key is None:
-                raise _HTTPError(401, "invalid or revoked API key", ErrorCode.invalid_api_key)
+                raise UnauthorizedError("invalid or revoked API key")
             missing = [s for s in scopes if not key.allows(s)]
             if missing:
                 needs = " and ".join(f"'{s}'" for s in missing)
-                raise _HTTPError(
-                    403,
-                    f"this key ({key.role.value}) may not use this route (needs {needs})",
-                    ErrorCode.forbidden,
+                raise ForbiddenError(
+                    f"this key ({key.role.value}) may not use this route (needs {needs})"
                 )
             if limiter is not None:
                 wait = limiter.take(key.id)
                 if wait > 0:
-                    raise _HTTPError(
-                        429,
+                    raise RateLimitedError(
                         f"rate limit of {limiter.per_minute} requests a minute reached for this key",
-                        ErrorCode.rate_limit_exceeded,
-                        headers={"Retry-After": str(max(1, round(wait)))},
+                        retry_after_s=wait,
                     )
             return key
 
         return check
 
     app.add_middleware(_Observe, metrics=metrics)
-
-    @app.exception_handler(_HTTPError)
-    async def http_error(request: Request, exc: _HTTPError) -> JSONResponse:
-        metrics.errors.labels(exc.code).inc()
-        return _error(exc.status, str(exc), exc.code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -350,22 +343,15 @@ def create_app(
         return _error(400, f"invalid request: {problems}", ErrorCode.invalid_request)
 
     @app.exception_handler(BastionError)
-    async def bastion_error(request: Request, exc: BastionError) -> JSONResponse:
-        code = _code_of(exc)
-        metrics.errors.labels(code).inc()
-        return _error(400, str(exc), code)
-
-    @app.exception_handler(StoreError)
-    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
-        # The database failed, not the request: 503 (retry), and the driver's words stay in the
-        # server's log.
-        metrics.errors.labels(ErrorCode.service_unavailable).inc()
-        log.error("decision log unavailable on %s: %s", request.url.path, exc)
-        return _error(
-            503,
-            "the decision log could not be written, so the verdicts were not returned; retry",
-            ErrorCode.service_unavailable,
-        )
+    async def domain_error(request: Request, exc: BastionError) -> Response:
+        """Every domain error, with the status and code its class carries: in OpenAI's error
+        shape, or as a page on the web app's pages, which people read."""
+        if is_page(request):
+            return error_page(request, exc)
+        metrics.errors.labels(exc.code).inc()
+        if exc.client_message is not None:  # the message is the server's business: log it
+            log.error("%s on %s: %s", type(exc).__name__, request.url.path, exc)
+        return _error(exc.status, exc.client_message or str(exc), exc.code, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def starlette_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -547,10 +533,8 @@ def create_app(
         )
         return DecisionList(data=records)
 
-    app.include_router(
-        triage_router(store, settings.home, require, _HTTPError, settings.media_limits)
-    )
-    app.include_router(recall_router(store, settings.home, pool, require, _HTTPError))
+    app.include_router(triage_router(store, settings.home, require, settings.media_limits))
+    app.include_router(recall_router(store, settings.home, pool, require))
     if settings.web:
         app.include_router(
             web_router(
@@ -588,8 +572,8 @@ def _swagger_ui() -> HTMLResponse:
 
 
 class _ReviewDesk:
-    """The triage review queues for the web app (`bastion.annotation.web.ReviewDesk`): the
-    queue's own errors become the web app's (an unknown item is a 404 page)."""
+    """The triage review queues for the web app (`bastion.annotation.web.ReviewDesk`); an
+    unknown item is a `NotFoundError` (a 404 page), a claim another reviewer holds a refusal."""
 
     def __init__(self, store: Store, top: int = 5) -> None:
         self.store = store
@@ -611,43 +595,21 @@ class _ReviewDesk:
         return out
 
     def claim(self, queue: str, reviewer: str) -> Any | None:
-        items = self._call(self._queue(queue).claim, reviewer, 1)
+        items = self._queue(queue).claim(reviewer, 1)
         return items[0] if items else None
 
     def item(self, queue: str, item_id: str) -> Any:
-        return self._call(self._queue(queue).get, item_id)
+        return self._queue(queue).get(item_id)
 
     def decide(
         self, queue: str, item_id: str, reviewer: str, label: str, categories: list[str], note: str
     ) -> Any:
-        return self._call(self._queue(queue).decide, item_id, reviewer, label, categories, note)
+        return self._queue(queue).decide(item_id, reviewer, label, categories, note)
 
     def _queue(self, name: str) -> Any:
         from bastion.triage import ReviewQueue
 
         return ReviewQueue(self.store, name)
-
-    @staticmethod
-    def _call(method: Callable[..., Any], *args: Any) -> Any:
-        from bastion.annotation.workflow import NotFoundError, WorkflowError
-        from bastion.triage.queue import ClaimError, UnknownItemError
-
-        try:
-            return method(*args)
-        except UnknownItemError as exc:
-            raise NotFoundError(str(exc)) from exc
-        except ClaimError as exc:
-            raise WorkflowError(str(exc)) from exc
-
-
-class _HTTPError(Exception):
-    def __init__(
-        self, status: int, message: str, code: ErrorCode, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = ErrorCode(code)
-        self.headers = headers
 
 
 _HTTP_STATUS_CODES: dict[int, ErrorCode] = {
@@ -658,17 +620,6 @@ _HTTP_STATUS_CODES: dict[int, ErrorCode] = {
 }
 """The code of an error Starlette or FastAPI raise themselves (no route, wrong method), by
 status; any other 4xx is `invalid_request`, any 5xx `internal_error`."""
-
-
-def _code_of(exc: BastionError) -> ErrorCode:
-    """The code of a domain error that reached the API: what kind of thing the request got wrong."""
-    if isinstance(exc, PolicyError):
-        return ErrorCode.invalid_policy
-    if isinstance(exc, ModelError):
-        return ErrorCode.invalid_model
-    if isinstance(exc, InputError):
-        return ErrorCode.invalid_input
-    return ErrorCode.invalid_request
 
 
 def _error(
@@ -697,11 +648,9 @@ def _only_known_query(request: Request, known: tuple[str, ...]) -> None:
     read the key's own project as if nothing had been asked."""
     unknown = sorted(set(request.query_params) - set(known))
     if unknown:
-        raise _HTTPError(
-            400,
+        raise InvalidRequestError(
             f"invalid request: unknown query parameter {unknown[0]!r}; this route takes "
-            + ", ".join(known),
-            ErrorCode.invalid_request,
+            + ", ".join(known)
         )
 
 
@@ -730,11 +679,7 @@ def _utc_since(since: datetime | None) -> datetime | None:
             return since.astimezone(UTC)
         except OverflowError:
             problem = "is out of range once converted to UTC"
-    raise _HTTPError(
-        400,
-        f"invalid request: query.since: {since.isoformat()} {problem}",
-        ErrorCode.invalid_request,
-    )
+    raise InvalidRequestError(f"invalid request: query.since: {since.isoformat()} {problem}")
 
 
 def _readable_project(key: ApiKey | None, requested: str | None) -> str | None:
@@ -752,11 +697,9 @@ def _readable_project(key: ApiKey | None, requested: str | None) -> str | None:
         return key.project
     if key.allows(SCOPE_KEYS_ADMIN):
         return requested
-    raise _HTTPError(
-        403,
+    raise ForbiddenError(
         f"this key reads only its own project's decisions ('{key.project}'); reading "
-        f"'{requested}' needs a key with '{SCOPE_KEYS_ADMIN}'",
-        ErrorCode.forbidden,
+        f"'{requested}' needs a key with '{SCOPE_KEYS_ADMIN}'"
     )
 
 

@@ -55,12 +55,20 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from bastion.atomic import fsync, write_atomic
+from bastion.banks.files import UnknownBankError
 from bastion.banks.registry import Banks
 from bastion.batch.inputs import JsonlInput
-from bastion.errors import BastionError, InputError
+from bastion.errors import (
+    BastionError,
+    ConflictError,
+    ErrorCode,
+    InputError,
+    InvalidRequestError,
+    NotFoundError,
+)
 from bastion.media.sources import MediaKind, MediaSource
 from bastion.server.pool import ModelKey, ModeratorPool
-from bastion.server.schemas import ErrorCode, ErrorResponse
+from bastion.server.schemas import ErrorResponse
 from bastion.server.triage_routes import QUEUE_NAME_PATTERN
 from bastion.store import ApiKey, Store
 from bastion.store.keys import SCOPE_BANKS_READ, SCOPE_KEYS_ADMIN, SCOPE_MODERATE
@@ -190,16 +198,10 @@ class CandidateList(BaseModel):
     data: list[CandidateOut]
 
 
-class UnknownJobError(BastionError):
-    """No such job, or not one this key may read."""
-
-
-class UnknownBankError(BastionError):
-    """A job names a bank the service does not have."""
-
-
-class JobNotDoneError(BastionError):
+class JobNotDoneError(ConflictError):
     """The job's candidates are asked for before it is done."""
+
+    code = ErrorCode.job_not_done
 
 
 class JobSpec(BaseModel):
@@ -345,11 +347,11 @@ class RecallJobs:
     def _read(self, job_id: str, key: ApiKey | None) -> tuple[JobSpec, JobState]:
         directory = self.root / job_id
         if not _JOB_ID.fullmatch(job_id) or not (directory / _SPEC).is_file():
-            raise UnknownJobError(f"no recall job {job_id!r}")
+            raise NotFoundError(f"no recall job {job_id!r}")
         spec = JobSpec.model_validate_json((directory / _SPEC).read_bytes())
         readable = key is None or key.project == spec.project or key.allows(SCOPE_KEYS_ADMIN)
-        if not readable:
-            raise UnknownJobError(f"no recall job {job_id!r}")
+        if not readable:  # to any other key it does not exist
+            raise NotFoundError(f"no recall job {job_id!r}")
         return spec, JobState.model_validate_json((directory / _STATE).read_bytes())
 
     # -- the worker ----------------------------------------------------------------------------
@@ -487,7 +489,6 @@ def recall_router(
     home: Path,
     pool: ModeratorPool,
     require: Callable[..., Callable[..., ApiKey | None]],
-    http_error: Callable[[int, str, ErrorCode], Exception],
     settings: RecallSettings | None = None,
 ) -> APIRouter:
     """The recall-job routes, and the worker that runs the jobs while the router is up."""
@@ -505,9 +506,6 @@ def recall_router(
     )
     may_recall = require(SCOPE_MODERATE, SCOPE_BANKS_READ)
 
-    def unknown_job(exc: Exception) -> Exception:
-        return http_error(404, str(exc), ErrorCode.not_found)
-
     @router.post(
         "/v1/recall/jobs",
         response_model=RecallJobAccepted,
@@ -523,10 +521,8 @@ def recall_router(
     ) -> RecallJobAccepted:
         try:
             spec = jobs.submit(body, key)
-        except UnknownBankError as exc:
-            raise http_error(404, str(exc), ErrorCode.bank_not_found) from None
-        except InputError as exc:
-            raise http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request) from None
+        except InputError as exc:  # the request's items, policy or model: a field is wrong
+            raise InvalidRequestError(f"invalid request: {exc}") from None
         response.headers["Location"] = f"/v1/recall/jobs/{spec.id}"
         return RecallJobAccepted(id=spec.id, created_at=spec.created_at)
 
@@ -535,10 +531,7 @@ def recall_router(
         job_id: str,
         key: Annotated[ApiKey | None, Depends(may_recall)],
     ) -> RecallJobOut:
-        try:
-            return jobs.get(job_id, key)
-        except UnknownJobError as exc:
-            raise unknown_job(exc) from None
+        return jobs.get(job_id, key)
 
     @router.get(
         "/v1/recall/jobs/{job_id}/candidates",
@@ -553,12 +546,7 @@ def recall_router(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=MAX_POOL_ITEMS)] = 0,
     ) -> CandidateList:
-        try:
-            return jobs.candidates(job_id, key, limit, offset)
-        except UnknownJobError as exc:
-            raise unknown_job(exc) from None
-        except JobNotDoneError as exc:
-            raise http_error(409, str(exc), ErrorCode.job_not_done) from None
+        return jobs.candidates(job_id, key, limit, offset)
 
     return router
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bastion.server.schemas import ErrorCode
+from bastion.errors import ErrorCode
 from bastion.server.settings import MAX_JSON_DEPTH
 from bastion.store.keys import ApiKey, hash_secret
 from bastion.store.limits import take_token

@@ -25,10 +25,18 @@ from starlette.concurrency import run_in_threadpool
 
 from bastion.banks.base import Bank, MediaBank
 from bastion.banks.entries import Entry, Label, Match
-from bastion.banks.files import BankError, BankKind, check_name
+from bastion.banks.files import (
+    BankError,
+    BankExistsError,
+    BankKind,
+    UnknownBankError,
+    UnreadableBankError,
+    WrongBankKindError,
+    check_name,
+)
 from bastion.banks.hashes import check_value
 from bastion.banks.registry import Banks, bank_class
-from bastion.errors import MediaError
+from bastion.errors import InvalidRequestError
 from bastion.media.limits import MediaLimits
 from bastion.server.bank_lookup import (
     LOOKUP_BODY,
@@ -37,10 +45,10 @@ from bastion.server.bank_lookup import (
     image_hashes,
     lookup_input_reader,
 )
-from bastion.server.schemas import ErrorCode, ErrorResponse
+from bastion.server.schemas import ErrorResponse
 from bastion.store import ApiKey, Store
 from bastion.store.keys import SCOPE_BANKS_READ, SCOPE_BANKS_WRITE, SCOPE_REVIEW
-from bastion.triage import ClaimError, QueueError, ReviewLabel, ReviewQueue, UnknownItemError
+from bastion.triage import ReviewLabel, ReviewQueue
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-.:]{0,127}$"
 QueueName = Annotated[
@@ -194,12 +202,11 @@ def triage_router(
     store: Store,
     home: Path,
     require: Callable[[str], Callable[..., ApiKey | None]],
-    http_error: Callable[[int, str, ErrorCode], Exception],
     media_limits: MediaLimits | None = None,
 ) -> APIRouter:
     limits = media_limits or MediaLimits()
     decoders = ImageDecoders(limits)
-    read_lookup = lookup_input_reader(limits, http_error)
+    read_lookup = lookup_input_reader(limits)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -216,30 +223,18 @@ def triage_router(
         if key is not None:
             return key.id
         if not given:
-            raise http_error(
-                400,
-                "invalid request: reviewer is required when auth is off",
-                ErrorCode.invalid_request,
-            )
+            raise InvalidRequestError("invalid request: reviewer is required when auth is off")
         return given
 
-    def queue_error(exc: Exception) -> Exception:
-        if isinstance(exc, UnknownItemError):
-            return http_error(404, str(exc), ErrorCode.not_found)
-        if isinstance(exc, ClaimError):
-            return http_error(409, str(exc), ErrorCode(exc.reason))
-        return http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request)
-
     def open_bank(name: str) -> Bank:
+        """The bank named: UnknownBankError (404) when there is none, UnreadableBankError (500)
+        when its files cannot be read, which is the service's fault and not the request's."""
         try:
             return banks.open(name)
         except BankError as exc:
-            status = 404 if "no bank named" in str(exc) or "bad bank name" in str(exc) else 500
-            raise http_error(
-                status,
-                str(exc),
-                ErrorCode.bank_not_found if status == 404 else ErrorCode.bank_error,
-            ) from None
+            if isinstance(exc, UnknownBankError):
+                raise
+            raise UnreadableBankError(str(exc)) from None
 
     @router.get("/v1/queues/{queue}/items", response_model=QueueItemList, tags=["review"])
     def list_items(
@@ -248,11 +243,8 @@ def triage_router(
         state: Annotated[str | None, Query(description="pending, claimed or decided")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> QueueItemList:
-        try:
-            q = ReviewQueue(store, queue)
-            return _listing(q, q.list(state=state, limit=limit))
-        except (QueueError, UnknownItemError, ClaimError) as exc:
-            raise queue_error(exc) from None
+        q = ReviewQueue(store, queue)
+        return _listing(q, q.list(state=state, limit=limit))
 
     @router.post("/v1/queues/{queue}/claim", response_model=QueueItemList, tags=["review"])
     def claim(
@@ -260,12 +252,9 @@ def triage_router(
         body: ClaimRequest,
         key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
     ) -> QueueItemList:
-        try:
-            q = ReviewQueue(store, queue)
-            items = q.claim(reviewer_of(key, body.reviewer), n=body.n, ttl_s=body.ttl_s)
-            return _listing(q, items)
-        except (QueueError, UnknownItemError, ClaimError) as exc:
-            raise queue_error(exc) from None
+        q = ReviewQueue(store, queue)
+        items = q.claim(reviewer_of(key, body.reviewer), n=body.n, ttl_s=body.ttl_s)
+        return _listing(q, items)
 
     @router.post(
         "/v1/queues/{queue}/items/{item_id}/decision", response_model=QueueItemOut, tags=["review"]
@@ -276,18 +265,15 @@ def triage_router(
         body: DecisionRequest,
         key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
     ) -> QueueItemOut:
-        try:
-            q = ReviewQueue(store, queue)
-            q.decide(
-                item_id,
-                reviewer_of(key, body.reviewer),
-                body.label,
-                categories=body.categories,
-                note=body.note,
-            )
-            return _item_out(q.get(item_id))
-        except (QueueError, UnknownItemError, ClaimError) as exc:
-            raise queue_error(exc) from None
+        q = ReviewQueue(store, queue)
+        q.decide(
+            item_id,
+            reviewer_of(key, body.reviewer),
+            body.label,
+            categories=body.categories,
+            note=body.note,
+        )
+        return _item_out(q.get(item_id))
 
     @router.get("/v1/banks", response_model=BankList, tags=["banks"])
     def list_banks(
@@ -306,22 +292,12 @@ def triage_router(
         body: CreateBankRequest,
         key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_WRITE))],
     ) -> BankOut:
-        try:
-            check_name(body.name)
-            bank_class(body.kind).check_service_settings(body.settings)
-        except BankError as exc:
-            raise http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request) from None
+        check_name(body.name)
+        bank_class(body.kind).check_service_settings(body.settings)
         if body.name in banks.names():
-            raise http_error(409, f"bank {body.name!r} already exists", ErrorCode.bank_exists)
-        try:
-            bank = banks.create(body.name, body.kind, body.settings, body.description)
-        except BankError as exc:
-            if "already exists" in str(exc):  # created by another request in the meantime
-                raise http_error(
-                    409, f"bank {body.name!r} already exists", ErrorCode.bank_exists
-                ) from None
-            raise http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request) from None
-        return _bank_out(bank)
+            raise BankExistsError(f"bank {body.name!r} already exists")
+        # BankExistsError too, when another request created it in the meantime.
+        return _bank_out(banks.create(body.name, body.kind, body.settings, body.description))
 
     @router.post("/v1/banks/{name}/match", response_model=MatchList, tags=["banks"])
     def match(
@@ -365,10 +341,7 @@ def triage_router(
                 good.append(bank.validate_entry(entry))
             except BankError as exc:
                 errors.append(f"entries[{n}] ({e.id!r}): {exc}")
-        try:
-            updated = bank.add(good) if good else bank
-        except BankError as exc:
-            raise http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request) from None
+        updated = bank.add(good) if good else bank
         return AddEntriesOut(
             bank=updated.manifest.name,
             bank_version=updated.manifest.version,
@@ -394,25 +367,17 @@ def triage_router(
     ) -> LookupOut:
         bank = open_bank(name)
         if not isinstance(bank, MediaBank):
-            raise http_error(
-                400,
+            raise WrongBankKindError(
                 f"bank {name!r} is a {bank.kind} bank; lookup matches images and hashes in hash "
-                f"banks (match texts with POST /v1/banks/{name}/match)",
-                ErrorCode.wrong_bank_kind,
+                f"banks (match texts with POST /v1/banks/{name}/match)"
             )
         if given.image is not None:
-            try:
-                pdq, md5 = image_hashes(decoders, given.image)
-            except MediaError as exc:
-                raise http_error(400, f"invalid image: {exc}", ErrorCode.invalid_image) from None
+            pdq, md5 = image_hashes(decoders, given.image)
             found = bank.match_media_hashes([[pdq]], [[md5]])[0]
             hashes = LookupHashes(pdq=pdq.hash, pdq_quality=pdq.quality, md5=md5)
         else:
             assert given.hash is not None
-            try:
-                signal, value = check_value(given.hash)
-            except BankError as exc:
-                raise http_error(400, f"invalid hash: {exc}", ErrorCode.invalid_hash) from None
+            signal, value = check_value(given.hash)
             found = bank.match_values([value])[0]
             hashes = LookupHashes.model_validate({signal: value})
         return LookupOut(
