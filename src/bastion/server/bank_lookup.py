@@ -18,7 +18,6 @@ recompressed copy within the bank's PDQ threshold.
 
 import hashlib
 import threading
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -90,61 +89,57 @@ LOOKUP_BODY: dict[str, Any] = {
 }
 
 
-def lookup_input_reader(limits: MediaLimits) -> Callable[..., Awaitable[LookupInput]]:
-    """The FastAPI dependency that reads a lookup's image or hash (images up to
-    `limits.max_image_bytes`), or raises a domain error (a 4xx) naming what is wrong."""
-
-    async def read_lookup(
-        request: Request,
-        hash_value: Annotated[
-            str | None,
-            Query(
-                alias="hash",
-                max_length=MAX_HASH_CHARS,
-                description="a PDQ (64 hex), MD5 (32 hex) or vPDQ value to look up",
-            ),
-        ] = None,
-    ) -> LookupInput:
-        """The image or the hash a lookup sent, or a 4xx saying what is wrong with the request."""
-        cap = limits.max_image_bytes + _FORM_OVERHEAD
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
-            raise _too_large(int(declared), limits.max_image_bytes)
-        body = await request.body()
-        if len(body) > cap:
-            raise _too_large(len(body), limits.max_image_bytes)
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        image: bytes | None = None
-        form_hash: str | None = None
-        if media_type == "multipart/form-data":
-            image, form_hash = await _read_multipart(request)
-        elif media_type == "application/x-www-form-urlencoded":
-            form_hash = _read_urlencoded(body) if body else None
-        elif media_type.startswith("image/") or media_type == "application/octet-stream":
-            image = body if body or hash_value is None else None  # no body: the query's hash
-        elif body:
-            raise UnsupportedContentTypeError(
-                f"a lookup takes multipart/form-data (field 'file' or 'hash'), "
-                f"application/x-www-form-urlencoded (field 'hash') or the image itself as "
-                f"image/* or application/octet-stream; got {media_type or 'no Content-Type'}"
-            )
-        if hash_value is not None and form_hash is not None:
-            raise _invalid("the hash was given twice (query and form); give it once")
-        given_hash = hash_value if hash_value is not None else form_hash
-        if image is not None and given_hash is not None:
-            raise _invalid("give an image or a hash to look up, not both")
-        if image is None and given_hash is None:
-            raise _invalid(
-                "nothing to look up: send an image (multipart field 'file', or the raw body with "
-                "Content-Type image/...) or a hash (the 'hash' query or form field)",
-            )
-        if image is not None and not image:
-            raise _invalid("the uploaded file is empty (0 bytes)")
-        if image is not None and len(image) > limits.max_image_bytes:
-            raise _too_large(len(image), limits.max_image_bytes)
-        return LookupInput(image=image, hash=given_hash)
-
-    return read_lookup
+async def read_lookup(
+    request: Request,
+    hash_value: Annotated[
+        str | None,
+        Query(
+            alias="hash",
+            max_length=MAX_HASH_CHARS,
+            description="a PDQ (64 hex), MD5 (32 hex) or vPDQ value to look up",
+        ),
+    ] = None,
+) -> LookupInput:
+    """The FastAPI dependency that reads a lookup's image or hash (images up to the service's
+    `max_image_bytes`), or raises a domain error (a 4xx) naming what is wrong."""
+    limits: MediaLimits = request.app.state.settings.media_limits
+    cap = limits.max_image_bytes + _FORM_OVERHEAD
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise _too_large(int(declared), limits.max_image_bytes)
+    body = await request.body()
+    if len(body) > cap:
+        raise _too_large(len(body), limits.max_image_bytes)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    image: bytes | None = None
+    form_hash: str | None = None
+    if media_type == "multipart/form-data":
+        image, form_hash = await _read_multipart(request)
+    elif media_type == "application/x-www-form-urlencoded":
+        form_hash = _read_urlencoded(body) if body else None
+    elif media_type.startswith("image/") or media_type == "application/octet-stream":
+        image = body if body or hash_value is None else None  # no body: the query's hash
+    elif body:
+        raise UnsupportedContentTypeError(
+            f"a lookup takes multipart/form-data (field 'file' or 'hash'), "
+            f"application/x-www-form-urlencoded (field 'hash') or the image itself as "
+            f"image/* or application/octet-stream; got {media_type or 'no Content-Type'}"
+        )
+    if hash_value is not None and form_hash is not None:
+        raise _invalid("the hash was given twice (query and form); give it once")
+    given_hash = hash_value if hash_value is not None else form_hash
+    if image is not None and given_hash is not None:
+        raise _invalid("give an image or a hash to look up, not both")
+    if image is None and given_hash is None:
+        raise _invalid(
+            "nothing to look up: send an image (multipart field 'file', or the raw body with "
+            "Content-Type image/...) or a hash (the 'hash' query or form field)",
+        )
+    if image is not None and not image:
+        raise _invalid("the uploaded file is empty (0 bytes)")
+    if image is not None and len(image) > limits.max_image_bytes:
+        raise _too_large(len(image), limits.max_image_bytes)
+    return LookupInput(image=image, hash=given_hash)
 
 
 class ImageDecoders:

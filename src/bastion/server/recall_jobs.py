@@ -44,7 +44,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,6 +69,8 @@ from bastion.errors import (
 from bastion.media.sources import MediaKind, MediaSource
 from bastion.server.pool import ModelKey, ModeratorPool
 from bastion.server.schemas import ErrorResponse
+from bastion.server.security import require
+from bastion.server.state import state_of
 from bastion.server.triage_routes import QUEUE_NAME_PATTERN
 from bastion.store import ApiKey, Store
 from bastion.store.keys import SCOPE_BANKS_READ, SCOPE_KEYS_ADMIN, SCOPE_MODERATE
@@ -484,71 +486,71 @@ class RecallJobs:
         state.errors = [*state.errors, *result.errors]
 
 
-def recall_router(
-    store: Store,
-    home: Path,
-    pool: ModeratorPool,
-    require: Callable[..., Callable[..., ApiKey | None]],
-    settings: RecallSettings | None = None,
-) -> APIRouter:
-    """The recall-job routes, and the worker that runs the jobs while the router is up."""
-    jobs = RecallJobs(home, store, pool, settings)
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The worker runs the service's jobs (`app.state.recall_jobs`) while the app is up."""
+    jobs: RecallJobs = app.state.recall_jobs
+    jobs.start()
+    yield
+    await run_in_threadpool(jobs.stop)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        jobs.start()
-        yield
-        await run_in_threadpool(jobs.stop)
 
-    router = APIRouter(
-        lifespan=lifespan,
-        responses={404: {"model": ErrorResponse, "description": "no such job"}},
-    )
-    may_recall = require(SCOPE_MODERATE, SCOPE_BANKS_READ)
+router = APIRouter(
+    lifespan=_lifespan,
+    responses={404: {"model": ErrorResponse, "description": "no such job"}},
+)
+_may_recall = require(SCOPE_MODERATE, SCOPE_BANKS_READ)
 
-    @router.post(
-        "/v1/recall/jobs",
-        response_model=RecallJobAccepted,
-        status_code=202,
-        tags=["recall"],
-        summary="Recall the likely violations in a pool of items, in the background",
-        responses={404: {"model": ErrorResponse, "description": "a bank the server lacks"}},
-    )
-    def submit(
-        body: RecallJobRequest,
-        response: Response,
-        key: Annotated[ApiKey | None, Depends(may_recall)],
-    ) -> RecallJobAccepted:
-        try:
-            spec = jobs.submit(body, key)
-        except InputError as exc:  # the request's items, policy or model: a field is wrong
-            raise InvalidRequestError(f"invalid request: {exc}") from None
-        response.headers["Location"] = f"/v1/recall/jobs/{spec.id}"
-        return RecallJobAccepted(id=spec.id, created_at=spec.created_at)
 
-    @router.get("/v1/recall/jobs/{job_id}", response_model=RecallJobOut, tags=["recall"])
-    def get_job(
-        job_id: str,
-        key: Annotated[ApiKey | None, Depends(may_recall)],
-    ) -> RecallJobOut:
-        return jobs.get(job_id, key)
+TheJobs = Annotated[RecallJobs, Depends(state_of("recall_jobs"))]
 
-    @router.get(
-        "/v1/recall/jobs/{job_id}/candidates",
-        response_model=CandidateList,
-        tags=["recall"],
-        summary="The job's candidates, most expected harm first",
-        responses={409: {"model": ErrorResponse, "description": "the job is not done"}},
-    )
-    def get_candidates(
-        job_id: str,
-        key: Annotated[ApiKey | None, Depends(may_recall)],
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0, le=MAX_POOL_ITEMS)] = 0,
-    ) -> CandidateList:
-        return jobs.candidates(job_id, key, limit, offset)
 
-    return router
+@router.post(
+    "/v1/recall/jobs",
+    response_model=RecallJobAccepted,
+    status_code=202,
+    tags=["recall"],
+    summary="Recall the likely violations in a pool of items, in the background",
+    responses={404: {"model": ErrorResponse, "description": "a bank the server lacks"}},
+)
+def submit(
+    body: RecallJobRequest,
+    response: Response,
+    key: Annotated[ApiKey | None, Depends(_may_recall)],
+    jobs: TheJobs,
+) -> RecallJobAccepted:
+    try:
+        spec = jobs.submit(body, key)
+    except InputError as exc:  # the request's items, policy or model: a field is wrong
+        raise InvalidRequestError(f"invalid request: {exc}") from None
+    response.headers["Location"] = f"/v1/recall/jobs/{spec.id}"
+    return RecallJobAccepted(id=spec.id, created_at=spec.created_at)
+
+
+@router.get("/v1/recall/jobs/{job_id}", response_model=RecallJobOut, tags=["recall"])
+def get_job(
+    job_id: str,
+    key: Annotated[ApiKey | None, Depends(_may_recall)],
+    jobs: TheJobs,
+) -> RecallJobOut:
+    return jobs.get(job_id, key)
+
+
+@router.get(
+    "/v1/recall/jobs/{job_id}/candidates",
+    response_model=CandidateList,
+    tags=["recall"],
+    summary="The job's candidates, most expected harm first",
+    responses={409: {"model": ErrorResponse, "description": "the job is not done"}},
+)
+def get_candidates(
+    job_id: str,
+    key: Annotated[ApiKey | None, Depends(_may_recall)],
+    jobs: TheJobs,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_POOL_ITEMS)] = 0,
+) -> CandidateList:
+    return jobs.candidates(job_id, key, limit, offset)
 
 
 def _check_unique_ids(items: list[RecallItemIn]) -> None:

@@ -10,12 +10,15 @@ the body), so who decided what is the key that did it, not a name a client typed
 answers with the image's hashes and the bank's matches; `bastion.server.bank_lookup` reads the
 request and hashes the image as moderation hashes it.
 
+The routes read what they share from `app.state`, which `bastion.server.app.create_app` fills:
+the store (`bastion.server.state`), the banks (`banks`) and the lookup's image decoders (`lookup_decoders`,
+closed when the app stops).
+
 (No `from __future__ import annotations`: FastAPI reads these signatures at run time.)
 """
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query
@@ -37,16 +40,17 @@ from bastion.banks.files import (
 from bastion.banks.hashes import check_value
 from bastion.banks.registry import Banks, bank_class
 from bastion.errors import InvalidRequestError
-from bastion.media.limits import MediaLimits
 from bastion.server.bank_lookup import (
     LOOKUP_BODY,
     ImageDecoders,
     LookupInput,
     image_hashes,
-    lookup_input_reader,
+    read_lookup,
 )
 from bastion.server.schemas import ErrorResponse
-from bastion.store import ApiKey, Store
+from bastion.server.security import require
+from bastion.server.state import TheStore, state_of
+from bastion.store import ApiKey
 from bastion.store.keys import SCOPE_BANKS_READ, SCOPE_BANKS_WRITE, SCOPE_REVIEW
 from bastion.triage import ReviewLabel, ReviewQueue
 
@@ -198,197 +202,207 @@ class LookupOut(BaseModel):
     data: list[MatchOut] = Field(description="the bank's matches, nearest first")
 
 
-def triage_router(
-    store: Store,
-    home: Path,
-    require: Callable[[str], Callable[..., ApiKey | None]],
-    media_limits: MediaLimits | None = None,
-) -> APIRouter:
-    limits = media_limits or MediaLimits()
-    decoders = ImageDecoders(limits)
-    read_lookup = lookup_input_reader(limits)
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await run_in_threadpool(app.state.lookup_decoders.close)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await run_in_threadpool(decoders.close)
 
-    # 404: an unknown queue item or bank; 409: a claim held by someone else, or already decided.
-    router = APIRouter(
-        responses={status: {"model": ErrorResponse} for status in (404, 409)}, lifespan=lifespan
+# 404: an unknown queue item or bank; 409: a claim held by someone else, or already decided.
+router = APIRouter(
+    responses={status: {"model": ErrorResponse} for status in (404, 409)}, lifespan=_lifespan
+)
+
+
+TheBanks = Annotated[Banks, Depends(state_of("banks"))]
+
+
+def _reviewer_of(key: ApiKey | None, given: str | None) -> str:
+    if key is not None:
+        return key.id
+    if not given:
+        raise InvalidRequestError("invalid request: reviewer is required when auth is off")
+    return given
+
+
+def _open_bank(banks: Banks, name: str) -> Bank:
+    """The bank named: UnknownBankError (404) when there is none, UnreadableBankError (500)
+    when its files cannot be read, which is the service's fault and not the request's."""
+    try:
+        return banks.open(name)
+    except BankError as exc:
+        if isinstance(exc, UnknownBankError):
+            raise
+        raise UnreadableBankError(str(exc)) from None
+
+
+@router.get("/v1/queues/{queue}/items", response_model=QueueItemList, tags=["review"])
+def list_items(
+    queue: QueueName,
+    key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
+    store: TheStore,
+    state: Annotated[str | None, Query(description="pending, claimed or decided")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> QueueItemList:
+    q = ReviewQueue(store, queue)
+    return _listing(q, q.list(state=state, limit=limit))
+
+
+@router.post("/v1/queues/{queue}/claim", response_model=QueueItemList, tags=["review"])
+def claim(
+    queue: QueueName,
+    body: ClaimRequest,
+    key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
+    store: TheStore,
+) -> QueueItemList:
+    q = ReviewQueue(store, queue)
+    items = q.claim(_reviewer_of(key, body.reviewer), n=body.n, ttl_s=body.ttl_s)
+    return _listing(q, items)
+
+
+@router.post(
+    "/v1/queues/{queue}/items/{item_id}/decision", response_model=QueueItemOut, tags=["review"]
+)
+def decide(
+    queue: QueueName,
+    item_id: str,
+    body: DecisionRequest,
+    key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
+    store: TheStore,
+) -> QueueItemOut:
+    q = ReviewQueue(store, queue)
+    q.decide(
+        item_id,
+        _reviewer_of(key, body.reviewer),
+        body.label,
+        categories=body.categories,
+        note=body.note,
     )
-    banks = Banks(home)
+    return _item_out(q.get(item_id))
 
-    def reviewer_of(key: ApiKey | None, given: str | None) -> str:
-        if key is not None:
-            return key.id
-        if not given:
-            raise InvalidRequestError("invalid request: reviewer is required when auth is off")
-        return given
 
-    def open_bank(name: str) -> Bank:
-        """The bank named: UnknownBankError (404) when there is none, UnreadableBankError (500)
-        when its files cannot be read, which is the service's fault and not the request's."""
+@router.get("/v1/banks", response_model=BankList, tags=["banks"])
+def list_banks(
+    key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_READ))],
+    banks: TheBanks,
+) -> BankList:
+    return BankList(data=[_bank_out(_open_bank(banks, n)) for n in banks.names()])
+
+
+@router.post(
+    "/v1/banks",
+    response_model=BankOut,
+    status_code=201,
+    tags=["banks"],
+    responses={409: {"model": ErrorResponse, "description": "a bank of that name exists"}},
+)
+def create_bank(
+    body: CreateBankRequest,
+    key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_WRITE))],
+    banks: TheBanks,
+) -> BankOut:
+    check_name(body.name)
+    bank_class(body.kind).check_service_settings(body.settings)
+    if body.name in banks.names():
+        raise BankExistsError(f"bank {body.name!r} already exists")
+    # BankExistsError too, when another request created it in the meantime.
+    return _bank_out(banks.create(body.name, body.kind, body.settings, body.description))
+
+
+@router.post("/v1/banks/{name}/match", response_model=MatchList, tags=["banks"])
+def match(
+    name: str,
+    body: MatchRequest,
+    key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_READ))],
+    banks: TheBanks,
+) -> MatchList:
+    bank = _open_bank(banks, name)
+    results: list[list[MatchOut]] = []
+    errors: list[str | None] = []
+    for value in body.values:  # one at a time: a bad value is its own error
         try:
-            return banks.open(name)
-        except BankError as exc:
-            if isinstance(exc, UnknownBankError):
-                raise
-            raise UnreadableBankError(str(exc)) from None
-
-    @router.get("/v1/queues/{queue}/items", response_model=QueueItemList, tags=["review"])
-    def list_items(
-        queue: QueueName,
-        key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
-        state: Annotated[str | None, Query(description="pending, claimed or decided")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    ) -> QueueItemList:
-        q = ReviewQueue(store, queue)
-        return _listing(q, q.list(state=state, limit=limit))
-
-    @router.post("/v1/queues/{queue}/claim", response_model=QueueItemList, tags=["review"])
-    def claim(
-        queue: QueueName,
-        body: ClaimRequest,
-        key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
-    ) -> QueueItemList:
-        q = ReviewQueue(store, queue)
-        items = q.claim(reviewer_of(key, body.reviewer), n=body.n, ttl_s=body.ttl_s)
-        return _listing(q, items)
-
-    @router.post(
-        "/v1/queues/{queue}/items/{item_id}/decision", response_model=QueueItemOut, tags=["review"]
-    )
-    def decide(
-        queue: QueueName,
-        item_id: str,
-        body: DecisionRequest,
-        key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
-    ) -> QueueItemOut:
-        q = ReviewQueue(store, queue)
-        q.decide(
-            item_id,
-            reviewer_of(key, body.reviewer),
-            body.label,
-            categories=body.categories,
-            note=body.note,
-        )
-        return _item_out(q.get(item_id))
-
-    @router.get("/v1/banks", response_model=BankList, tags=["banks"])
-    def list_banks(
-        key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_READ))],
-    ) -> BankList:
-        return BankList(data=[_bank_out(open_bank(n)) for n in banks.names()])
-
-    @router.post(
-        "/v1/banks",
-        response_model=BankOut,
-        status_code=201,
-        tags=["banks"],
-        responses={409: {"model": ErrorResponse, "description": "a bank of that name exists"}},
-    )
-    def create_bank(
-        body: CreateBankRequest,
-        key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_WRITE))],
-    ) -> BankOut:
-        check_name(body.name)
-        bank_class(body.kind).check_service_settings(body.settings)
-        if body.name in banks.names():
-            raise BankExistsError(f"bank {body.name!r} already exists")
-        # BankExistsError too, when another request created it in the meantime.
-        return _bank_out(banks.create(body.name, body.kind, body.settings, body.description))
-
-    @router.post("/v1/banks/{name}/match", response_model=MatchList, tags=["banks"])
-    def match(
-        name: str,
-        body: MatchRequest,
-        key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_READ))],
-    ) -> MatchList:
-        bank = open_bank(name)
-        results: list[list[MatchOut]] = []
-        errors: list[str | None] = []
-        for value in body.values:  # one at a time: a bad value is its own error
-            try:
-                found = bank.match_values([value])[0]
-                results.append([_match_out(m) for m in found])
-                errors.append(None)
-            except BankError as exc:
-                results.append([])
-                errors.append(str(exc))
-        return MatchList(
-            bank=bank.manifest.name, bank_version=bank.manifest.version, data=results, errors=errors
-        )
-
-    @router.post("/v1/banks/{name}/entries", response_model=AddEntriesOut, tags=["banks"])
-    def add_entries(
-        name: str,
-        body: AddEntriesRequest,
-        key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_WRITE))],
-    ) -> AddEntriesOut:
-        bank = open_bank(name)
-        good: list[Entry] = []
-        errors: list[str] = []
-        for n, e in enumerate(body.entries):
-            try:
-                entry = Entry(
-                    e.id,
-                    e.signal or bank.default_signal(e.value),
-                    e.value,
-                    Label(e.category, e.severity, e.source, e.notes),
-                    negative=e.negative,
-                )
-                good.append(bank.validate_entry(entry))
-            except BankError as exc:
-                errors.append(f"entries[{n}] ({e.id!r}): {exc}")
-        updated = bank.add(good) if good else bank
-        return AddEntriesOut(
-            bank=updated.manifest.name,
-            bank_version=updated.manifest.version,
-            added=[e.id for e in good],
-            errors=errors,
-        )
-
-    @router.post(
-        "/v1/banks/{name}/lookup",
-        response_model=LookupOut,
-        tags=["banks"],
-        summary="Look an image or a hash up in a hash bank (HMA's /m/lookup)",
-        responses={
-            413: {"model": ErrorResponse, "description": "the image is over the size limit"},
-            415: {"model": ErrorResponse, "description": "a body of another type"},
-        },
-        openapi_extra={"requestBody": LOOKUP_BODY},
-    )
-    def lookup(
-        name: str,
-        key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_READ))],
-        given: Annotated[LookupInput, Depends(read_lookup)],
-    ) -> LookupOut:
-        bank = open_bank(name)
-        if not isinstance(bank, MediaBank):
-            raise WrongBankKindError(
-                f"bank {name!r} is a {bank.kind} bank; lookup matches images and hashes in hash "
-                f"banks (match texts with POST /v1/banks/{name}/match)"
-            )
-        if given.image is not None:
-            pdq, md5 = image_hashes(decoders, given.image)
-            found = bank.match_media_hashes([[pdq]], [[md5]])[0]
-            hashes = LookupHashes(pdq=pdq.hash, pdq_quality=pdq.quality, md5=md5)
-        else:
-            assert given.hash is not None
-            signal, value = check_value(given.hash)
             found = bank.match_values([value])[0]
-            hashes = LookupHashes.model_validate({signal: value})
-        return LookupOut(
-            bank=bank.manifest.name,
-            bank_version=bank.manifest.version,
-            input="image" if given.image is not None else "hash",
-            hashes=hashes,
-            data=[_match_out(m) for m in found],
-        )
+            results.append([_match_out(m) for m in found])
+            errors.append(None)
+        except BankError as exc:
+            results.append([])
+            errors.append(str(exc))
+    return MatchList(
+        bank=bank.manifest.name, bank_version=bank.manifest.version, data=results, errors=errors
+    )
 
-    return router
+
+@router.post("/v1/banks/{name}/entries", response_model=AddEntriesOut, tags=["banks"])
+def add_entries(
+    name: str,
+    body: AddEntriesRequest,
+    key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_WRITE))],
+    banks: TheBanks,
+) -> AddEntriesOut:
+    bank = _open_bank(banks, name)
+    good: list[Entry] = []
+    errors: list[str] = []
+    for n, e in enumerate(body.entries):
+        try:
+            entry = Entry(
+                e.id,
+                e.signal or bank.default_signal(e.value),
+                e.value,
+                Label(e.category, e.severity, e.source, e.notes),
+                negative=e.negative,
+            )
+            good.append(bank.validate_entry(entry))
+        except BankError as exc:
+            errors.append(f"entries[{n}] ({e.id!r}): {exc}")
+    updated = bank.add(good) if good else bank
+    return AddEntriesOut(
+        bank=updated.manifest.name,
+        bank_version=updated.manifest.version,
+        added=[e.id for e in good],
+        errors=errors,
+    )
+
+
+@router.post(
+    "/v1/banks/{name}/lookup",
+    response_model=LookupOut,
+    tags=["banks"],
+    summary="Look an image or a hash up in a hash bank (HMA's /m/lookup)",
+    responses={
+        413: {"model": ErrorResponse, "description": "the image is over the size limit"},
+        415: {"model": ErrorResponse, "description": "a body of another type"},
+    },
+    openapi_extra={"requestBody": LOOKUP_BODY},
+)
+def lookup(
+    name: str,
+    key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_READ))],
+    given: Annotated[LookupInput, Depends(read_lookup)],
+    banks: TheBanks,
+    decoders: Annotated[ImageDecoders, Depends(state_of("lookup_decoders"))],
+) -> LookupOut:
+    bank = _open_bank(banks, name)
+    if not isinstance(bank, MediaBank):
+        raise WrongBankKindError(
+            f"bank {name!r} is a {bank.kind} bank; lookup matches images and hashes in hash "
+            f"banks (match texts with POST /v1/banks/{name}/match)"
+        )
+    if given.image is not None:
+        pdq, md5 = image_hashes(decoders, given.image)
+        found = bank.match_media_hashes([[pdq]], [[md5]])[0]
+        hashes = LookupHashes(pdq=pdq.hash, pdq_quality=pdq.quality, md5=md5)
+    else:
+        assert given.hash is not None
+        signal, value = check_value(given.hash)
+        found = bank.match_values([value])[0]
+        hashes = LookupHashes.model_validate({signal: value})
+    return LookupOut(
+        bank=bank.manifest.name,
+        bank_version=bank.manifest.version,
+        input="image" if given.image is not None else "hash",
+        hashes=hashes,
+        data=[_match_out(m) for m in found],
+    )
 
 
 def _bank_out(bank: Bank) -> BankOut:
