@@ -54,7 +54,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from bastion import __version__
-from bastion.annotation.web import PAGE_HEADERS, error_page, is_page, web_router
+from bastion.annotation import web
+from bastion.annotation.web import PAGE_HEADERS, WebApp, error_page, is_page
 from bastion.annotation.workflow import Workflow
 from bastion.banks.registry import Banks
 from bastion.errors import (
@@ -291,7 +292,8 @@ def create_app(
     )
     if settings.docs:
         app.add_api_route("/docs", _swagger_ui, include_in_schema=False)
-    # What the routers read (`router` below, `bastion.server.triage_routes`, `.recall_jobs`).
+    # What the routers read (`router` below, `bastion.server.triage_routes`, `.recall_jobs`,
+    # and `bastion.annotation.web`, whose `WebApp` is set below).
     app.state.settings = settings
     app.state.store = store
     app.state.pool = pool
@@ -362,14 +364,13 @@ def create_app(
     app.include_router(triage_routes.router)
     app.include_router(recall_jobs.router)
     if settings.web:
-        app.include_router(
-            web_router(
-                Workflow(store),
-                settings.media_limits,
-                desk=_ReviewDesk(store),
-                secure_cookies=settings.secure_cookies,
-            )
+        app.state.web = WebApp(
+            Workflow(store),
+            settings.media_limits,
+            desk=_ReviewDesk(store),
+            secure_cookies=settings.secure_cookies,
         )
+        app.include_router(web.router)
 
     return app
 

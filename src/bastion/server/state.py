@@ -15,9 +15,10 @@ from bastion.store import Store
 
 
 def state_of(name: str) -> Callable[[Request], Any]:
-    """The dependency that reads `app.state.<name>`, as `create_app` set it."""
+    """The dependency that reads `app.state.<name>`, as `create_app` set it (async, so FastAPI
+    calls it on the event loop rather than through a worker thread)."""
 
-    def read(request: Request) -> Any:
+    async def read(request: Request) -> Any:
         return getattr(request.app.state, name)
 
     return read
