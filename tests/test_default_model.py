@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bastion.detectors.text_model import shipped_model_dir
 from bastion.models.artifact import read_manifest
 from bastion.models.scoring import blend_with_zero_shot
-from bastion.moderator import Moderator, shipped_model_dir
+from bastion.moderator import Moderator
 from bastion.policy import load_policy
 from bastion.policy.examples import LabelledExample, with_examples
 from bastion.training.data import hard_safe_texts

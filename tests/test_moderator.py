@@ -44,7 +44,9 @@ class FixedDetector:
 
 def test_thresholds_and_bands_per_category() -> None:
     det = FixedDetector({"x": [0.49, 0.31], "y": [0.95, 0.0], "z": [0.1, 0.65], "w": [0.5, 0.1]})
-    x, y, z, w = Moderator(POLICY, detectors=[det]).moderate(["x", "y", "z", "w"])
+    x, y, z, w = Moderator(POLICY, detectors=[det], default_detectors=()).moderate(
+        ["x", "y", "z", "w"]
+    )
     assert x.categories == {"a": False, "b": True} and x.flagged
     assert x.category_actions["b"].value == "review" and x.action.value == "review"
     assert y.action.value == "block" and y.categories["a"]
@@ -58,7 +60,9 @@ def test_fusion_ignores_detectors_without_an_opinion() -> None:
     a = FixedDetector({"x": [0.8, np.nan]}, "a")
     b = FixedDetector({"x": [0.2, np.nan]}, "b")
     c = FixedDetector({"x": [np.nan, np.nan]}, "c")
-    v = Moderator(POLICY, detectors=[a, b, c], weights=[3, 1, 1]).moderate_one("x")
+    v = Moderator(
+        POLICY, detectors=[a, b, c], default_detectors=(), weights=[3, 1, 1]
+    ).moderate_one("x")
     assert v.category_scores["a"] == pytest.approx(0.65)
     assert v.category_scores["b"] == 0.0 and not v.categories["b"]
     assert v.model_version == "a+b+c"
@@ -76,12 +80,14 @@ def test_detector_for_another_policy_is_refused() -> None:
     det = FixedDetector({})
     det.category_ids = ["a", "c"]
     with pytest.raises(InputError, match="do not match policy"):
-        Moderator(POLICY, detectors=[det])
+        Moderator(POLICY, detectors=[det], default_detectors=())
 
 
 def test_blank_items_get_an_error_and_the_rest_are_scored() -> None:
     det = FixedDetector({"ok": [0.9, 0.9]})
-    out = Moderator(POLICY, detectors=[_SkipBlank(det)]).moderate(["", "ok", " \u200b\n "])
+    out = Moderator(POLICY, detectors=[_SkipBlank(det)], default_detectors=()).moderate(
+        ["", "ok", " \u200b\n "]
+    )
     assert out[0].error == "empty text: nothing to moderate"
     assert out[2].error is not None and "no visible characters" in out[2].error
     assert out[0].category_scores == {}
@@ -89,7 +95,8 @@ def test_blank_items_get_an_error_and_the_rest_are_scored() -> None:
 
 
 def test_an_item_that_was_not_scored_is_never_allowed() -> None:
-    out = Moderator(POLICY, detectors=[FixedDetector({"ok": [0.0, 0.0]})]).moderate(["", "ok"])
+    det = FixedDetector({"ok": [0.0, 0.0]})
+    out = Moderator(POLICY, detectors=[det], default_detectors=()).moderate(["", "ok"])
     assert out[0].error is not None
     assert out[0].flagged is None and out[0].action is Action.review  # unknown, to a person
     assert out[1].flagged is False and out[1].action is Action.allow  # scored and fine
@@ -98,6 +105,11 @@ def test_an_item_that_was_not_scored_is_never_allowed() -> None:
         policy_version="p", model_version="m", error="x", flagged=False, action=Action.allow
     )
     assert forged.flagged is None and forged.action is Action.review
+
+
+def test_without_a_text_detector_there_is_nothing_to_judge_text_with() -> None:
+    with pytest.raises(ValueError, match="at least one text detector"):
+        Moderator(POLICY, default_detectors=())
 
 
 class _SkipBlank:
@@ -124,3 +136,13 @@ def test_text_over_one_megabyte_is_truncated_not_crashed(openai_moderator: Moder
     assert v.error is None and v.truncated
     assert v.categories["harassment/threatening"] or v.categories["violence"]
     assert not openai_moderator.moderate_one("short and fine").truncated
+
+
+@pytest.mark.slow
+def test_detectors_named_are_added_to_the_default_model(default_moderator: Moderator) -> None:
+    both = Moderator("openai", detectors=["zero-shot"])
+    assert [d.name for d in both.detectors] == ["trained", "nudity", "ocr", "speech", "zero_shot"]
+    assert both.model_version.startswith(default_moderator.model_version + "+zero_shot/")
+    alone = Moderator("openai", detectors=["zero-shot"], default_detectors=())
+    assert [d.name for d in alone.detectors] == ["zero_shot"]
+    assert both.model_version.endswith("+" + alone.model_version)

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from bastion.detectors.base import Detector, DetectorOutput
+from bastion.detectors import registry
+from bastion.detectors.base import Detector, DetectorOutput, with_defaults
 from bastion.detectors.base import Evidence as DetectorEvidence
-from bastion.detectors.zero_shot import ZeroShotDetector
-from bastion.errors import InputError, ModelError
+from bastion.detectors.registry import DetectorSetup
+from bastion.detectors.text_model import model_thresholds
+from bastion.errors import InputError
 from bastion.items import Item, as_item
 from bastion.media.limits import MediaLimits
 from bastion.models.scoring import fuse, fuse_max
@@ -98,6 +100,14 @@ class Verdict(BaseModel):
         return max(self.category_scores, key=lambda c: self.category_scores[c])
 
 
+MODEL = "model"
+"""The registered name of the text model that a Moderator's `model` argument names."""
+
+DEFAULT_DETECTORS = (MODEL, "nudity", "ocr", "speech")
+"""What every Moderator runs unless told otherwise: the text model, then NudeNet and OCR on
+images and video frames, and speech on audio and soundtracks."""
+
+
 class Moderator:
     """Runs detectors over batches of items and returns one Verdict per item, in order.
 
@@ -110,7 +120,8 @@ class Moderator:
         policy: str | Path | LoadedPolicy = "openai",
         *,
         model: str | Path | None = "default",
-        detectors: Sequence[Detector] | None = None,
+        detectors: Sequence[Detector | str] = (),
+        default_detectors: Sequence[str] = DEFAULT_DETECTORS,
         weights: Sequence[float] | None = None,
         thresholds: Mapping[str, float] | None = None,
         encoder: str | None = None,
@@ -129,40 +140,51 @@ class Moderator:
         exists and, for a trained model, its manifest's check found it within tolerance.
         `cascade` turns on the LLM stage: cells whose fused score falls in its uncertain band
         (or of categories without a trained model, if it says so) are judged by its LLM judge,
-        whose answer is fused in and whose rationale goes into the verdict."""
-        self.policy = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
-        if detectors is None:
-            chosen = _pick_model(model, self.policy, encoder)
-            onnx_dir = _pick_runtime(runtime, chosen, encoder)
-            zero_shot = _zero_shot(self.policy, encoder, chosen, onnx_dir)
-            if chosen is not None:
-                from bastion.detectors.trained import TrainedDetector
+        whose answer is fused in and whose rationale goes into the verdict.
 
-                trained = TrainedDetector.load(
-                    chosen, self.policy, zero_shot, onnx=onnx_dir is not None
-                )
-                detectors = [trained]
-                if thresholds is None:
-                    thresholds = trained.artifact.manifest.thresholds
-            else:
-                detectors = [zero_shot]
-        if not detectors:
-            raise ValueError("a Moderator needs at least one detector")
-        for det in detectors:
-            if list(det.category_ids) != self.policy.category_ids:
-                raise InputError(
-                    f"detector '{det.name}' scores categories {det.category_ids[:3]}... which do not "
-                    f"match policy {self.policy.version}; build it from the same policy"
-                )
-        self.detectors = list(detectors)
-        self.weights = list(weights) if weights is not None else None
-        self.batch_size = batch_size
+        The detectors it runs are `default_detectors` (names: the text model `model` names, and
+        NudeNet, OCR and speech for media) and then `detectors`, added to them: built detectors,
+        or names that `bastion.detectors.registry` builds. To run only your own, replace the
+        defaults: `default_detectors=()`. Text detectors' scores are averaged (with `weights`,
+        one per text detector in that order); each media type's detectors give their worst."""
+        self.policy = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
+        wanted = _each_name_once([*default_detectors, *detectors])
+        registry.check(w for w in wanted if isinstance(w, str))  # before the slow loading
+        if thresholds is None and MODEL in wanted:
+            thresholds = model_thresholds(model, self.policy, encoder)
         default = self.policy.policy.bands
         cats = self.policy.policy.categories
         thresholds = thresholds or {}
         self.thresholds = np.array([thresholds.get(c.id, c.threshold_or(default)) for c in cats])
         self.bands = [c.bands_or(default) for c in cats]
-        self.model_version = "+".join(_model_version(d) for d in self.detectors)
+        self.media_limits = media_limits or MediaLimits()
+        setup = DetectorSetup(
+            self.policy,
+            self.score_texts,
+            self.thresholds,
+            self.media_limits,
+            model=model,
+            encoder=encoder,
+            runtime=runtime,
+        )
+        self.detectors = [
+            registry.build(d, setup) if isinstance(d, str) else with_defaults(d) for d in wanted
+        ]
+        for det in self.detectors:
+            if list(det.category_ids) != self.policy.category_ids:
+                raise InputError(
+                    f"detector '{det.name}' scores categories {det.category_ids[:3]}... which do not "
+                    f"match policy {self.policy.version}; build it from the same policy"
+                )
+        self.text_detectors = [d for d in self.detectors if d.input_type == "text"]
+        if not self.text_detectors:
+            raise ValueError(
+                "a Moderator needs at least one text detector (OCR and speech hand it the words "
+                "they find): keep 'model' among its detectors, or add 'zero-shot' or your own"
+            )
+        self.weights = list(weights) if weights is not None else None
+        self.batch_size = batch_size
+        self.model_version = "+".join(d.version for d in self.text_detectors)
         if cascade is not None and cascade.judge.policy.version != self.policy.version:
             raise InputError(
                 f"the LLM judge reads policy {cascade.judge.policy.version}, not "
@@ -171,14 +193,13 @@ class Moderator:
         self.cascade = cascade
         if cascade is not None:
             self.model_version += f"+llm-judge:{cascade.judge.backend.name}"
-        # Categories no detector has a trained model for (the LLM stage may judge them all).
+        # Categories no text detector has a trained model for (the LLM stage may judge them all).
         self.untrained = np.logical_and.reduce(
             [
-                np.asarray(getattr(d, "fallback", np.ones(len(self.thresholds), bool)))
-                for d in self.detectors
+                np.ones(len(self.thresholds), bool) if d.fallback is None else d.fallback
+                for d in self.text_detectors
             ]
         )
-        self.media_limits = media_limits or MediaLimits()
         self._media: MediaModerator | None = None
 
     @property
@@ -188,7 +209,9 @@ class Moderator:
             from bastion.detectors.multimodal import MediaModerator
 
             self._media = MediaModerator(
-                self.policy, self.score_texts, limits=self.media_limits, thresholds=self.thresholds
+                self.policy,
+                [d for d in self.detectors if d.input_type != "text"],
+                limits=self.media_limits,
             )
         return self._media
 
@@ -209,7 +232,7 @@ class Moderator:
         return self._score_text_items([Item(text=t) for t in texts])
 
     def _score_text_items(self, items: Sequence[Item]) -> DetectorOutput:
-        outputs = [det.score(items) for det in self.detectors]
+        outputs = [det.score(items) for det in self.text_detectors]
         return DetectorOutput(
             fuse([o.scores for o in outputs], self.weights),
             [[e for o in outputs for e in o.evidence[i]] for i in range(len(items))],
@@ -395,122 +418,16 @@ class Moderator:
         )
 
 
-DEFAULT_MODEL = "default"
-ZERO_SHOT = "zero-shot"
-
-
-def shipped_model_dir() -> Path:
-    """Where `make model` puts the default model inside the package."""
-    return Path(__file__).parent / "data" / "models" / DEFAULT_MODEL
-
-
-def _pick_model(model: str | Path | None, policy: LoadedPolicy, encoder: str | None) -> Path | None:
-    """The model directory to load, or None for zero-shot.
-
-    "default" quietly means zero-shot for a policy the shipped model was not trained for (the
-    mlcommons pack, a custom policy, the openai pack with examples added): its categories or
-    rules differ, and the zero-shot detector reads the policy itself. An explicit directory is
-    never swapped for zero-shot: a mismatch there is an error.
-    """
-    if model is None or str(model) == ZERO_SHOT:
-        return None
-    if str(model) != DEFAULT_MODEL:
-        return Path(model)
-    from bastion.models.artifact import read_manifest
-    from bastion.models.encoder import DEFAULT_ENCODER
-
-    directory = shipped_model_dir()
-    if encoder not in (None, DEFAULT_ENCODER) or not directory.is_dir():
-        return None
-    manifest = read_manifest(directory)
-    return directory if manifest.policy_version == policy.version else None
-
-
-def _pick_runtime(runtime: str | None, model: Path | None, encoder: str | None) -> Path | None:
-    """The int8 ONNX encoder directory to serve with, or None for PyTorch.
-
-    A trained model runs on ONNX under "auto" only when its manifest's runtime check passed on
-    the very export found (same file hash); zero-shot detection runs on the shipped export of
-    the default encoder, whose embedding check is in its export.json.
-    """
-    from bastion.models.artifact import ONNX_ENCODER_DIR, read_manifest
-    from bastion.models.encoder import encoder_runtime, shipped_onnx_encoder
-    from bastion.models.onnx_runtime import EncoderExport
-
-    wanted = encoder_runtime(runtime)
-    if wanted == "torch":
-        return None
-    manifest = read_manifest(model) if model is not None else None
-    if model is not None and (model / ONNX_ENCODER_DIR).is_dir():
-        found: Path | None = model / ONNX_ENCODER_DIR
-    else:
-        found = shipped_onnx_encoder(manifest.encoder if manifest else encoder, wanted)
-    if found is None:
-        if wanted == "onnx":
-            raise ModelError(
-                f"no int8 ONNX export for {'model ' + str(model) if model else 'this encoder'}; "
-                "export one with `bastion model export-encoder`, or use runtime 'torch'"
-            )
-        return None
-    if wanted == "auto" and manifest is not None:
-        check = manifest.runtime_check
-        if check is None or not check.within_tolerance:
-            return None
-        if check.encoder_sha256 != EncoderExport.read(found).sha256:
-            return None
-    return found
-
-
-_ZERO_SHOT_CACHE: dict[tuple[str, str | None, str | None], ZeroShotDetector] = {}
-
-
-def _zero_shot(
-    policy: LoadedPolicy,
-    encoder: str | None,
-    model: Path | None = None,
-    onnx_dir: Path | None = None,
-) -> ZeroShotDetector:
-    """Fitted zero-shot detector, memoised by policy version (which includes its content hash)
-    and runtime.
-
-    A model with a fine-tuned encoder brings its own: the zero-shot detector it blends with
-    must embed with the same weights. The encoder keeps an LRU of embeddings by text hash.
-    """
-    from bastion.models.artifact import FINETUNED_ENCODER
-    from bastion.models.encoder import Encoder, TextEncoder, load_encoder
-    from bastion.models.onnx_runtime import LruEmbeddings, OnnxTextEncoder
-
-    tuned = model if model is not None and (model / FINETUNED_ENCODER).is_dir() else None
-    key = (
-        policy.version,
-        str(tuned.resolve()) if tuned is not None else encoder,
-        str(onnx_dir) if onnx_dir is not None else None,
-    )
-    if key not in _ZERO_SHOT_CACHE:
-        if len(_ZERO_SHOT_CACHE) >= 8:
-            _ZERO_SHOT_CACHE.pop(next(iter(_ZERO_SHOT_CACHE)))
-        enc: Encoder
-        if onnx_dir is not None:
-            enc = OnnxTextEncoder(onnx_dir)
-        elif tuned is not None:
-            from bastion.models.artifact import read_manifest
-            from bastion.models.finetune import load_fine_tuned
-
-            weights = load_fine_tuned(tuned / FINETUNED_ENCODER, encoder)
-            enc = TextEncoder.from_model(weights, read_manifest(tuned).encoder)
-        else:
-            enc = load_encoder(encoder)
-        _ZERO_SHOT_CACHE[key] = ZeroShotDetector(LruEmbeddings(enc)).fit(policy)
-    return _ZERO_SHOT_CACHE[key]
-
-
-def _model_version(detector: Detector) -> str:
-    encoder = getattr(detector, "encoder", None)
-    suffix = f"/{encoder.name}" if encoder is not None else ""
-    if getattr(encoder, "runtime", "torch") != "torch":
-        suffix += f"@{encoder.runtime}"  # type: ignore[union-attr]
-    model = getattr(detector, "model_name", None)
-    return f"{detector.name}{':' + model if model else ''}{suffix}"
+def _each_name_once(wanted: Sequence[Detector | str]) -> list[Detector | str]:
+    """`wanted` without a name given twice (a default named again runs once)."""
+    seen: set[str] = set()
+    out: list[Detector | str] = []
+    for w in wanted:
+        if isinstance(w, str) and w in seen:
+            continue
+        seen.update([w] if isinstance(w, str) else [])
+        out.append(w)
+    return out
 
 
 @lru_cache(maxsize=4)

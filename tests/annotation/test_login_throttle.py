@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from bastion.annotation.web import LoginThrottle, web_router
+from bastion.annotation.web import LoginThrottle, WebApp, router
 from bastion.annotation.workflow import Workflow
 from bastion.store import Store, passwords
 from databases import backend, database_url, home, store  # noqa: F401  (fixtures)
@@ -42,7 +42,8 @@ def app(tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Iterat
     workflow = Workflow(opened)
     workflow.add_person("rita", "reviewer", PASSWORD, "test")
     app = FastAPI()
-    app.include_router(web_router(workflow, throttle=LoginThrottle(opened, clock=clock)))
+    app.state.web = WebApp(workflow, throttle=LoginThrottle(opened, clock=clock))
+    app.include_router(router)
     try:
         yield app
     finally:

@@ -32,10 +32,8 @@ from bastion.annotation.workflow import (
     ASSIGNMENT_TTL,
     SESSION_TTL,
     AnnotationRejected,
-    ForbiddenError,
     GoldAnswer,
     NewTask,
-    NotFoundError,
     Person,
     PersonRole,
     Project,
@@ -44,6 +42,7 @@ from bastion.annotation.workflow import (
     Workflow,
     WorkflowError,
 )
+from bastion.errors import ForbiddenError, NotFoundError
 from bastion.policy import LoadedPolicy, parse_policy
 from bastion.store import Store, passwords
 from bastion.store.models import PersonRow

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import bastion.server.app
 import bastion.server.workers
 from bastion.cli import app
+from bastion.errors import InputError
 from bastion.server.settings import ServerSettings
 
 README = Path(__file__).parents[2] / "README.md"
@@ -21,6 +22,11 @@ README = Path(__file__).parents[2] / "README.md"
 SETTINGS: dict[str, tuple[list[str], tuple[str, str], Any]] = {
     "default_policy": (["--policy", "mlcommons"], ("BASTION_POLICY", "mlcommons"), "mlcommons"),
     "default_model": (["--model", "zero-shot"], ("BASTION_MODEL", "zero-shot"), "zero-shot"),
+    "detectors": (
+        ["--detector", "zero-shot", "--detector", "ocr"],
+        ("BASTION_DETECTORS", "zero-shot ocr"),
+        ["zero-shot", "ocr"],
+    ),
     "require_auth": (["--no-auth"], ("BASTION_AUTH", "false"), False),
     "max_body_bytes": (["--max-body-bytes", "1000"], ("BASTION_MAX_BODY_BYTES", "1000"), 1000),
     "max_json_depth": (["--max-json-depth", "8"], ("BASTION_MAX_JSON_DEPTH", "8"), 8),
@@ -119,6 +125,15 @@ def test_each_environment_variable_reaches_the_apps_settings(
 def test_without_flags_the_settings_are_the_defaults(settings_of: Any, tmp_path: Path) -> None:
     settings = settings_of(["--home", str(tmp_path)], {})
     assert settings == ServerSettings(home=tmp_path)
+
+
+def test_an_unknown_detector_is_refused_before_the_service_starts(
+    settings_of: Any, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(app, ["serve", "--home", str(tmp_path), "--detector", "nope"])
+    assert isinstance(result.exception, InputError), result.output
+    message = str(result.exception)
+    assert "unknown detector 'nope'" in message and "zero-shot" in message
 
 
 def test_help_and_readme_list_every_variable() -> None:

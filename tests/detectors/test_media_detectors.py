@@ -1,13 +1,27 @@
-"""Media detectors' own logic: NudeNet regions onto policy categories, fusion across modalities."""
+"""Media detectors' own logic: NudeNet regions onto policy categories, fusion across modalities,
+and which detectors the media moderator runs on which part of an item."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
-from bastion.detectors.base import DetectorOutput, Evidence, per_item_max
+from bastion.detectors.base import (
+    BaseDetector,
+    DetectorOutput,
+    Evidence,
+    per_item_max,
+    score_item_images,
+)
+from bastion.detectors.multimodal import MediaModerator
 from bastion.detectors.nudity import NudityDetector, align_threshold
+from bastion.items import Item
+from bastion.media.decode import DecodedImage, DecodedVideo, VideoFrame
+from bastion.media.limits import MediaLimits
 from bastion.media.nudenet import Region
+from bastion.media.sandbox import Decoded
 from bastion.models.scoring import fuse_max
 from bastion.policy import load_policy
 
@@ -116,3 +130,59 @@ def test_with_nudenet_installed_or_given_nothing_is_uncovered() -> None:
     assert NudityDetector(policy).uncovered == {}
     given = NudityDetector(policy, FixedRegions([[]]))  # type: ignore[arg-type]
     assert given.uncovered == {}
+
+
+class _Bright(BaseDetector):
+    """An image detector of one's own: "violence" is how bright the picture is."""
+
+    name = "bright"
+    input_type = "image"
+
+    def __init__(self, category_ids: list[str]) -> None:
+        self.category_ids = category_ids
+
+    def score(self, items: Sequence[Item]) -> DetectorOutput:
+        return score_item_images(self, items)
+
+    def score_images(self, images: Sequence[np.ndarray], sources: Sequence[str]) -> DetectorOutput:
+        scores = np.full((len(images), len(self.category_ids)), np.nan)
+        scores[:, self.category_ids.index("violence")] = [image.mean() / 255 for image in images]
+        return DetectorOutput(scores)
+
+
+class _Decoded:
+    """Stands in for the decoder processes: every source decodes to the same media."""
+
+    workers = 1
+    limits = MediaLimits()
+
+    def __init__(self, media: Decoded) -> None:
+        self.media = media
+
+    def decode(self, source: object, timeout_s: float | None = None) -> Decoded:
+        return self.media
+
+    def close(self) -> None:
+        pass
+
+
+FRAME = np.full((64, 64, 3), 204, np.uint8)
+
+
+def test_an_image_detector_of_ones_own_also_scores_video_frames() -> None:
+    policy = load_policy("openai")
+    video = DecodedVideo([VideoFrame(1.5, FRAME)], 3.0, 64, 64, audio=None)
+    media = MediaModerator(policy, [_Bright(policy.category_ids)], pool=_Decoded(video))  # type: ignore[arg-type]
+    scores = media.score([Item(video=b"video bytes")])
+    assert set(scores.by_type) == {"video"} and scores.errors == [None]
+    assert scores.by_type["video"][0, policy.category_ids.index("violence")] == pytest.approx(0.8)
+    assert scores.uncovered == [{}]
+
+
+def test_media_that_no_detector_reads_is_uncovered_in_every_category() -> None:
+    policy = load_policy("openai")
+    image = DecodedImage([FRAME], 64, 64, 1, "PNG")
+    media = MediaModerator(policy, [], pool=_Decoded(image))  # type: ignore[arg-type]
+    (uncovered,) = media.score([Item(images=[b"image bytes"])]).uncovered
+    assert set(uncovered) == set(policy.category_ids)
+    assert uncovered["violence"] == "no detector in this Moderator reads images"

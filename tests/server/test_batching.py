@@ -55,7 +55,9 @@ def test_concurrent_requests_share_a_call_and_get_their_own_verdicts() -> None:
     detector = LengthDetector()
     sizes: list[int] = []
     batcher = MicroBatcher(
-        Moderator(POLICY, detectors=[detector]), max_wait_ms=200, on_batch=sizes.append
+        Moderator(POLICY, detectors=[detector], default_detectors=()),
+        max_wait_ms=200,
+        on_batch=sizes.append,
     )
     requests = [["x" * (10 * i + 1), "y" * (i + 1)] for i in range(8)]
     results = _burst(batcher, requests)
@@ -68,7 +70,9 @@ def test_concurrent_requests_share_a_call_and_get_their_own_verdicts() -> None:
 
 
 def test_a_failing_request_does_not_fail_its_batch_mates() -> None:
-    batcher = MicroBatcher(Moderator(POLICY, detectors=[LengthDetector()]), max_wait_ms=200)
+    batcher = MicroBatcher(
+        Moderator(POLICY, detectors=[LengthDetector()], default_detectors=()), max_wait_ms=200
+    )
     results = _burst(batcher, [["fine"], ["boom"], ["also fine", "ok"]])
     batcher.close()
     assert isinstance(results[1], RuntimeError)
@@ -78,7 +82,9 @@ def test_a_failing_request_does_not_fail_its_batch_mates() -> None:
 
 def test_a_lone_request_waits_at_most_max_wait_and_close_drains() -> None:
     detector = LengthDetector()
-    batcher = MicroBatcher(Moderator(POLICY, detectors=[detector]), max_wait_ms=0, max_items=4)
+    batcher = MicroBatcher(
+        Moderator(POLICY, detectors=[detector], default_detectors=()), max_wait_ms=0, max_items=4
+    )
     assert [v.id for v in batcher.moderate([Item("solo", id="s")])] == ["s"]
     assert batcher.moderate([]) == []
     results = _burst(batcher, [["a", "b", "c"], ["d", "e", "f"]])

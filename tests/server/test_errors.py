@@ -1,6 +1,7 @@
 """Errors that name the problem: bodies that are not UTF-8 or nest too deep, one documented set of
-error codes, /docs off by default (and with the pages' security headers when on), the static
-files' headers, and the key roles listed from one source."""
+error codes, every domain error answered by one handler with its class's status (a page on the
+web app's pages), /docs off by default (and with the pages' security headers when on), the
+static files' headers, and the key roles listed from one source."""
 
 from __future__ import annotations
 
@@ -14,12 +15,25 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from bastion.annotation.web import SECURITY_HEADERS
+from bastion.banks.files import BankExistsError, UnknownBankError, UnreadableBankError
 from bastion.cli import app as cli
+from bastion.errors import (
+    BastionError,
+    ErrorCode,
+    ForbiddenError,
+    InputError,
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitedError,
+    TooLargeError,
+    UnauthorizedError,
+)
 from bastion.server.app import create_app
-from bastion.server.schemas import ErrorCode
 from bastion.server.security import json_body_problem
 from bastion.server.settings import MAX_JSON_DEPTH, ServerSettings
 from bastion.store import Role, Store
+from bastion.store.errors import StoreError
+from bastion.triage.queue import ClaimError, UnknownItemError
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()
@@ -157,3 +171,78 @@ def test_every_role_is_listed_in_keys_create_help_the_readme_and_the_error(
         assert [k.role for k in store.list_keys()] == [Role.reviewer]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code", "kind"),
+    [
+        (
+            InvalidRequestError("invalid request: x"),
+            400,
+            "invalid_request",
+            "invalid_request_error",
+        ),
+        (InputError("an item"), 400, "invalid_input", "invalid_request_error"),
+        (UnauthorizedError("no key"), 401, "invalid_api_key", "authentication_error"),
+        (ForbiddenError("not yours"), 403, "forbidden", "permission_error"),
+        (NotFoundError("no such thing"), 404, "not_found", "invalid_request_error"),
+        (UnknownItemError("q", "a"), 404, "not_found", "invalid_request_error"),
+        (UnknownBankError("no bank named 'b'"), 404, "bank_not_found", "invalid_request_error"),
+        (BankExistsError("bank 'b' exists"), 409, "bank_exists", "invalid_request_error"),
+        (ClaimError("q", "a", "decided", "decided"), 409, "decided", "invalid_request_error"),
+        (TooLargeError("too big"), 413, "request_too_large", "invalid_request_error"),
+        (UnreadableBankError("bank 'b' is corrupt"), 500, "bank_error", "server_error"),
+    ],
+)
+def test_a_domain_error_comes_back_in_openais_shape_with_its_class_status(
+    home: Path, error: BastionError, status: int, code: str, kind: str
+) -> None:
+    app = create_app(ServerSettings(home=home, preload=False, require_auth=False))
+
+    def fails() -> None:
+        raise error
+
+    app.add_api_route("/v1/fails", fails)
+    r = TestClient(app).get("/v1/fails")
+    assert r.status_code == status
+    assert _error(r) == {"message": str(error), "type": kind, "param": None, "code": code}
+
+
+def test_a_rate_limit_says_when_to_retry_and_a_store_failure_keeps_its_words_to_the_log(
+    home: Path,
+) -> None:
+    app = create_app(ServerSettings(home=home, preload=False, require_auth=False))
+
+    def limited() -> None:
+        raise RateLimitedError("slow down", retry_after_s=2.4)
+
+    def store_down() -> None:
+        raise StoreError("psycopg: connection to 10.0.0.7 refused")
+
+    app.add_api_route("/v1/limited", limited)
+    app.add_api_route("/v1/store-down", store_down)
+    client = TestClient(app)
+    r = client.get("/v1/limited")
+    assert r.status_code == 429 and r.headers["retry-after"] == "2"
+    assert _error(r)["code"] == "rate_limit_exceeded"
+    r = client.get("/v1/store-down")
+    assert r.status_code == 503 and _error(r)["code"] == "service_unavailable"
+    assert "10.0.0.7" not in r.text and "retry" in str(_error(r)["message"])
+
+
+def test_an_unexpected_exception_is_a_500_that_names_nothing_inside(home: Path) -> None:
+    app = create_app(ServerSettings(home=home, preload=False, require_auth=False))
+
+    def breaks() -> None:
+        raise RuntimeError("secret at /srv/bastion/home/keys.db")
+
+    app.add_api_route("/v1/breaks", breaks)
+    r = TestClient(app, raise_server_exceptions=False).get("/v1/breaks")
+    assert r.status_code == 500 and _error(r)["code"] == "internal_error"
+    assert "secret" not in r.text and "RuntimeError" not in r.text
+
+
+def test_a_domain_error_on_a_page_is_a_page_not_json(client: TestClient) -> None:
+    r = client.get("/ui/static/nothing.js")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert "Not found" in r.text and "no static file &#39;nothing.js&#39;" in r.text

@@ -27,10 +27,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Annotated, Any, Final, Protocol
 from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -39,8 +39,6 @@ from starlette.concurrency import run_in_threadpool
 from bastion.annotation.schema import Annotation, PathStep, Span, task_form
 from bastion.annotation.workflow import (
     AnnotationRejected,
-    ForbiddenError,
-    NotFoundError,
     Person,
     PersonRole,
     Project,
@@ -49,7 +47,7 @@ from bastion.annotation.workflow import (
     Workflow,
     final_annotations,
 )
-from bastion.errors import BastionError
+from bastion.errors import BastionError, ForbiddenError, NotFoundError
 from bastion.media.limits import MediaLimits
 from bastion.store import limits
 from bastion.store.store import Store
@@ -83,8 +81,9 @@ class _LoginRequired(Exception):
 
 
 class _PageRoute(APIRoute):
-    """Routes whose errors come back as an HTML page (or a redirect to the login page), not the
-    API's JSON: a person reads them."""
+    """Routes a person reads: a visitor who is not logged in is sent to the login page, and the
+    service's error handler answers their domain errors with a page (`error_page`), not the
+    API's JSON."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -94,14 +93,24 @@ class _PageRoute(APIRoute):
                 return await handler(request)
             except _LoginRequired:
                 return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-            except ForbiddenError as exc:
-                return _error_page(request, 403, "Not allowed", str(exc))
-            except NotFoundError as exc:
-                return _error_page(request, 404, "Not found", str(exc))
-            except BastionError as exc:
-                return _error_page(request, 400, "Cannot do that", str(exc))
 
         return handle
+
+
+def is_page(request: Request) -> bool:
+    """Whether the request went to one of the web app's pages (whose errors a person reads)."""
+    return isinstance(request.scope.get("route"), _PageRoute)
+
+
+_ERROR_TITLES: Final = {403: "Not allowed", 404: "Not found"}
+
+
+def error_page(request: Request, exc: BastionError) -> HTMLResponse:
+    """The page a domain error shows a person: 403 and 404 as the error's class says, any other
+    refusal (a bad form, a claim someone else holds) 400, "Cannot do that" and the message."""
+    status = exc.status if exc.status in _ERROR_TITLES else 400
+    title = _ERROR_TITLES.get(status, "Cannot do that")
+    return _page(request, "error.html", None, status, title=title, message=str(exc))
 
 
 class LoginThrottle:
@@ -240,284 +249,321 @@ class _Viewer:
     csrf: str
 
 
-def web_router(
-    workflow: Workflow,
-    media_limits: MediaLimits | None = None,
-    desk: ReviewDesk | None = None,
-    *,
-    secure_cookies: bool = False,
-    throttle: LoginThrottle | None = None,
-) -> APIRouter:
-    """The web app's routes. `desk` is the triage review queues, which reviewers and admins
-    work from the home page; `secure_cookies` marks the session cookie Secure (behind HTTPS)."""
-    media = _MediaView(media_limits or MediaLimits())
-    throttle = throttle or LoginThrottle(workflow.store)
+class WebApp:
+    """What the web app's pages share, kept on `app.state.web`: the annotation workflow, the
+    media view (closed with the app), the triage review queues (`desk`, which reviewers and
+    admins work from the home page; None: the service has none), the log-in throttle, and
+    whether the session cookie is marked Secure (behind HTTPS)."""
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await run_in_threadpool(media.close)
+    def __init__(
+        self,
+        workflow: Workflow,
+        media_limits: MediaLimits | None = None,
+        desk: ReviewDesk | None = None,
+        *,
+        secure_cookies: bool = False,
+        throttle: LoginThrottle | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.media = _MediaView(media_limits or MediaLimits())
+        self.desk = desk
+        self.secure_cookies = secure_cookies
+        self.throttle = throttle or LoginThrottle(workflow.store)
 
-    router = APIRouter(route_class=_PageRoute, include_in_schema=False, lifespan=lifespan)
-
-    def viewer(request: Request) -> _Viewer:
+    def viewer(self, request: Request) -> _Viewer:
+        """Who is logged in with the request's session cookie (else to the login page)."""
         token = request.cookies.get(COOKIE)
-        found = workflow.session(token) if token else None
+        found = self.workflow.session(token) if token else None
         if found is None:
             raise _LoginRequired
         return _Viewer(*found)
 
-    async def form_of(request: Request, who: _Viewer) -> Mapping[str, Any]:
-        form = await request.form()
-        if not hmac.compare_digest(str(form.get("csrf", "")), who.csrf):
-            raise ForbiddenError("the form token is missing or stale; reload the page and retry")
-        return form
-
-    def page(
-        request: Request, template: str, who: _Viewer | None, status: int = 200, **context: Any
-    ) -> HTMLResponse:
-        return _page(request, template, who, status, **context)
-
-    # -- log in and out ----------------------------------------------------------------------
-
-    @router.get("/login")
-    def login_page(request: Request, next: str = "/ui") -> HTMLResponse:
-        return page(request, "login.html", None, next=_local(next))
-
-    @router.post("/login")
-    async def login(request: Request) -> Response:
-        form = await request.form()
-        name, password = str(form.get("name", "")), str(form.get("password", ""))
-        target = _local(str(form.get("next", "/ui")))
-        who_tries = (name.strip().lower(), request.client.host if request.client else "?")
-        wait = await run_in_threadpool(throttle.wait, *who_tries)
-        if wait > 0:
-            refused = page(
-                request, "login.html", None, 429, next=target, name=name,
-                error=f"Too many failed log-ins. Try again in {_duration(wait)}.",
-            )  # fmt: skip
-            refused.headers["Retry-After"] = str(math.ceil(wait))
-            return refused
-        found = await run_in_threadpool(workflow.log_in, name, password)
-        if found is None:
-            await run_in_threadpool(throttle.failed, *who_tries)
-            return page(
-                request, "login.html", None, 401, next=target, name=name,
-                error="Wrong name or password.",
-            )  # fmt: skip
-        await run_in_threadpool(throttle.succeeded, *who_tries)
-        _, token, _ = found
-        response = RedirectResponse(target, status_code=303)
-        response.set_cookie(
-            COOKIE, token, httponly=True, samesite="lax", secure=secure_cookies, path="/"
-        )
-        return response
-
-    @router.post("/logout")
-    async def logout(request: Request) -> Response:
-        who = viewer(request)
-        await form_of(request, who)
-        workflow.log_out(request.cookies.get(COOKIE, ""))
-        response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(COOKIE, path="/")
-        return response
-
-    @router.get("/ui/static/{name}")
-    def static(name: str) -> Response:
-        if name not in STATIC:
-            raise NotFoundError(f"no static file {name!r}")
-        body = files("bastion.annotation").joinpath("static", name).read_bytes()
-        return Response(
-            body,
-            media_type=STATIC[name],
-            headers={**SECURITY_HEADERS, "Cache-Control": "max-age=300"},
-        )
-
-    # -- queues ------------------------------------------------------------------------------
-
-    @router.get("/ui")
-    def home(request: Request, done: str = "") -> HTMLResponse:
-        who = viewer(request)
-        projects = [
-            {"project": p, "counts": workflow.counts(p.id)} for p in workflow.projects(who.person)
-        ]
-        adjudication = (
-            workflow.adjudication_queue(who.person) if who.person.can_adjudicate() else []
-        )
-        queues = desk.queues() if desk and who.person.can_adjudicate() else []
-        return page(
-            request, "home.html", who, projects=projects, adjudication=adjudication,
-            queues=queues, message=_notice(done),
-        )  # fmt: skip
-
-    @router.post("/ui/projects/{project_id}/next")
-    async def next_task(request: Request, project_id: str) -> Response:
-        who = viewer(request)
-        await form_of(request, who)
-        task = workflow.next_task(who.person, project_id)
-        if task is None:
-            return RedirectResponse(f"/ui?done=nothing:{quote(project_id)}", status_code=303)
-        return RedirectResponse(f"/ui/tasks/{task.id}", status_code=303)
-
-    # -- the task page -----------------------------------------------------------------------
-
-    @router.get("/ui/tasks/{task_id}")
-    def task_page(request: Request, task_id: int) -> HTMLResponse:
-        who = viewer(request)
-        task = workflow.task_for(who.person, task_id)
-        return _task_page(request, who, workflow, media, task, "annotate")
-
-    async def save(
-        request: Request, task_id: int, mode: str, record: Callable[..., Any], done: str
-    ) -> Response:
-        """Read the form, rebuild and record the annotations (`record`: submit or adjudicate);
-        a refusal shows the page again with every reason and the answers kept."""
-        who = viewer(request)
-        form = await form_of(request, who)
-        task = workflow.task_for(who.person, task_id)
-        annotations, problems = annotations_from_form(form, workflow.project(task.project_id), task)
-        if not problems:
-            try:
-                await run_in_threadpool(record, who.person, task_id, annotations)
-            except AnnotationRejected as exc:
-                problems = exc.problems
-        if problems:
-            return _task_page(request, who, workflow, media, task, mode, form, problems, 422)
-        return RedirectResponse(f"/ui?done={done}:{task_id}", status_code=303)
-
-    @router.post("/ui/tasks/{task_id}")
-    async def submit(request: Request, task_id: int) -> Response:
-        return await save(request, task_id, "annotate", workflow.submit, "saved")
-
-    @router.get("/ui/tasks/{task_id}/media/{index}")
-    async def task_media(
-        request: Request, task_id: int, index: int, reveal: int = 0, frame: int = 0
-    ) -> Response:
-        who = viewer(request)
-        task = workflow.task_for(who.person, task_id)
-        if not 0 <= index < len(task.media):
-            raise NotFoundError(f"task {task_id} has no media number {index}")
-        body = await run_in_threadpool(media.png, task.media[index], frame, bool(reveal))
-        return Response(
-            body, media_type="image/png", headers={"Cache-Control": "private, no-store"}
-        )
-
-    # -- adjudication ------------------------------------------------------------------------
-
-    @router.get("/ui/adjudication/{task_id}")
-    def adjudication_page(request: Request, task_id: int) -> HTMLResponse:
-        who = viewer(request)
-        if not who.person.can_adjudicate():
-            raise ForbiddenError(f"{who.person.name} ({who.person.role}) may not adjudicate")
-        task = workflow.task_for(who.person, task_id)
-        return _task_page(request, who, workflow, media, task, "adjudicate")
-
-    @router.post("/ui/adjudication/{task_id}")
-    async def adjudicate(request: Request, task_id: int) -> Response:
-        return await save(request, task_id, "adjudicate", workflow.adjudicate, "adjudicated")
-
-    # -- triage review queues ----------------------------------------------------------------
-
-    def reviewer_desk(who: _Viewer) -> ReviewDesk:
-        if desk is None:
+    def reviewer_desk(self, who: _Viewer) -> ReviewDesk:
+        if self.desk is None:
             raise NotFoundError("this service has no review queues")
         if not who.person.can_adjudicate():
             raise ForbiddenError(f"{who.person.name} ({who.person.role}) may not review queues")
-        return desk
+        return self.desk
 
-    @router.post("/ui/review/{queue}/next")
-    async def review_next(request: Request, queue: str) -> Response:
-        who = viewer(request)
-        await form_of(request, who)
-        item = await run_in_threadpool(reviewer_desk(who).claim, queue, who.person.name)
-        if item is None:
-            return RedirectResponse(f"/ui?done=empty:{quote(queue)}", status_code=303)
-        return RedirectResponse(
-            f"/ui/review/{quote(queue)}/{quote(item.item_id, safe='')}", status_code=303
-        )
 
-    @router.get("/ui/review/{queue}/{item_id}")
-    def review_page(request: Request, queue: str, item_id: str) -> HTMLResponse:
-        who = viewer(request)
-        review = reviewer_desk(who)
+async def _web(request: Request) -> WebApp:
+    web: WebApp = request.app.state.web
+    return web
+
+
+TheWeb = Annotated[WebApp, Depends(_web)]
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await run_in_threadpool(app.state.web.media.close)
+
+
+router = APIRouter(route_class=_PageRoute, include_in_schema=False, lifespan=_lifespan)
+"""The web app's routes; they read what they share from `app.state.web` (a `WebApp`)."""
+
+
+async def _form_of(request: Request, who: _Viewer) -> Mapping[str, Any]:
+    form = await request.form()
+    if not hmac.compare_digest(str(form.get("csrf", "")), who.csrf):
+        raise ForbiddenError("the form token is missing or stale; reload the page and retry")
+    return form
+
+
+# -- log in and out ----------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/ui") -> HTMLResponse:
+    return _page(request, "login.html", None, next=_local(next))
+
+
+@router.post("/login")
+async def login(request: Request, web: TheWeb) -> Response:
+    form = await request.form()
+    name, password = str(form.get("name", "")), str(form.get("password", ""))
+    target = _local(str(form.get("next", "/ui")))
+    who_tries = (name.strip().lower(), request.client.host if request.client else "?")
+    wait = await run_in_threadpool(web.throttle.wait, *who_tries)
+    if wait > 0:
+        refused = _page(
+            request, "login.html", None, 429, next=target, name=name,
+            error=f"Too many failed log-ins. Try again in {_duration(wait)}.",
+        )  # fmt: skip
+        refused.headers["Retry-After"] = str(math.ceil(wait))
+        return refused
+    found = await run_in_threadpool(web.workflow.log_in, name, password)
+    if found is None:
+        await run_in_threadpool(web.throttle.failed, *who_tries)
+        return _page(
+            request, "login.html", None, 401, next=target, name=name,
+            error="Wrong name or password.",
+        )  # fmt: skip
+    await run_in_threadpool(web.throttle.succeeded, *who_tries)
+    _, token, _ = found
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE, token, httponly=True, samesite="lax", secure=web.secure_cookies, path="/"
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, web: TheWeb) -> Response:
+    who = web.viewer(request)
+    await _form_of(request, who)
+    web.workflow.log_out(request.cookies.get(COOKIE, ""))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/ui/static/{name}")
+def static(name: str) -> Response:
+    if name not in STATIC:
+        raise NotFoundError(f"no static file {name!r}")
+    body = files("bastion.annotation").joinpath("static", name).read_bytes()
+    return Response(
+        body,
+        media_type=STATIC[name],
+        headers={**SECURITY_HEADERS, "Cache-Control": "max-age=300"},
+    )
+
+
+# -- queues ------------------------------------------------------------------------------
+
+
+@router.get("/ui")
+def home(request: Request, web: TheWeb, done: str = "") -> HTMLResponse:
+    who = web.viewer(request)
+    projects = [
+        {"project": p, "counts": web.workflow.counts(p.id)}
+        for p in web.workflow.projects(who.person)
+    ]
+    adjudication = (
+        web.workflow.adjudication_queue(who.person) if who.person.can_adjudicate() else []
+    )
+    queues = web.desk.queues() if web.desk and who.person.can_adjudicate() else []
+    return _page(
+        request, "home.html", who, projects=projects, adjudication=adjudication,
+        queues=queues, message=_notice(done),
+    )  # fmt: skip
+
+
+@router.post("/ui/projects/{project_id}/next")
+async def next_task(request: Request, web: TheWeb, project_id: str) -> Response:
+    who = web.viewer(request)
+    await _form_of(request, who)
+    task = web.workflow.next_task(who.person, project_id)
+    if task is None:
+        return RedirectResponse(f"/ui?done=nothing:{quote(project_id)}", status_code=303)
+    return RedirectResponse(f"/ui/tasks/{task.id}", status_code=303)
+
+
+# -- the task page -----------------------------------------------------------------------
+
+
+@router.get("/ui/tasks/{task_id}")
+def task_page(request: Request, web: TheWeb, task_id: int) -> HTMLResponse:
+    who = web.viewer(request)
+    task = web.workflow.task_for(who.person, task_id)
+    return _task_page(request, who, web.workflow, web.media, task, "annotate")
+
+
+async def _save(
+    web: WebApp, request: Request, task_id: int, mode: str, record: Callable[..., Any], done: str
+) -> Response:
+    """Read the form, rebuild and record the annotations (`record`: submit or adjudicate);
+    a refusal shows the page again with every reason and the answers kept."""
+    who = web.viewer(request)
+    form = await _form_of(request, who)
+    task = web.workflow.task_for(who.person, task_id)
+    annotations, problems = annotations_from_form(form, web.workflow.project(task.project_id), task)
+    if not problems:
+        try:
+            await run_in_threadpool(record, who.person, task_id, annotations)
+        except AnnotationRejected as exc:
+            problems = exc.problems
+    if problems:
+        return _task_page(request, who, web.workflow, web.media, task, mode, form, problems, 422)
+    return RedirectResponse(f"/ui?done={done}:{task_id}", status_code=303)
+
+
+@router.post("/ui/tasks/{task_id}")
+async def submit(request: Request, web: TheWeb, task_id: int) -> Response:
+    return await _save(web, request, task_id, "annotate", web.workflow.submit, "saved")
+
+
+@router.get("/ui/tasks/{task_id}/media/{index}")
+async def task_media(
+    request: Request, web: TheWeb, task_id: int, index: int, reveal: int = 0, frame: int = 0
+) -> Response:
+    who = web.viewer(request)
+    task = web.workflow.task_for(who.person, task_id)
+    if not 0 <= index < len(task.media):
+        raise NotFoundError(f"task {task_id} has no media number {index}")
+    body = await run_in_threadpool(web.media.png, task.media[index], frame, bool(reveal))
+    return Response(body, media_type="image/png", headers={"Cache-Control": "private, no-store"})
+
+
+# -- adjudication ------------------------------------------------------------------------
+
+
+@router.get("/ui/adjudication/{task_id}")
+def adjudication_page(request: Request, web: TheWeb, task_id: int) -> HTMLResponse:
+    who = web.viewer(request)
+    if not who.person.can_adjudicate():
+        raise ForbiddenError(f"{who.person.name} ({who.person.role}) may not adjudicate")
+    task = web.workflow.task_for(who.person, task_id)
+    return _task_page(request, who, web.workflow, web.media, task, "adjudicate")
+
+
+@router.post("/ui/adjudication/{task_id}")
+async def adjudicate(request: Request, web: TheWeb, task_id: int) -> Response:
+    return await _save(web, request, task_id, "adjudicate", web.workflow.adjudicate, "adjudicated")
+
+
+# -- triage review queues ----------------------------------------------------------------
+
+
+@router.post("/ui/review/{queue}/next")
+async def review_next(request: Request, web: TheWeb, queue: str) -> Response:
+    who = web.viewer(request)
+    await _form_of(request, who)
+    item = await run_in_threadpool(web.reviewer_desk(who).claim, queue, who.person.name)
+    if item is None:
+        return RedirectResponse(f"/ui?done=empty:{quote(queue)}", status_code=303)
+    return RedirectResponse(
+        f"/ui/review/{quote(queue)}/{quote(item.item_id, safe='')}", status_code=303
+    )
+
+
+@router.get("/ui/review/{queue}/{item_id}")
+def review_page(request: Request, web: TheWeb, queue: str, item_id: str) -> HTMLResponse:
+    who = web.viewer(request)
+    review = web.reviewer_desk(who)
+    item = review.item(queue, item_id)
+    return _page(request, "review.html", who, item=item, labels=review.labels)
+
+
+@router.get("/ui/review/{queue}/{item_id}/media/{index}")
+async def review_media(
+    request: Request, web: TheWeb, queue: str, item_id: str, index: int, reveal: int = 0
+) -> Response:
+    who = web.viewer(request)
+    item = web.reviewer_desk(who).item(queue, item_id)
+    if not 0 <= index < len(item.media):
+        raise NotFoundError(f"item {item_id} has no media number {index}")
+    body = await run_in_threadpool(web.media.png, item.media[index], 0, bool(reveal))
+    return Response(body, media_type="image/png", headers={"Cache-Control": "private, no-store"})
+
+
+@router.post("/ui/review/{queue}/{item_id}")
+async def review_decide(request: Request, web: TheWeb, queue: str, item_id: str) -> Response:
+    who = web.viewer(request)
+    form = await _form_of(request, who)
+    review = web.reviewer_desk(who)
+    label = str(form.get("label", ""))
+    if label not in review.labels:
         item = review.item(queue, item_id)
-        return page(request, "review.html", who, item=item, labels=review.labels)
-
-    @router.get("/ui/review/{queue}/{item_id}/media/{index}")
-    async def review_media(
-        request: Request, queue: str, item_id: str, index: int, reveal: int = 0
-    ) -> Response:
-        who = viewer(request)
-        item = reviewer_desk(who).item(queue, item_id)
-        if not 0 <= index < len(item.media):
-            raise NotFoundError(f"item {item_id} has no media number {index}")
-        body = await run_in_threadpool(media.png, item.media[index], 0, bool(reveal))
-        return Response(
-            body, media_type="image/png", headers={"Cache-Control": "private, no-store"}
-        )
-
-    @router.post("/ui/review/{queue}/{item_id}")
-    async def review_decide(request: Request, queue: str, item_id: str) -> Response:
-        who = viewer(request)
-        form = await form_of(request, who)
-        review = reviewer_desk(who)
-        label = str(form.get("label", ""))
-        if label not in review.labels:
-            item = review.item(queue, item_id)
-            return page(
-                request, "review.html", who, 422, item=item, labels=review.labels,
-                problems=["choose a verdict"], note=str(form.get("note", "")),
-            )  # fmt: skip
-        categories = [c.strip() for c in str(form.get("categories", "")).split(",") if c.strip()]
-        await run_in_threadpool(
-            review.decide, queue, item_id, who.person.name, label, categories,
-            str(form.get("note", "")),
+        return _page(
+            request, "review.html", who, 422, item=item, labels=review.labels,
+            problems=["choose a verdict"], note=str(form.get("note", "")),
         )  # fmt: skip
-        return RedirectResponse(f"/ui?done=reviewed:{quote(item_id)}", status_code=303)
+    categories = [c.strip() for c in str(form.get("categories", "")).split(",") if c.strip()]
+    await run_in_threadpool(
+        review.decide, queue, item_id, who.person.name, label, categories,
+        str(form.get("note", "")),
+    )  # fmt: skip
+    return RedirectResponse(f"/ui?done=reviewed:{quote(item_id)}", status_code=303)
 
-    # -- reports and admin -------------------------------------------------------------------
 
-    @router.get("/ui/projects/{project_id}/report")
-    def report_page(request: Request, project_id: str) -> HTMLResponse:
-        who = viewer(request)
-        if not who.person.can_adjudicate():
-            raise ForbiddenError("reports are for reviewers and admins")
-        workflow.check_access(who.person, project_id)
-        report = workflow.report(project_id)
-        return page(request, "report.html", who, report=report)
+# -- reports and admin -------------------------------------------------------------------
 
-    @router.get("/ui/admin")
-    def admin_page(request: Request, done: str = "") -> HTMLResponse:
-        who = viewer(request)
-        _admin_only(who.person)
-        return page(
-            request, "admin.html", who, people=workflow.people(),
-            projects=workflow.projects(who.person), audit=workflow.audit(limit=50),
-            roles=[r.value for r in PersonRole], message=_notice(done),
-        )  # fmt: skip
 
-    @router.post("/ui/admin/people")
-    async def add_person(request: Request) -> Response:
-        who = viewer(request)
-        _admin_only(who.person)
-        form = await form_of(request, who)
-        name = str(form.get("name", ""))
-        await run_in_threadpool(
-            workflow.add_person, name, str(form.get("role", "")),
-            str(form.get("password", "")), who.person.name,
-        )  # fmt: skip
-        return RedirectResponse(f"/ui/admin?done=person:{quote(name)}", status_code=303)
+@router.get("/ui/projects/{project_id}/report")
+def report_page(request: Request, web: TheWeb, project_id: str) -> HTMLResponse:
+    who = web.viewer(request)
+    if not who.person.can_adjudicate():
+        raise ForbiddenError("reports are for reviewers and admins")
+    web.workflow.check_access(who.person, project_id)
+    report = web.workflow.report(project_id)
+    return _page(request, "report.html", who, report=report)
 
-    @router.post("/ui/admin/members")
-    async def add_member(request: Request) -> Response:
-        who = viewer(request)
-        _admin_only(who.person)
-        form = await form_of(request, who)
-        project, name = str(form.get("project", "")), str(form.get("name", ""))
-        workflow.add_member(project, name, who.person.name)
-        return RedirectResponse(f"/ui/admin?done=member:{quote(name)}", status_code=303)
 
-    return router
+@router.get("/ui/admin")
+def admin_page(request: Request, web: TheWeb, done: str = "") -> HTMLResponse:
+    who = web.viewer(request)
+    _admin_only(who.person)
+    return _page(
+        request, "admin.html", who, people=web.workflow.people(),
+        projects=web.workflow.projects(who.person), audit=web.workflow.audit(limit=50),
+        roles=[r.value for r in PersonRole], message=_notice(done),
+    )  # fmt: skip
+
+
+@router.post("/ui/admin/people")
+async def add_person(request: Request, web: TheWeb) -> Response:
+    who = web.viewer(request)
+    _admin_only(who.person)
+    form = await _form_of(request, who)
+    name = str(form.get("name", ""))
+    await run_in_threadpool(
+        web.workflow.add_person, name, str(form.get("role", "")),
+        str(form.get("password", "")), who.person.name,
+    )  # fmt: skip
+    return RedirectResponse(f"/ui/admin?done=person:{quote(name)}", status_code=303)
+
+
+@router.post("/ui/admin/members")
+async def add_member(request: Request, web: TheWeb) -> Response:
+    who = web.viewer(request)
+    _admin_only(who.person)
+    form = await _form_of(request, who)
+    project, name = str(form.get("project", "")), str(form.get("name", ""))
+    web.workflow.add_member(project, name, who.person.name)
+    return RedirectResponse(f"/ui/admin?done=member:{quote(name)}", status_code=303)
 
 
 def annotations_from_form(
@@ -734,10 +780,6 @@ def _page(
         **context,
     )
     return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
-
-
-def _error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
-    return _page(request, "error.html", None, status, title=title, message=message)
 
 
 class _MediaView:

@@ -44,7 +44,7 @@ from bastion.annotation.agreement import (
 from bastion.annotation.export import Finished
 from bastion.annotation.preannotate import in_blind_slice
 from bastion.annotation.schema import Annotation, check_annotation, decision_key
-from bastion.errors import BastionError
+from bastion.errors import BastionError, ForbiddenError, NotFoundError
 from bastion.policy import LoadedPolicy, parse_policy
 from bastion.store.models import (
     AnnotationProjectRow,
@@ -80,15 +80,9 @@ class TaskState(StrEnum):
 
 
 class WorkflowError(BastionError):
-    """A request the workflow refuses (HTTP 400)."""
-
-
-class NotFoundError(WorkflowError):
-    """No such person, project or task (HTTP 404)."""
-
-
-class ForbiddenError(WorkflowError):
-    """The person's role or membership does not allow this (HTTP 403)."""
+    """A request the workflow refuses (HTTP 400). No such person, project or task is
+    `bastion.errors.NotFoundError` (404); a role or membership that does not allow it is
+    `bastion.errors.ForbiddenError` (403)."""
 
 
 class AnnotationRejected(WorkflowError):

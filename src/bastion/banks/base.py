@@ -23,6 +23,7 @@ from bastion.banks.files import (
     CURRENT,
     ENTRIES,
     BankError,
+    BankExistsError,
     BankKind,
     BankManifest,
     BankVersion,
@@ -288,7 +289,7 @@ def create_first_version(
     staging directory. An existing bank there is an error (nothing is touched)."""
     with locked(path):
         if (path / CURRENT).exists():
-            raise BankError(f"a bank already exists at {path}")
+            raise BankExistsError(f"a bank already exists at {path}")
         manifest = first_manifest(name, kind, settings.model_dump(), description)
         with new_version(path, manifest) as (staging, _):
             write(staging)

@@ -42,7 +42,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bastion.atomic import fsync, write_atomic, write_synced
-from bastion.errors import BastionError
+from bastion.errors import BastionError, ConflictError, ErrorCode, NotFoundError
 
 FORMAT = 1
 CURRENT = "CURRENT"
@@ -56,6 +56,32 @@ _VERSION = re.compile(r"^v(\d{6})$")
 
 class BankError(BastionError):
     """A bank is missing, corrupt, or was asked for something it cannot do."""
+
+
+class UnknownBankError(BankError, NotFoundError):
+    """No bank by that name (`Banks.open` says so of a name no bank can have, too)."""
+
+    code = ErrorCode.bank_not_found
+
+
+class BankExistsError(BankError, ConflictError):
+    """A bank by that name exists already."""
+
+    code = ErrorCode.bank_exists
+
+
+class UnreadableBankError(BankError):
+    """A bank that exists could not be opened: its files are missing, corrupt or unreadable.
+    The service's fault, not the request's (HTTP 500)."""
+
+    status = 500
+    code = ErrorCode.bank_error
+
+
+class WrongBankKindError(BankError):
+    """The bank holds another kind of content than the call takes (texts, not hashes)."""
+
+    code = ErrorCode.wrong_bank_kind
 
 
 class FileSum(BaseModel):
@@ -83,10 +109,11 @@ class BankManifest(BaseModel):
     files: dict[str, FileSum] = Field(default_factory=dict)
 
 
-def check_name(name: str) -> str:
-    """`name` if it can name a bank (lowercase letters, digits, -, _, .; at most 64), else BankError."""
+def check_name(name: str, error: type[BankError] = BankError) -> str:
+    """`name` if it can name a bank (lowercase letters, digits, -, _, .; at most 64), else
+    `error` (a BankError, or a subclass that says what a bad name means to the caller)."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise BankError(
+        raise error(
             f"bad bank name {name!r}: use 1-64 lowercase letters, digits, '-', '_' or '.', "
             "starting with a letter or digit"
         )
@@ -127,7 +154,7 @@ def current_version(bank_dir: Path) -> BankVersion:
     if not pointer.is_file():
         if bank_dir.is_dir():
             raise BankError(f"bank {name!r} at {bank_dir} has no {CURRENT} file: not a bank")
-        raise BankError(f"no bank named {name!r} (looked in {bank_dir.parent})")
+        raise UnknownBankError(f"no bank named {name!r} (looked in {bank_dir.parent})")
     label = pointer.read_text("utf-8").strip()
     if not _VERSION.fullmatch(label):
         raise BankError(f"bank {name!r}: {pointer} holds {label[:40]!r}, not a version name")

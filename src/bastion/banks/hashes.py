@@ -83,6 +83,7 @@ from bastion.banks.files import (
     write_jsonl,
 )
 from bastion.banks.mih import MAX_THRESHOLD, MultiIndexHash
+from bastion.errors import ErrorCode
 from bastion.media.hashing import PDQ_MATCH_THRESHOLD, MediaHash
 
 KIND: Literal["hash"] = "hash"
@@ -168,8 +169,15 @@ class VpdqFrame:
 # -- validating hash strings -----------------------------------------------------------------
 
 
+class InvalidHashError(BankError):
+    """A hash value is not a PDQ, MD5 or vPDQ signal, or not a well-formed one; the message says
+    what is wrong and where. The API answers a lookup's hash with it as `invalid_hash`."""
+
+    code = ErrorCode.invalid_hash
+
+
 def check_pdq(value: str) -> str:
-    """`value` as a canonical PDQ hash (64 lowercase hex), or a BankError saying what is wrong
+    """`value` as a canonical PDQ hash (64 lowercase hex), or an InvalidHashError saying what is wrong
     (its length, or the first character that is not hex, and where). threatexchange's
     `PdqSignal.validate_signal_str` then has the last word, so a bank holds only what any
     ThreatExchange tool accepts."""
@@ -179,7 +187,7 @@ def check_pdq(value: str) -> str:
 
 
 def check_md5(value: str) -> str:
-    """`value` as a canonical MD5 digest (32 lowercase hex), or a BankError saying what is
+    """`value` as a canonical MD5 digest (32 lowercase hex), or an InvalidHashError saying what is
     wrong; then threatexchange's `VideoMD5Signal.validate_signal_str`."""
     text = _check_hex(value, 32, "MD5 digest")
     _threatexchange_check("md5", text)
@@ -200,25 +208,25 @@ def _threatexchange_check(signal: str, value: str) -> None:
     try:
         _signal_types()[signal].validate_signal_str(value)
     except ValueError as exc:
-        raise BankError(
+        raise InvalidHashError(
             f"threatexchange refuses the {signal} signal {value[:80]!r}: {exc}"
         ) from None
 
 
 def _check_hex(value: object, length: int, what: str) -> str:
     if not isinstance(value, str):
-        raise BankError(f"a {what} must be a string, got {type(value).__name__}")
+        raise InvalidHashError(f"a {what} must be a string, got {type(value).__name__}")
     text = value.strip().lower()
     shown = f"{value.strip()[:80]!r}"
     if not text:
-        raise BankError(f"a {what} is {length} hex characters; got an empty value")
+        raise InvalidHashError(f"a {what} is {length} hex characters; got an empty value")
     if len(text) != length:
-        raise BankError(
+        raise InvalidHashError(
             f"a {what} is {length} hex characters; {shown} has {len(text)} (wrong length)"
         )
     for i, ch in enumerate(text):
         if ch not in _HEX:
-            raise BankError(
+            raise InvalidHashError(
                 f"a {what} is {length} hex characters (0-9, a-f); {shown} has {ch!r} at "
                 f"position {i + 1}"
             )
@@ -228,41 +236,47 @@ def _check_hex(value: object, length: int, what: str) -> str:
 def parse_vpdq(value: str) -> list[VpdqFrame]:
     """A vPDQ signal string (ThreatExchange's JSON list of "hex,quality,timestamp") as frames."""
     if not isinstance(value, str) or not value.strip():
-        raise BankError("a vPDQ signal is a JSON list of 'hex,quality,timestamp'; got nothing")
+        raise InvalidHashError(
+            "a vPDQ signal is a JSON list of 'hex,quality,timestamp'; got nothing"
+        )
     try:
         raw = json.loads(value)
     except json.JSONDecodeError as exc:
-        raise BankError(
+        raise InvalidHashError(
             f"a vPDQ signal is a JSON list of 'hex,quality,timestamp' strings; not JSON "
             f"({exc.msg} at character {exc.pos + 1})"
         ) from None
     if not isinstance(raw, list):
-        raise BankError(
+        raise InvalidHashError(
             f"a vPDQ signal is a JSON list of 'hex,quality,timestamp' strings, not a "
             f"{type(raw).__name__}"
         )
     if not raw:
-        raise BankError("a vPDQ signal needs at least one frame; the list is empty")
+        raise InvalidHashError("a vPDQ signal needs at least one frame; the list is empty")
     frames = []
     for n, item in enumerate(raw, 1):
         if not isinstance(item, str) or item.count(",") != 2:
-            raise BankError(f"vPDQ frame {n}: expected 'hex,quality,timestamp', got {item!r:.100}")
+            raise InvalidHashError(
+                f"vPDQ frame {n}: expected 'hex,quality,timestamp', got {item!r:.100}"
+            )
         digest, quality, timestamp = item.split(",")
         try:
             pdq = check_pdq(digest)
-        except BankError as exc:
-            raise BankError(f"vPDQ frame {n}: {exc}") from None
+        except InvalidHashError as exc:
+            raise InvalidHashError(f"vPDQ frame {n}: {exc}") from None
         try:
             q = int(quality)
             t = float(timestamp)
         except ValueError:
-            raise BankError(
+            raise InvalidHashError(
                 f"vPDQ frame {n}: quality {quality!r} or timestamp {timestamp!r} is not a number"
             ) from None
         if not 0 <= q <= 100:
-            raise BankError(f"vPDQ frame {n}: quality must be 0-100, got {q}")
+            raise InvalidHashError(f"vPDQ frame {n}: quality must be 0-100, got {q}")
         if not t >= 0 or t == float("inf"):
-            raise BankError(f"vPDQ frame {n}: timestamp must be a finite number >= 0, got {t}")
+            raise InvalidHashError(
+                f"vPDQ frame {n}: timestamp must be a finite number >= 0, got {t}"
+            )
         frames.append(VpdqFrame(pdq, q, t))
     return frames
 
@@ -280,11 +294,11 @@ def vpdq_value(frames: Sequence[MediaHash | VpdqFrame]) -> str:
         else:
             features.append(VpdqCompactFeature(check_pdq(f.hash), f.quality, f.timestamp))
     if not features:
-        raise BankError("a vPDQ signal needs at least one frame")
+        raise InvalidHashError("a vPDQ signal needs at least one frame")
     try:
         value = str(vpdq_to_json(features))
     except ValueError as exc:
-        raise BankError(f"not a valid vPDQ signal: {exc}") from None
+        raise InvalidHashError(f"not a valid vPDQ signal: {exc}") from None
     _threatexchange_check("vpdq", value)
     return value
 
@@ -302,9 +316,9 @@ def infer_signal(value: str) -> str:
 
 def check_value(value: str, signal: str | None = None) -> tuple[str, str]:
     """(signal, canonical value) of a hash value, the signal told from the value when not given
-    (`infer_signal`); a BankError says what is wrong with it."""
+    (`infer_signal`); an InvalidHashError says what is wrong with it."""
     if not isinstance(value, str):
-        raise BankError(f"a hash value must be a string, got {type(value).__name__}")
+        raise InvalidHashError(f"a hash value must be a string, got {type(value).__name__}")
     signal = signal or infer_signal(value)
     if signal == "pdq":
         return signal, check_pdq(value)
@@ -312,7 +326,7 @@ def check_value(value: str, signal: str | None = None) -> tuple[str, str]:
         return signal, check_md5(value)
     if signal == "vpdq":
         return signal, vpdq_value(parse_vpdq(value))
-    raise BankError(f"a hash bank holds {', '.join(HASH_SIGNALS)} values, not {signal!r}")
+    raise InvalidHashError(f"a hash bank holds {', '.join(HASH_SIGNALS)} values, not {signal!r}")
 
 
 def _codes(hexes: Sequence[str]) -> np.ndarray:

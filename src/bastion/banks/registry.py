@@ -29,7 +29,9 @@ from bastion.banks.files import (
     CURRENT,
     MANIFEST,
     BankError,
+    BankExistsError,
     BankManifest,
+    UnknownBankError,
     banks_dir,
     check_name,
     locked,
@@ -108,14 +110,15 @@ class Banks:
         cls = bank_class(kind)
         path = self.path(name)
         if (path / CURRENT).exists():
-            raise BankError(f"bank {name!r} already exists (in {self.root})")
+            raise BankExistsError(f"bank {name!r} already exists (in {self.root})")
         return cls.create(path, name, dict(settings or {}), description)
 
     def open(self, name: str) -> Bank:
-        """The bank's current version, checked, as the class its manifest's kind says."""
+        """The bank's current version, checked, as the class its manifest's kind says;
+        UnknownBankError when there is none by that name, or the name is none a bank can have."""
         from bastion.banks.files import current_version
 
-        path = self.path(name)
+        path = banks_dir(self.home) / check_name(name, UnknownBankError)
         return bank_class(current_version(path).manifest.kind).open(path)
 
     def names(self) -> list[str]:
@@ -137,7 +140,7 @@ class Banks:
         reader sees the bank or nothing, never half of it), then deleted."""
         path = self.path(check_name(name))
         if not (path / CURRENT).is_file():
-            raise BankError(f"no bank named {name!r} (looked in {self.root})")
+            raise UnknownBankError(f"no bank named {name!r} (looked in {self.root})")
         with locked(path):
             grave = Path(tempfile.mkdtemp(prefix=f".removed-{name}-", dir=self.root))
             path.rename(grave / name)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bastion.detectors.text_model import DEFAULT_MODEL, ZERO_SHOT
 from bastion.models.artifact import read_manifest
-from bastion.moderator import DEFAULT_MODEL, ZERO_SHOT, Moderator
+from bastion.moderator import Moderator
 from bastion.policy import LoadedPolicy, load_policy, parse_policy
 from bastion.policy.loader import BUILTIN_PACKS
 

@@ -22,6 +22,7 @@ from bastion.cli.judge import (
     parse_bands,
 )
 from bastion.cli.output import (
+    DetectorOption,
     ExamplesOption,
     ModelOption,
     PolicyOption,
@@ -64,6 +65,7 @@ def moderate_command(
     ] = None,
     policy: PolicyOption = "openai",
     model: ModelOption = "default",
+    detector: DetectorOption = None,
     examples: ExamplesOption = None,
     encoder: Annotated[
         str | None,
@@ -119,6 +121,8 @@ def moderate_command(
 
       bastion moderate --image meme.png --video clip.mp4 "caption text"
 
+      bastion moderate "some text" --detector zero-shot --json
+
     Each output line has the input's id and line number, flagged, categories, category_scores,
     action and error (null when scored). Lines that cannot be read still get an output line,
     with flagged null and action "review" (never "allow").
@@ -150,6 +154,7 @@ def moderate_command(
     moderator = Moderator(
         loaded,
         model=model,
+        detectors=detector or (),
         encoder=encoder,
         batch_size=batch_size,
         media_limits=load_media_limits(media_limits) if media_limits else None,

@@ -28,6 +28,14 @@ PolicyOption = Annotated[
     str,
     typer.Option("--policy", "-p", help="Built-in pack (openai, mlcommons) or a YAML file."),
 ]
+DetectorOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--detector",
+        help="Also run this detector, by name (repeat for several): 'zero-shot' beside the "
+        "model, or one an installed package registers. An unknown name lists the known ones.",
+    ),
+]
 ModelOption = Annotated[
     str,
     typer.Option(

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from bastion.cli.judge import BandOption, CacheOption, LLMModelOption, judge_settings, parse_bands
-from bastion.cli.output import console
+from bastion.cli.output import DetectorOption, console
 from bastion.errors import InputError
 from bastion.media.limits import MediaLimits, load_media_limits
 from bastion.server.settings import ServerSettings
@@ -64,6 +64,7 @@ def serve_command(
     model: Annotated[
         str, _setting("--model", env="BASTION_MODEL", help="Default model.")
     ] = _default("default_model"),
+    detector: _env(DetectorOption, "BASTION_DETECTORS") = None,  # type: ignore[valid-type]
     auth: Annotated[
         bool,
         _setting(
@@ -248,6 +249,7 @@ def serve_command(
     """
     import uvicorn
 
+    from bastion.detectors import registry
     from bastion.models.onnx_runtime import SPINNING_ENV
     from bastion.server.app import create_app
     from bastion.store import Store, bastion_home
@@ -256,11 +258,13 @@ def serve_command(
     # cores the HTTP and batching threads need (see `session_options`); $BASTION_ORT_SPINNING=1
     # turns spinning back on.
     os.environ.setdefault(SPINNING_ENV, "0")
+    registry.check(detector or [])  # a misspelt name fails here, not at the first request
     root = home or bastion_home()
     settings = ServerSettings(
         home=root,
         default_policy=policy,
         default_model=model,
+        detectors=list(detector or []),
         require_auth=auth,
         max_body_bytes=max_body_bytes,
         max_json_depth=max_json_depth,

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from bastion.items import Item
 
+if TYPE_CHECKING:
+    from bastion.media.decode import DecodedAudio
+
 InputType = str
-"""Which part of an item a score came from: "text", "image", "video" or "audio"."""
+"""Which part of an item a detector reads and a score came from: "text", "image", "video" or
+"audio"."""
 
 
 @dataclass(frozen=True)
@@ -101,17 +105,88 @@ def per_item_max(
 
 @runtime_checkable
 class Detector(Protocol):
-    """Anything with a name and a batch `score` method is a detector.
+    """Anything with a name, its categories and a batch `score` method is a detector.
 
-    Kept this small on purpose (like a threatexchange signal type): a new detector plugs into the
+    Kept small on purpose (like a threatexchange signal type): a new detector plugs into the
     Moderator without touching the others. A detector that does not apply to an item or category
     returns NaN there, so fusion can tell "no opinion" from "safe".
+
+    The four properties are everything else the Moderator reads; `BaseDetector` gives each its
+    default, so a new detector writes only `name`, `category_ids` and `score`. (An object with
+    only those three is still accepted: the Moderator reads it through `with_defaults`.)
     """
 
     name: str
     category_ids: list[str]
 
     def score(self, items: Sequence[Item]) -> DetectorOutput: ...
+
+    @property
+    def input_type(self) -> InputType:
+        """What it reads: "text" runs on items' text (and on words OCR and speech find in
+        media); "image", "video" or "audio" runs on that media, decoded."""
+        ...
+
+    @property
+    def version(self) -> str:
+        """How a verdict's `model_version` names it (text detectors only): its name, plus the
+        model and encoder it runs where those can change."""
+        ...
+
+    @property
+    def fallback(self) -> np.ndarray | None:
+        """Per category, True where it has no trained model of its own (its score there comes
+        from the policy text alone); None: true everywhere. The LLM stage may judge such cells."""
+        ...
+
+    @property
+    def uncovered(self) -> dict[str, str]:
+        """The categories it should score on media but cannot here (a model not installed),
+        each with why: the Moderator sends such media to a person rather than read NaN as 0."""
+        ...
+
+
+class BaseDetector:
+    """The defaults of the Detector members a detector need not write: it reads text, is named
+    by its name in `model_version`, has no trained model, and covers what it should."""
+
+    name: str
+    category_ids: list[str]
+    input_type: InputType = "text"
+    fallback: np.ndarray | None = None
+
+    @property
+    def version(self) -> str:
+        return self.name
+
+    @property
+    def uncovered(self) -> dict[str, str]:
+        return {}
+
+
+class _Scores(Protocol):
+    name: str
+    category_ids: list[str]
+
+    def score(self, items: Sequence[Item]) -> DetectorOutput: ...
+
+
+class _WithDefaults(BaseDetector):
+    def __init__(self, detector: _Scores) -> None:
+        self.detector = detector
+        self.name = detector.name
+        self.category_ids = detector.category_ids
+
+    def score(self, items: Sequence[Item]) -> DetectorOutput:
+        return self.detector.score(items)
+
+
+def with_defaults(detector: Detector | _Scores) -> Detector:
+    """The detector itself, or one that reads only its name, categories and `score` (a detector
+    written before the protocol grew its properties) with the defaults of `BaseDetector`."""
+    if isinstance(detector, Detector):
+        return detector
+    return _WithDefaults(detector)
 
 
 def worst_of(outputs: Sequence[DetectorOutput]) -> DetectorOutput:
@@ -148,6 +223,24 @@ class ImageDetector(Protocol):
 
     def score_images(
         self, images: Sequence[np.ndarray], sources: Sequence[str]
+    ) -> DetectorOutput: ...
+
+
+@runtime_checkable
+class AudioDetector(Protocol):
+    """A detector that can also score bare audio tracks, one row per track.
+
+    Items reach it through `score`; the video detector sends soundtracks through `score_audio`
+    (with `input_type` "video", so the evidence says where the words were heard).
+    """
+
+    name: str
+    category_ids: list[str]
+
+    def score(self, items: Sequence[Item]) -> DetectorOutput: ...
+
+    def score_audio(
+        self, tracks: Sequence[DecodedAudio], sources: Sequence[str], input_type: str
     ) -> DetectorOutput: ...
 
 

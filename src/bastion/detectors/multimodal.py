@@ -3,9 +3,10 @@
 The Moderator hands items with media here. Decoding happens in decoder processes under a time
 budget per item (`MediaLimits.decode_timeout_s` for all of one item's media together); an item
 whose media is refused gets an error naming the media and the limit, and the others go on.
-Detectors then read the decoded media: NudeNet and OCR on images, the same two on sampled
-video frames, Whisper on audio tracks. Each input type's scores are kept apart so the verdict
-can say which input types drove each category (`category_applied_input_types`).
+The Moderator's media detectors then read the decoded media (by default NudeNet and OCR on
+images, the same two on sampled video frames, Whisper on audio tracks). Each input type's scores
+are kept apart so the verdict can say which input types drove each category
+(`category_applied_input_types`).
 """
 
 from __future__ import annotations
@@ -17,17 +18,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bastion.detectors.base import DetectorOutput, Evidence, TextScorer, worst_of
-from bastion.detectors.nudity import NudityDetector
-from bastion.detectors.ocr import OcrDetector
-from bastion.detectors.speech import SpeechDetector
+from bastion.detectors.base import (
+    AudioDetector,
+    Detector,
+    DetectorOutput,
+    Evidence,
+    ImageDetector,
+    worst_of,
+)
 from bastion.detectors.video import VideoDetector
 from bastion.errors import BastionError
 from bastion.items import DecodedMedia, Item
 from bastion.media.decode import DecodedAudio, DecodedImage, DecodedVideo
 from bastion.media.hashing import MediaHash, pdq_hash
 from bastion.media.limits import MediaLimits
-from bastion.media.ocr import Tesseract
 from bastion.media.sandbox import DecoderPool
 from bastion.policy import LoadedPolicy
 
@@ -40,38 +44,39 @@ class MediaScores:
     evidence: list[list[Evidence]]
     hashes: list[list[tuple[str, MediaHash]]]  # (source, hash) per item
     errors: list[str | None]
-    #: Per item, the categories that no detector could score on its images or video frames
-    #: (NudeNet not installed), each with why; empty for an item without them.
+    #: Per item, the categories that no detector could score on its images, video frames or
+    #: audio (NudeNet not installed, no such detector), each with why; empty for most items.
     uncovered: list[dict[str, str]] = field(default_factory=list)
 
 
 class MediaModerator:
-    """Decoder processes plus the media detectors, built once per Moderator and reused."""
+    """Decoder processes plus the Moderator's media detectors, built once per Moderator and reused.
+
+    Each detector runs on the input type it reads. Video frames go through the image detectors
+    that can score bare images, and soundtracks through the audio detectors that can score bare
+    tracks, beside any detector that reads video itself.
+    """
 
     def __init__(
         self,
         policy: LoadedPolicy,
-        text_scorer: TextScorer,
+        detectors: Sequence[Detector],
         *,
         limits: MediaLimits | None = None,
-        thresholds: np.ndarray | None = None,
         pool: DecoderPool | None = None,
-        nudity: NudityDetector | None = None,
-        ocr: OcrDetector | None = None,
-        speech: SpeechDetector | None = None,
     ) -> None:
         ids = policy.category_ids
         self.category_ids = ids
         self.limits = limits or (pool.limits if pool is not None else MediaLimits())
         self.pool = pool or DecoderPool(self.limits)
-        self.nudity = nudity or NudityDetector(policy, thresholds=thresholds)
-        self.ocr = ocr or OcrDetector(
-            ids, text_scorer, Tesseract(timeout_s=self.limits.ocr_timeout_s)
+        self.image_detectors = [d for d in detectors if d.input_type == "image"]
+        self.audio_detectors = [d for d in detectors if d.input_type == "audio"]
+        video = VideoDetector(
+            ids,
+            [d for d in self.image_detectors if isinstance(d, ImageDetector)],
+            [d for d in self.audio_detectors if isinstance(d, AudioDetector)],
         )
-        self.speech = speech or SpeechDetector(ids, text_scorer)
-        image_detectors = [d for d in (self.nudity, self.ocr) if getattr(d, "applies", True)]
-        self.image_detectors = image_detectors
-        self.video = VideoDetector(ids, image_detectors, self.speech)
+        self.video_detectors = [video, *(d for d in detectors if d.input_type == "video")]
 
     def close(self) -> None:
         self.pool.close()
@@ -117,15 +122,13 @@ class MediaModerator:
         by_type: dict[str, np.ndarray] = {}
         evidence: list[list[Evidence]] = [[] for _ in items]
         parts: list[tuple[str, DetectorOutput]] = []
-        if any(it.decoded and it.decoded.images for it in ok):
-            image_outputs = [det.score(ok) for det in self.image_detectors]
-            if image_outputs:
-                merged = worst_of(image_outputs)
-                parts.append(("image", merged))
-        if any(it.decoded and it.decoded.video for it in ok):
-            parts.append(("video", self.video.score(ok)))
-        if any(it.decoded and it.decoded.audio for it in ok):
-            parts.append(("audio", self.speech.score(ok)))
+        for kind, detectors in (
+            ("image", self.image_detectors),
+            ("video", self.video_detectors),
+            ("audio", self.audio_detectors),
+        ):
+            if detectors and any(_has(it.decoded, kind) for it in ok):
+                parts.append((kind, worst_of([det.score(ok) for det in detectors])))
         for kind, out in parts:
             full = np.full((n, n_cat), np.nan)
             full[index] = out.scores
@@ -146,15 +149,30 @@ class MediaModerator:
         return MediaScores(by_type, evidence, hashes, errors, uncovered)
 
     def _uncovered(self, item: Item) -> dict[str, str]:
-        """What the image detectors could not cover for this item's images and video frames."""
+        """What the image detectors could not cover for this item's images and video frames,
+        and every category where no detector here reads its images or its audio at all."""
         decoded = item.decoded
-        if decoded is None or not (decoded.images or decoded.video):
-            return {}
         out: dict[str, str] = {}
-        for det in self.image_detectors:
-            for cid, why in getattr(det, "uncovered", {}).items():
+        pictures = _has(decoded, "image") or _has(decoded, "video")
+        for kind, present, detectors in (
+            ("images", pictures, self.image_detectors),
+            ("audio", _has(decoded, "audio"), self.audio_detectors),
+        ):
+            if present and not detectors:
+                why = f"no detector in this Moderator reads {kind}"
+                out.update((cid, why) for cid in self.category_ids if cid not in out)
+        for det in self.image_detectors if pictures else ():
+            for cid, why in det.uncovered.items():
                 out.setdefault(cid, why)
         return out
+
+
+def _has(decoded: DecodedMedia | None, kind: str) -> bool:
+    """Whether decoded media has a part of this input type ("image", "video" or "audio")."""
+    if decoded is None:
+        return False
+    part = {"image": decoded.images, "video": decoded.video, "audio": decoded.audio}[kind]
+    return bool(part)
 
 
 def _hashes(item: Item) -> list[tuple[str, MediaHash]]:

@@ -20,13 +20,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bastion.detectors.base import DetectorOutput, Evidence, score_item_images
+from bastion.detectors.base import BaseDetector, DetectorOutput, Evidence, score_item_images
 from bastion.items import Item
 from bastion.media.nudenet import NudeNet, missing_reason
 from bastion.policy import LoadedPolicy
+
+if TYPE_CHECKING:
+    from bastion.detectors.registry import DetectorSetup
 
 
 @lru_cache(maxsize=1)
@@ -35,7 +39,7 @@ def load_nudenet() -> NudeNet:
     return NudeNet()
 
 
-class NudityDetector:
+class NudityDetector(BaseDetector):
     name = "nudity"
     input_type = "image"
 
@@ -56,6 +60,10 @@ class NudityDetector:
         self.flag_at = flag_at
         # Whether NudeNet is installed is fixed for the process: asked once, here.
         self.missing = missing_reason() if model is None and self.applies else None
+
+    @classmethod
+    def from_setup(cls, setup: DetectorSetup) -> NudityDetector:
+        return cls(setup.policy, thresholds=setup.thresholds)
 
     @property
     def applies(self) -> bool:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bastion.detectors.base import (
+    BaseDetector,
     DetectorOutput,
     Evidence,
     TextScorer,
@@ -25,26 +27,44 @@ from bastion.errors import BastionError
 from bastion.items import Item
 from bastion.media.ocr import OcrResult, Tesseract
 
+if TYPE_CHECKING:
+    from bastion.detectors.registry import DetectorSetup
 
-@lru_cache(maxsize=1)
-def load_tesseract() -> Tesseract:
-    return Tesseract()
+
+@lru_cache(maxsize=4)
+def load_tesseract(timeout_s: float = 10.0) -> Tesseract:
+    """One Tesseract per time limit (it checks its language data when built, in a subprocess)."""
+    return Tesseract(timeout_s=timeout_s)
 
 
 MIN_OCR_CHARS = 3
 """Fewer letters than this read from an image is noise (a stray glyph in a photo), not text."""
 
 
-class OcrDetector:
+class OcrDetector(BaseDetector):
     name = "ocr"
     input_type = "image"
 
     def __init__(
-        self, category_ids: Sequence[str], text_scorer: TextScorer, ocr: Tesseract | None = None
+        self,
+        category_ids: Sequence[str],
+        text_scorer: TextScorer,
+        ocr: Tesseract | None = None,
+        *,
+        timeout_s: float = 10.0,
     ) -> None:
+        """`ocr` reads the images; without it, a Tesseract with `timeout_s` per image, built at
+        the first image (so a Moderator that never sees one needs no Tesseract)."""
         self.category_ids = list(category_ids)
         self.text_scorer = text_scorer
         self.ocr = ocr
+        self.timeout_s = timeout_s
+
+    @classmethod
+    def from_setup(cls, setup: DetectorSetup) -> OcrDetector:
+        return cls(
+            setup.category_ids, setup.text_scorer, timeout_s=setup.media_limits.ocr_timeout_s
+        )
 
     def score(self, items: Sequence[Item]) -> DetectorOutput:
         return score_item_images(self, items)
@@ -55,7 +75,7 @@ class OcrDetector:
         The batch is read at once; if that fails (one image over the OCR time limit), each
         image is read again on its own so only the failing ones are lost.
         """
-        ocr = self.ocr or load_tesseract()
+        ocr = self.ocr or load_tesseract(self.timeout_s)
         try:
             return ocr.read_many(images), [None] * len(images)
         except BastionError:

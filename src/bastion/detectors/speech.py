@@ -8,16 +8,21 @@ segment's words with its start and end times, so a reviewer can jump to the mome
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bastion.detectors.base import DetectorOutput, Evidence, TextScorer, per_item_max, quote
+from bastion.detectors.base import BaseDetector, DetectorOutput, Evidence, per_item_max, quote
 from bastion.items import Item
 from bastion.media.decode import DecodedAudio
 from bastion.media.speech import Transcriber, Transcript, load_transcriber
 
+if TYPE_CHECKING:
+    from bastion.detectors.base import TextScorer
+    from bastion.detectors.registry import DetectorSetup
 
-class SpeechDetector:
+
+class SpeechDetector(BaseDetector):
     name = "speech"
     input_type = "audio"
 
@@ -30,6 +35,10 @@ class SpeechDetector:
         self.category_ids = list(category_ids)
         self.text_scorer = text_scorer
         self.transcriber = transcriber
+
+    @classmethod
+    def from_setup(cls, setup: DetectorSetup) -> SpeechDetector:
+        return cls(setup.category_ids, setup.text_scorer)
 
     def score(self, items: Sequence[Item]) -> DetectorOutput:
         tracks: list[DecodedAudio] = []

@@ -14,16 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from bastion.detectors.base import DetectorOutput, Evidence
-from bastion.detectors.zero_shot import ZeroShotDetector
+from bastion.detectors.base import BaseDetector, DetectorOutput, Evidence
+from bastion.detectors.zero_shot import ZeroShotDetector, encoder_version
 from bastion.items import Item
 from bastion.models.artifact import ModelArtifact
 from bastion.models.scoring import group_max
 from bastion.policy import LoadedPolicy
 
 
-class TrainedDetector:
+class TrainedDetector(BaseDetector):
     name = "trained"
+    fallback: np.ndarray
 
     def __init__(
         self, artifact: ModelArtifact, zero_shot: ZeroShotDetector, policy: LoadedPolicy
@@ -49,6 +50,11 @@ class TrainedDetector:
         self.blend = artifact.zero_shot_share
         self.thresholds = np.array([manifest.thresholds[c] for c in self.category_ids])
         self.model_name = manifest.name
+
+    @property
+    def version(self) -> str:
+        model = f":{self.model_name}" if self.model_name else ""
+        return self.name + model + encoder_version(self.encoder)
 
     @classmethod
     def load(

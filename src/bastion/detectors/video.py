@@ -1,5 +1,8 @@
 """Video detector: sampled frames through the image detectors, the soundtrack through speech.
 
+It is not registered by name: the Moderator builds it from the image and audio detectors it runs,
+so a detector added for images also looks at video frames.
+
 Frames come from the decoder already sampled at scene changes (with a fixed-rate fallback and a
 cap), so a cut to a single violating shot is looked at. Each frame is judged exactly as a still
 image would be; per category the video scores its worst frame or its worst stretch of speech,
@@ -14,17 +17,18 @@ from dataclasses import replace
 import numpy as np
 
 from bastion.detectors.base import (
+    AudioDetector,
+    BaseDetector,
     DetectorOutput,
     Evidence,
     ImageDetector,
     per_item_max,
     worst_of,
 )
-from bastion.detectors.speech import SpeechDetector
 from bastion.items import Item
 
 
-class VideoDetector:
+class VideoDetector(BaseDetector):
     name = "video"
     input_type = "video"
 
@@ -32,11 +36,11 @@ class VideoDetector:
         self,
         category_ids: Sequence[str],
         image_detectors: Sequence[ImageDetector],
-        speech: SpeechDetector | None,
+        audio_detectors: Sequence[AudioDetector] = (),
     ) -> None:
         self.category_ids = list(category_ids)
         self.image_detectors = list(image_detectors)
-        self.speech = speech
+        self.audio_detectors = list(audio_detectors)
 
     def score(self, items: Sequence[Item]) -> DetectorOutput:
         n_items, n_cat = len(items), len(self.category_ids)
@@ -67,8 +71,8 @@ class VideoDetector:
                 parts.append(
                     per_item_max(rows, np.asarray(frame_owner), n_items, self.category_ids)
                 )
-        if tracks and self.speech is not None:
-            rows = self.speech.score_audio(tracks, ["video soundtrack"] * len(tracks), "video")
+        for heard in self.audio_detectors if tracks else ():
+            rows = heard.score_audio(tracks, ["video soundtrack"] * len(tracks), "video")
             parts.append(per_item_max(rows, np.asarray(track_owner), n_items, self.category_ids))
         if not parts:
             return DetectorOutput(np.full((n_items, n_cat), np.nan))

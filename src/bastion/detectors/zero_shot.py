@@ -23,7 +23,7 @@ from importlib import resources
 
 import numpy as np
 
-from bastion.detectors.base import DetectorOutput, Evidence, quote
+from bastion.detectors.base import BaseDetector, DetectorOutput, Evidence, quote
 from bastion.items import Item
 from bastion.models.encoder import Encoder
 from bastion.models.scoring import (
@@ -63,7 +63,7 @@ class _Prototypes:
     from_examples: bool
 
 
-class ZeroShotDetector:
+class ZeroShotDetector(BaseDetector):
     """Policy-only scorer. `fit(policy)` builds prototypes and the shared calibration; `score` is batch."""
 
     name = "zero_shot"
@@ -88,6 +88,10 @@ class ZeroShotDetector:
         self.evidence_min_score = evidence_min_score
         self.regularization = regularization
         self.background = background
+
+    @property
+    def version(self) -> str:
+        return self.name + encoder_version(self.encoder)
 
     # -- fitting ---------------------------------------------------------------------------
 
@@ -228,6 +232,12 @@ class ZeroShotDetector:
             f"closest non-violating {unlike} (similarity {sims[q]:.2f})"
         )
         return Evidence(self.name, self.category_ids[c], round(score, 4), detail, ref=closest)
+
+
+def encoder_version(encoder: Encoder) -> str:
+    """ "/NAME", and "@RUNTIME" unless PyTorch runs it: how `model_version` names an encoder."""
+    runtime = getattr(encoder, "runtime", "torch")  # Encoder does not declare it; torch if absent
+    return f"/{encoder.name}" + (f"@{runtime}" if runtime != "torch" else "")
 
 
 def _per_category_auc(z: np.ndarray, y: np.ndarray, cats: np.ndarray) -> dict[int, float]:

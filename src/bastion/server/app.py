@@ -15,8 +15,12 @@ served here too, on the same store; people log in to it with a password.
 (`bastion.server.triage_routes`) and recall jobs (`bastion.server.recall_jobs`) are routers
 included here, under the same keys; each starts and stops what it runs with the app.
 
+`create_app` builds what the routes share from the settings (the store, the moderator pool, the
+metrics, the decision log, the key checks) and puts it on `app.state`; the routes are
+module-level routers that read it from there (`bastion.server.state`).
+
 (No `from __future__ import annotations` here: FastAPI reads the route signatures' annotations
-at definition time, and the auth dependencies are built inside `create_app`.)
+at definition time.)
 """
 
 import base64
@@ -31,12 +35,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.routing import iter_route_contexts
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -50,18 +54,27 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from bastion import __version__
-from bastion.annotation.web import PAGE_HEADERS, ReviewQueueSummary, web_router
+from bastion.annotation import web
+from bastion.annotation.web import PAGE_HEADERS, ReviewQueueSummary, WebApp, error_page, is_page
 from bastion.annotation.workflow import Workflow
-from bastion.errors import BastionError, InputError, ModelError, PolicyError
+from bastion.banks.registry import Banks
+from bastion.errors import (
+    BastionError,
+    ErrorCode,
+    ForbiddenError,
+    InputError,
+    InvalidRequestError,
+)
 from bastion.items import Item, item_from_openai_input
 from bastion.media.sources import MediaSource
 from bastion.moderator import Verdict
+from bastion.server import recall_jobs, triage_routes
+from bastion.server.bank_lookup import ImageDecoders
 from bastion.server.batching import Batcher
 from bastion.server.pool import ModelKey, ModeratorPool
-from bastion.server.recall_jobs import recall_router
+from bastion.server.recall_jobs import RecallJobs
 from bastion.server.schemas import (
     DecisionList,
-    ErrorCode,
     ErrorResponse,
     Health,
     ItemIn,
@@ -71,11 +84,17 @@ from bastion.server.schemas import (
     ModerationResponse,
     ModerationResult,
 )
-from bastion.server.security import BodyLimitMiddleware, RateLimiter, VerifiedKeys, error_body
+from bastion.server.security import (
+    BodyLimitMiddleware,
+    KeyGuard,
+    RateLimiter,
+    VerifiedKeys,
+    error_body,
+    require,
+)
 from bastion.server.settings import ServerSettings
-from bastion.server.triage_routes import triage_router
+from bastion.server.state import ThePool, TheStore
 from bastion.store import ApiKey, DecisionRecord, Store
-from bastion.store.errors import StoreError
 from bastion.store.keys import SCOPE_DECISIONS_READ, SCOPE_KEYS_ADMIN
 from bastion.triage.labels import ReviewLabel
 
@@ -237,6 +256,7 @@ def create_app(
         settings.home,
         default_policy=settings.default_policy,
         default_model=settings.default_model,
+        detectors=settings.detectors,
         media_limits=settings.media_limits,
         runtime=settings.runtime,
         batch_wait_ms=settings.batch_wait_ms,
@@ -274,10 +294,19 @@ def create_app(
     )
     if settings.docs:
         app.add_api_route("/docs", _swagger_ui, include_in_schema=False)
+    # What the routers read (`router` below, `bastion.server.triage_routes`, `.recall_jobs`,
+    # and `bastion.annotation.web`, whose `WebApp` is set below).
     app.state.settings = settings
     app.state.store = store
     app.state.pool = pool
     app.state.metrics = metrics
+    app.state.decision_log = decision_log
+    app.state.keys = KeyGuard(
+        settings.require_auth, VerifiedKeys(store.verify_key, settings.key_cache_s), limiter
+    )
+    app.state.banks = Banks(settings.home)
+    app.state.lookup_decoders = ImageDecoders(settings.media_limits)
+    app.state.recall_jobs = RecallJobs(settings.home, store, pool)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
@@ -291,55 +320,7 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
         )
 
-    verify_key = VerifiedKeys(store.verify_key, settings.key_cache_s)
-    bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
-
-    def require(scope: str, *more: str) -> Callable[..., ApiKey | None]:
-        """The dependency that lets a request through with a live key holding every scope named
-        (with auth off, anyone), within the key's rate limit."""
-        scopes = (scope, *more)
-
-        def check(
-            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-        ) -> ApiKey | None:
-            if not settings.require_auth:
-                return None
-            if credentials is None:
-                raise _HTTPError(
-                    401,
-                    "missing API key: send 'Authorization: Bearer KEY'",
-                    ErrorCode.invalid_api_key,
-                )
-            key = verify_key(credentials.credentials)
-            if key is None:
-                raise _HTTPError(401, "invalid or revoked API key", ErrorCode.invalid_api_key)
-            missing = [s for s in scopes if not key.allows(s)]
-            if missing:
-                needs = " and ".join(f"'{s}'" for s in missing)
-                raise _HTTPError(
-                    403,
-                    f"this key ({key.role.value}) may not use this route (needs {needs})",
-                    ErrorCode.forbidden,
-                )
-            if limiter is not None:
-                wait = limiter.take(key.id)
-                if wait > 0:
-                    raise _HTTPError(
-                        429,
-                        f"rate limit of {limiter.per_minute} requests a minute reached for this key",
-                        ErrorCode.rate_limit_exceeded,
-                        headers={"Retry-After": str(max(1, round(wait)))},
-                    )
-            return key
-
-        return check
-
     app.add_middleware(_Observe, metrics=metrics)
-
-    @app.exception_handler(_HTTPError)
-    async def http_error(request: Request, exc: _HTTPError) -> JSONResponse:
-        metrics.errors.labels(exc.code).inc()
-        return _error(exc.status, str(exc), exc.code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -351,22 +332,15 @@ def create_app(
         return _error(400, f"invalid request: {problems}", ErrorCode.invalid_request)
 
     @app.exception_handler(BastionError)
-    async def bastion_error(request: Request, exc: BastionError) -> JSONResponse:
-        code = _code_of(exc)
-        metrics.errors.labels(code).inc()
-        return _error(400, str(exc), code)
-
-    @app.exception_handler(StoreError)
-    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
-        # The database failed, not the request: 503 (retry), and the driver's words stay in the
-        # server's log.
-        metrics.errors.labels(ErrorCode.service_unavailable).inc()
-        log.error("decision log unavailable on %s: %s", request.url.path, exc)
-        return _error(
-            503,
-            "the decision log could not be written, so the verdicts were not returned; retry",
-            ErrorCode.service_unavailable,
-        )
+    async def domain_error(request: Request, exc: BastionError) -> Response:
+        """Every domain error, with the status and code its class carries: in OpenAI's error
+        shape, or as a page on the web app's pages, which people read."""
+        if is_page(request):
+            return error_page(request, exc)
+        metrics.errors.labels(exc.code).inc()
+        if exc.client_message is not None:  # the message is the server's business: log it
+            log.error("%s on %s: %s", type(exc).__name__, request.url.path, exc)
+        return _error(exc.status, exc.client_message or str(exc), exc.code, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def starlette_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -388,179 +362,17 @@ def create_app(
         log.exception("unhandled error on %s", request.url.path)  # the body is never logged
         return _error(500, "internal error; the request was not scored", ErrorCode.internal_error)
 
-    # ------------------------------------------------------------------ probes and metrics
-
-    @app.get("/healthz", response_model=Health, tags=["ops"])
-    def healthz() -> Health:
-        return Health(status="ok", models=pool.loaded())
-
-    @app.get("/readyz", response_model=Health, tags=["ops"], responses={503: {"model": Health}})
-    def readyz() -> Response:
-        ready = pool.default.name in pool.loaded()
-        body = Health(status="ok" if ready else "loading", models=pool.loaded())
-        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
-
-    @app.get("/metrics", tags=["ops"], response_class=Response)
-    def metrics_route() -> Response:
-        return Response(generate_latest(metrics.exposed()), media_type=CONTENT_TYPE_LATEST)
-
-    # ------------------------------------------------------------------ moderation
-
-    def run(
-        request: Request,
-        route: str,
-        key: ModelKey,
-        items: list[Item],
-        api_key: ApiKey | None,
-    ) -> list[Verdict]:
-        loaded = pool.get(key)
-        start = time.perf_counter()
-        verdicts = loaded.moderate(items)
-        elapsed_ms = (time.perf_counter() - start) * 1000
-        metrics.request_items.observe(len(items))
-        metrics.items.inc(len(items))
-        for verdict in verdicts:
-            for category, flagged in verdict.categories.items():
-                if flagged:
-                    metrics.flags.labels(category).inc()
-        decision_log.write(
-            [
-                DecisionRecord(
-                    request_id=request.state.request_id,
-                    item_index=i,
-                    item_id=item.id,
-                    content_hash=content_hash(item),
-                    policy_version=v.policy_version,
-                    model_version=v.model_version,
-                    flagged=v.flagged,
-                    action=v.action.value,
-                    scores=v.category_scores,
-                    categories=[c for c, f in v.categories.items() if f],
-                    error=v.error,
-                    key_id=api_key.id if api_key else None,
-                    project=api_key.project if api_key else None,
-                    route=route,
-                    latency_ms=elapsed_ms,
-                    content=_loggable(item.text) if settings.log_content else None,
-                )
-                for i, (item, v) in enumerate(zip(items, verdicts, strict=True))
-            ]
-        )
-        return verdicts
-
-    @app.post(
-        "/v1/moderations",
-        response_model=ModerationResponse,
-        tags=["moderation"],
-        summary="OpenAI-compatible moderation",
-    )
-    def moderations(
-        body: ModerationRequest,
-        request: Request,
-        api_key: Annotated[ApiKey | None, Depends(require("moderate"))],
-    ) -> ModerationResponse:
-        key = pool.resolve(body.model)
-        items = _openai_items(body)
-        verdicts = run(request, "/v1/moderations", key, items, api_key)
-        failed = [
-            (i, v.error)
-            for i, (it, v) in enumerate(zip(items, verdicts, strict=True))
-            if v.error and not it.is_blank
-        ]
-        if failed:
-            i, error = failed[0]
-            raise InputError(f"input {i}: {error}" if len(items) > 1 else str(error))
-        category_ids = pool.get(key).moderator.policy.category_ids
-        return ModerationResponse(
-            id=request.state.request_id,
-            model=body.model or key.name,
-            results=[_openai_result(v, category_ids) for v in verdicts],
-        )
-
-    @app.post(
-        "/v1/moderate",
-        response_model=ModerateResponse,
-        tags=["moderation"],
-        summary="Bastion verdicts: actions, evidence, per-item errors",
-    )
-    def moderate(
-        body: ModerateRequest,
-        request: Request,
-        api_key: Annotated[ApiKey | None, Depends(require("moderate"))],
-    ) -> ModerateResponse:
-        key = pool.resolve(body.model, body.policy)
-        moderator = pool.get(key).moderator
-        built: list[Item | str] = [_item(it, n) for n, it in enumerate(body.items)]
-        items = [b for b in built if isinstance(b, Item)]
-        scored = iter(run(request, "/v1/moderate", key, items, api_key) if items else [])
-        verdicts = [
-            next(scored)
-            if isinstance(b, Item)
-            else Verdict(
-                id=body.items[n].id,
-                policy_version=moderator.policy.version,
-                model_version=moderator.model_version,
-                error=b,
-            )
-            for n, b in enumerate(built)
-        ]
-        return ModerateResponse(
-            id=request.state.request_id,
-            policy_version=moderator.policy.version,
-            model_version=moderator.model_version,
-            verdicts=verdicts,
-        )
-
-    # ------------------------------------------------------------------ decision log
-
-    @app.get(
-        "/v1/decisions",
-        response_model=DecisionList,
-        tags=["decisions"],
-        summary="Read the decision log of the key's project, newest first",
-    )
-    def decisions(
-        request: Request,
-        api_key: Annotated[ApiKey | None, Depends(require(SCOPE_DECISIONS_READ))],
-        request_id: Annotated[
-            str | None, Query(min_length=1, description="only this request's decisions")
-        ] = None,
-        since: Annotated[
-            datetime | None,
-            BeforeValidator(_not_a_number),
-            Query(
-                description="decisions logged at or after this ISO 8601 time, which must have a "
-                "zone: 2025-01-31T12:00:00Z, or 2025-01-31T13:00:00%2B01:00 URL-encoded"
-            ),
-        ] = None,
-        limit: Annotated[int, Query(ge=1, le=1000, description="at most this many")] = 100,
-        project: Annotated[
-            str | None,
-            Query(min_length=1, description="another project's log (keys with 'keys:admin')"),
-        ] = None,
-    ) -> DecisionList:
-        _only_known_query(request, ("request_id", "since", "limit", "project"))
-        records = store.decisions(
-            request_id=request_id,
-            project=_readable_project(api_key, project),
-            since=_utc_since(since),
-            limit=limit,
-        )
-        return DecisionList(data=records)
-
-    app.include_router(
-        triage_router(store, settings.home, require, _HTTPError, settings.media_limits)
-    )
-    app.include_router(recall_router(store, settings.home, pool, require, _HTTPError))
+    app.include_router(router)
+    app.include_router(triage_routes.router)
+    app.include_router(recall_jobs.router)
     if settings.web:
-        app.include_router(
-            web_router(
-                Workflow(store),
-                settings.media_limits,
-                desk=_ReviewDesk(store),
-                secure_cookies=settings.secure_cookies,
-            )
+        app.state.web = WebApp(
+            Workflow(store),
+            settings.media_limits,
+            desk=_ReviewDesk(store),
+            secure_cookies=settings.secure_cookies,
         )
+        app.include_router(web.router)
 
     return app
 
@@ -589,8 +401,8 @@ def _swagger_ui() -> HTMLResponse:
 
 
 class _ReviewDesk:
-    """The triage review queues for the web app (`bastion.annotation.web.ReviewDesk`): the
-    queue's own errors become the web app's (an unknown item is a 404 page)."""
+    """The triage review queues for the web app (`bastion.annotation.web.ReviewDesk`); an
+    unknown item is a `NotFoundError` (a 404 page), a claim another reviewer holds a refusal."""
 
     labels = tuple(label.value for label in ReviewLabel)
 
@@ -614,43 +426,21 @@ class _ReviewDesk:
         return out
 
     def claim(self, queue: str, reviewer: str) -> Any | None:
-        items = self._call(self._queue(queue).claim, reviewer, 1)
+        items = self._queue(queue).claim(reviewer, 1)
         return items[0] if items else None
 
     def item(self, queue: str, item_id: str) -> Any:
-        return self._call(self._queue(queue).get, item_id)
+        return self._queue(queue).get(item_id)
 
     def decide(
         self, queue: str, item_id: str, reviewer: str, label: str, categories: list[str], note: str
     ) -> Any:
-        return self._call(self._queue(queue).decide, item_id, reviewer, label, categories, note)
+        return self._queue(queue).decide(item_id, reviewer, label, categories, note)
 
     def _queue(self, name: str) -> Any:
         from bastion.triage import ReviewQueue
 
         return ReviewQueue(self.store, name)
-
-    @staticmethod
-    def _call(method: Callable[..., Any], *args: Any) -> Any:
-        from bastion.annotation.workflow import NotFoundError, WorkflowError
-        from bastion.triage.queue import ClaimError, UnknownItemError
-
-        try:
-            return method(*args)
-        except UnknownItemError as exc:
-            raise NotFoundError(str(exc)) from exc
-        except ClaimError as exc:
-            raise WorkflowError(str(exc)) from exc
-
-
-class _HTTPError(Exception):
-    def __init__(
-        self, status: int, message: str, code: ErrorCode, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = ErrorCode(code)
-        self.headers = headers
 
 
 _HTTP_STATUS_CODES: dict[int, ErrorCode] = {
@@ -663,17 +453,6 @@ _HTTP_STATUS_CODES: dict[int, ErrorCode] = {
 status; any other 4xx is `invalid_request`, any 5xx `internal_error`."""
 
 
-def _code_of(exc: BastionError) -> ErrorCode:
-    """The code of a domain error that reached the API: what kind of thing the request got wrong."""
-    if isinstance(exc, PolicyError):
-        return ErrorCode.invalid_policy
-    if isinstance(exc, ModelError):
-        return ErrorCode.invalid_model
-    if isinstance(exc, InputError):
-        return ErrorCode.invalid_input
-    return ErrorCode.invalid_request
-
-
 def _error(
     status: int, message: str, code: ErrorCode, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -681,12 +460,13 @@ def _error(
 
 
 def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
-    """Every method some route of `app` takes on the request's path, sorted."""
+    """Every method some route of `app` takes on the request's path, sorted; the routes of the
+    routers it includes too (`iter_route_contexts` reaches into them)."""
     methods: set[str] = set()
-    for route in app.router.routes:
-        match, _ = route.matches(request.scope)
+    for route in iter_route_contexts(app.router.routes):
+        match, _ = route.matches(dict(request.scope))
         if match != Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
+            methods.update(route.methods or ())
     return sorted(methods)
 
 
@@ -700,11 +480,9 @@ def _only_known_query(request: Request, known: tuple[str, ...]) -> None:
     read the key's own project as if nothing had been asked."""
     unknown = sorted(set(request.query_params) - set(known))
     if unknown:
-        raise _HTTPError(
-            400,
+        raise InvalidRequestError(
             f"invalid request: unknown query parameter {unknown[0]!r}; this route takes "
-            + ", ".join(known),
-            ErrorCode.invalid_request,
+            + ", ".join(known)
         )
 
 
@@ -733,11 +511,7 @@ def _utc_since(since: datetime | None) -> datetime | None:
             return since.astimezone(UTC)
         except OverflowError:
             problem = "is out of range once converted to UTC"
-    raise _HTTPError(
-        400,
-        f"invalid request: query.since: {since.isoformat()} {problem}",
-        ErrorCode.invalid_request,
-    )
+    raise InvalidRequestError(f"invalid request: query.since: {since.isoformat()} {problem}")
 
 
 def _readable_project(key: ApiKey | None, requested: str | None) -> str | None:
@@ -755,11 +529,9 @@ def _readable_project(key: ApiKey | None, requested: str | None) -> str | None:
         return key.project
     if key.allows(SCOPE_KEYS_ADMIN):
         return requested
-    raise _HTTPError(
-        403,
+    raise ForbiddenError(
         f"this key reads only its own project's decisions ('{key.project}'); reading "
-        f"'{requested}' needs a key with '{SCOPE_KEYS_ADMIN}'",
-        ErrorCode.forbidden,
+        f"'{requested}' needs a key with '{SCOPE_KEYS_ADMIN}'"
     )
 
 
@@ -815,3 +587,191 @@ def content_hash(item: Item) -> str:
         else:
             digest.update(str(source.path).encode())
     return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------- the routes
+
+router = APIRouter()
+"""The service's own routes: probes and metrics, moderation, the decision log. They read what
+they share from `app.state` (`bastion.server.state`; the metrics and the decision log as
+`metrics` and `decision_log`)."""
+
+
+# ------------------------------------------------------------------ probes and metrics
+
+
+@router.get("/healthz", response_model=Health, tags=["ops"])
+def healthz(pool: ThePool) -> Health:
+    return Health(status="ok", models=pool.loaded())
+
+
+@router.get("/readyz", response_model=Health, tags=["ops"], responses={503: {"model": Health}})
+def readyz(pool: ThePool) -> Response:
+    ready = pool.default.name in pool.loaded()
+    body = Health(status="ok" if ready else "loading", models=pool.loaded())
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get("/metrics", tags=["ops"], response_class=Response)
+def metrics_route(request: Request) -> Response:
+    metrics: _Metrics = request.app.state.metrics
+    return Response(generate_latest(metrics.exposed()), media_type=CONTENT_TYPE_LATEST)
+
+
+# ------------------------------------------------------------------ moderation
+
+
+def _run(
+    request: Request,
+    route: str,
+    key: ModelKey,
+    items: list[Item],
+    api_key: ApiKey | None,
+) -> list[Verdict]:
+    """The items' verdicts, counted in the metrics and written to the decision log."""
+    state = request.app.state
+    settings: ServerSettings = state.settings
+    metrics: _Metrics = state.metrics
+    decision_log: _DecisionLog = state.decision_log
+    pool: ModeratorPool = state.pool
+    loaded = pool.get(key)
+    start = time.perf_counter()
+    verdicts = loaded.moderate(items)
+    elapsed_ms = (time.perf_counter() - start) * 1000
+    metrics.request_items.observe(len(items))
+    metrics.items.inc(len(items))
+    for verdict in verdicts:
+        for category, flagged in verdict.categories.items():
+            if flagged:
+                metrics.flags.labels(category).inc()
+    decision_log.write(
+        [
+            DecisionRecord(
+                request_id=request.state.request_id,
+                item_index=i,
+                item_id=item.id,
+                content_hash=content_hash(item),
+                policy_version=v.policy_version,
+                model_version=v.model_version,
+                flagged=v.flagged,
+                action=v.action.value,
+                scores=v.category_scores,
+                categories=[c for c, f in v.categories.items() if f],
+                error=v.error,
+                key_id=api_key.id if api_key else None,
+                project=api_key.project if api_key else None,
+                route=route,
+                latency_ms=elapsed_ms,
+                content=_loggable(item.text) if settings.log_content else None,
+            )
+            for i, (item, v) in enumerate(zip(items, verdicts, strict=True))
+        ]
+    )
+    return verdicts
+
+
+@router.post(
+    "/v1/moderations",
+    response_model=ModerationResponse,
+    tags=["moderation"],
+    summary="OpenAI-compatible moderation",
+)
+def moderations(
+    body: ModerationRequest,
+    request: Request,
+    api_key: Annotated[ApiKey | None, Depends(require("moderate"))],
+    pool: ThePool,
+) -> ModerationResponse:
+    key = pool.resolve(body.model)
+    items = _openai_items(body)
+    verdicts = _run(request, "/v1/moderations", key, items, api_key)
+    failed = [
+        (i, v.error)
+        for i, (it, v) in enumerate(zip(items, verdicts, strict=True))
+        if v.error and not it.is_blank
+    ]
+    if failed:
+        i, error = failed[0]
+        raise InputError(f"input {i}: {error}" if len(items) > 1 else str(error))
+    category_ids = pool.get(key).moderator.policy.category_ids
+    return ModerationResponse(
+        id=request.state.request_id,
+        model=body.model or key.name,
+        results=[_openai_result(v, category_ids) for v in verdicts],
+    )
+
+
+@router.post(
+    "/v1/moderate",
+    response_model=ModerateResponse,
+    tags=["moderation"],
+    summary="Bastion verdicts: actions, evidence, per-item errors",
+)
+def moderate(
+    body: ModerateRequest,
+    request: Request,
+    api_key: Annotated[ApiKey | None, Depends(require("moderate"))],
+    pool: ThePool,
+) -> ModerateResponse:
+    key = pool.resolve(body.model, body.policy)
+    moderator = pool.get(key).moderator
+    built: list[Item | str] = [_item(it, n) for n, it in enumerate(body.items)]
+    items = [b for b in built if isinstance(b, Item)]
+    scored = iter(_run(request, "/v1/moderate", key, items, api_key) if items else [])
+    verdicts = [
+        next(scored)
+        if isinstance(b, Item)
+        else Verdict(
+            id=body.items[n].id,
+            policy_version=moderator.policy.version,
+            model_version=moderator.model_version,
+            error=b,
+        )
+        for n, b in enumerate(built)
+    ]
+    return ModerateResponse(
+        id=request.state.request_id,
+        policy_version=moderator.policy.version,
+        model_version=moderator.model_version,
+        verdicts=verdicts,
+    )
+
+
+# ------------------------------------------------------------------ decision log
+
+
+@router.get(
+    "/v1/decisions",
+    response_model=DecisionList,
+    tags=["decisions"],
+    summary="Read the decision log of the key's project, newest first",
+)
+def decisions(
+    request: Request,
+    api_key: Annotated[ApiKey | None, Depends(require(SCOPE_DECISIONS_READ))],
+    store: TheStore,
+    request_id: Annotated[
+        str | None, Query(min_length=1, description="only this request's decisions")
+    ] = None,
+    since: Annotated[
+        datetime | None,
+        BeforeValidator(_not_a_number),
+        Query(
+            description="decisions logged at or after this ISO 8601 time, which must have a "
+            "zone: 2025-01-31T12:00:00Z, or 2025-01-31T13:00:00%2B01:00 URL-encoded"
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many")] = 100,
+    project: Annotated[
+        str | None,
+        Query(min_length=1, description="another project's log (keys with 'keys:admin')"),
+    ] = None,
+) -> DecisionList:
+    _only_known_query(request, ("request_id", "since", "limit", "project"))
+    records = store.decisions(
+        request_id=request_id,
+        project=_readable_project(api_key, project),
+        since=_utc_since(since),
+        limit=limit,
+    )
+    return DecisionList(data=records)

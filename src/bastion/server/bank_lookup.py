@@ -18,7 +18,6 @@ recompressed copy within the bank's PDQ threshold.
 
 import hashlib
 import threading
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -26,21 +25,31 @@ from urllib.parse import parse_qs
 from fastapi import Query, Request
 from starlette.datastructures import UploadFile
 
-from bastion.errors import UnsupportedMediaError
+from bastion.errors import (
+    ErrorCode,
+    InputError,
+    InvalidRequestError,
+    MediaError,
+    TooLargeError,
+    UnsupportedContentTypeError,
+)
 from bastion.media.decode import DecodedImage
 from bastion.media.hashing import MediaHash, pdq_hash
 from bastion.media.limits import MediaLimits
 from bastion.media.sandbox import Decoded, DecoderPool
 from bastion.media.sources import MediaSource
-from bastion.server.schemas import ErrorCode
-
-HTTPError = Callable[[int, str, ErrorCode], Exception]
 
 #: The longest hash a lookup takes: a vPDQ signal of a ten-minute video at one frame a second
 #: is about 45,000 characters.
 MAX_HASH_CHARS = 1_000_000
 #: Room for a multipart form's boundaries and headers around the image.
 _FORM_OVERHEAD = 64 * 1024
+
+
+class InvalidImageError(InputError):
+    """A lookup's upload could not be decoded as an image; the message says why."""
+
+    code = ErrorCode.invalid_image
 
 
 @dataclass(frozen=True)
@@ -80,66 +89,57 @@ LOOKUP_BODY: dict[str, Any] = {
 }
 
 
-def lookup_input_reader(
-    limits: MediaLimits, http_error: HTTPError
-) -> Callable[..., Awaitable[LookupInput]]:
-    """The FastAPI dependency that reads a lookup's image or hash (images up to
-    `limits.max_image_bytes`), or raises `http_error` with a 4xx naming what is wrong."""
-
-    async def read_lookup(
-        request: Request,
-        hash_value: Annotated[
-            str | None,
-            Query(
-                alias="hash",
-                max_length=MAX_HASH_CHARS,
-                description="a PDQ (64 hex), MD5 (32 hex) or vPDQ value to look up",
-            ),
-        ] = None,
-    ) -> LookupInput:
-        """The image or the hash a lookup sent, or a 4xx saying what is wrong with the request."""
-        cap = limits.max_image_bytes + _FORM_OVERHEAD
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
-            raise _too_large(http_error, int(declared), limits.max_image_bytes)
-        body = await request.body()
-        if len(body) > cap:
-            raise _too_large(http_error, len(body), limits.max_image_bytes)
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        image: bytes | None = None
-        form_hash: str | None = None
-        if media_type == "multipart/form-data":
-            image, form_hash = await _read_multipart(request, http_error)
-        elif media_type == "application/x-www-form-urlencoded":
-            form_hash = _read_urlencoded(body, http_error) if body else None
-        elif media_type.startswith("image/") or media_type == "application/octet-stream":
-            image = body if body or hash_value is None else None  # no body: the query's hash
-        elif body:
-            raise http_error(
-                415,
-                f"a lookup takes multipart/form-data (field 'file' or 'hash'), "
-                f"application/x-www-form-urlencoded (field 'hash') or the image itself as "
-                f"image/* or application/octet-stream; got {media_type or 'no Content-Type'}",
-                ErrorCode.unsupported_media_type,
-            )
-        if hash_value is not None and form_hash is not None:
-            raise _invalid(http_error, "the hash was given twice (query and form); give it once")
-        given_hash = hash_value if hash_value is not None else form_hash
-        if image is not None and given_hash is not None:
-            raise _invalid(http_error, "give an image or a hash to look up, not both")
-        if image is None and given_hash is None:
-            raise _invalid(
-                http_error,
-                "nothing to look up: send an image (multipart field 'file', or the raw body with "
-                "Content-Type image/...) or a hash (the 'hash' query or form field)",
-            )
-        if image is not None and not image:
-            raise _invalid(http_error, "the uploaded file is empty (0 bytes)")
-        if image is not None and len(image) > limits.max_image_bytes:
-            raise _too_large(http_error, len(image), limits.max_image_bytes)
-        return LookupInput(image=image, hash=given_hash)
-
-    return read_lookup
+async def read_lookup(
+    request: Request,
+    hash_value: Annotated[
+        str | None,
+        Query(
+            alias="hash",
+            max_length=MAX_HASH_CHARS,
+            description="a PDQ (64 hex), MD5 (32 hex) or vPDQ value to look up",
+        ),
+    ] = None,
+) -> LookupInput:
+    """The FastAPI dependency that reads a lookup's image or hash (images up to the service's
+    `max_image_bytes`), or raises a domain error (a 4xx) naming what is wrong."""
+    limits: MediaLimits = request.app.state.settings.media_limits
+    cap = limits.max_image_bytes + _FORM_OVERHEAD
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise _too_large(int(declared), limits.max_image_bytes)
+    body = await request.body()
+    if len(body) > cap:
+        raise _too_large(len(body), limits.max_image_bytes)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    image: bytes | None = None
+    form_hash: str | None = None
+    if media_type == "multipart/form-data":
+        image, form_hash = await _read_multipart(request)
+    elif media_type == "application/x-www-form-urlencoded":
+        form_hash = _read_urlencoded(body) if body else None
+    elif media_type.startswith("image/") or media_type == "application/octet-stream":
+        image = body if body or hash_value is None else None  # no body: the query's hash
+    elif body:
+        raise UnsupportedContentTypeError(
+            f"a lookup takes multipart/form-data (field 'file' or 'hash'), "
+            f"application/x-www-form-urlencoded (field 'hash') or the image itself as "
+            f"image/* or application/octet-stream; got {media_type or 'no Content-Type'}"
+        )
+    if hash_value is not None and form_hash is not None:
+        raise _invalid("the hash was given twice (query and form); give it once")
+    given_hash = hash_value if hash_value is not None else form_hash
+    if image is not None and given_hash is not None:
+        raise _invalid("give an image or a hash to look up, not both")
+    if image is None and given_hash is None:
+        raise _invalid(
+            "nothing to look up: send an image (multipart field 'file', or the raw body with "
+            "Content-Type image/...) or a hash (the 'hash' query or form field)",
+        )
+    if image is not None and not image:
+        raise _invalid("the uploaded file is empty (0 bytes)")
+    if image is not None and len(image) > limits.max_image_bytes:
+        raise _too_large(len(image), limits.max_image_bytes)
+    return LookupInput(image=image, hash=given_hash)
 
 
 class ImageDecoders:
@@ -167,59 +167,57 @@ class ImageDecoders:
 
 def image_hashes(decoders: ImageDecoders, data: bytes) -> tuple[MediaHash, str]:
     """The image's PDQ (of its first frame, decoded in a decoder process as moderation decodes
-    it) and the MD5 of its bytes; a MediaError naming what is wrong with it."""
-    decoded = decoders.decode(MediaSource("image", "the uploaded file", data=data))
+    it) and the MD5 of its bytes; an InvalidImageError naming what is wrong with it."""
+    try:
+        decoded = decoders.decode(MediaSource("image", "the uploaded file", data=data))
+    except MediaError as exc:
+        raise InvalidImageError(f"invalid image: {exc}") from None
     if not isinstance(decoded, DecodedImage):
-        raise UnsupportedMediaError("the uploaded file is not an image")
+        raise InvalidImageError("invalid image: the uploaded file is not an image")
     return pdq_hash(decoded.frames[0]), hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-async def _read_multipart(
-    request: Request, http_error: HTTPError
-) -> tuple[bytes | None, str | None]:
+async def _read_multipart(request: Request) -> tuple[bytes | None, str | None]:
     """(the `file` field's bytes, the `hash` field) of a multipart form; other fields are a 400."""
     form = await request.form(max_files=1, max_fields=2, max_part_size=MAX_HASH_CHARS)
     try:
         unknown = sorted(set(form.keys()) - {"file", "hash"})
         if unknown:
-            raise _invalid(http_error, f"unknown form field {unknown[0]!r}; use 'file' or 'hash'")
+            raise _invalid(f"unknown form field {unknown[0]!r}; use 'file' or 'hash'")
         upload = form.get("file")
         given = form.get("hash")
         if upload is not None and not isinstance(upload, UploadFile):
-            raise _invalid(http_error, "form field 'file' must be a file upload, not text")
+            raise _invalid("form field 'file' must be a file upload, not text")
         if given is not None and not isinstance(given, str):
-            raise _invalid(http_error, "form field 'hash' must be text, not a file")
+            raise _invalid("form field 'hash' must be text, not a file")
         image = None if upload is None else await upload.read()
         return image, given
     finally:
         await form.close()
 
 
-def _read_urlencoded(body: bytes, http_error: HTTPError) -> str:
+def _read_urlencoded(body: bytes) -> str:
     try:
         fields = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=True)
     except (UnicodeDecodeError, ValueError):
         raise _invalid(
-            http_error,
             "the body is not a URL-encoded form; send an image as the raw body with "
             "Content-Type image/... (curl: -H 'Content-Type: image/jpeg' --data-binary @FILE)",
         ) from None
     unknown = sorted(set(fields) - {"hash"})
     if unknown or len(fields.get("hash", [])) != 1:
-        raise _invalid(http_error, "a URL-encoded lookup form has one field, 'hash'")
+        raise _invalid("a URL-encoded lookup form has one field, 'hash'")
     value = fields["hash"][0]
     if len(value) > MAX_HASH_CHARS:
-        raise _invalid(http_error, f"the hash is over {MAX_HASH_CHARS:,} characters")
+        raise _invalid(f"the hash is over {MAX_HASH_CHARS:,} characters")
     return value
 
 
-def _invalid(http_error: HTTPError, problem: str) -> Exception:
-    return http_error(400, f"invalid request: {problem}", ErrorCode.invalid_request)
+def _invalid(problem: str) -> InvalidRequestError:
+    return InvalidRequestError(f"invalid request: {problem}")
 
 
-def _too_large(http_error: HTTPError, size: int, limit: int) -> Exception:
-    return http_error(
-        413,
-        f"the upload of {size:,} bytes is over the image size limit of {limit:,} (max_image_bytes)",
-        ErrorCode.request_too_large,
+def _too_large(size: int, limit: int) -> TooLargeError:
+    return TooLargeError(
+        f"the upload of {size:,} bytes is over the image size limit of {limit:,} (max_image_bytes)"
     )

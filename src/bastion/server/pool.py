@@ -15,11 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bastion.detectors.text_model import DEFAULT_MODEL, ZERO_SHOT
 from bastion.errors import InputError
 from bastion.items import Item
 from bastion.judge.cascade import JudgeSettings
 from bastion.media.limits import MediaLimits
-from bastion.moderator import DEFAULT_MODEL, ZERO_SHOT, Moderator, Verdict
+from bastion.moderator import Moderator, Verdict
 from bastion.policy import BUILTIN_PACKS, load_policy
 from bastion.server.batching import MicroBatcher
 
@@ -71,6 +72,7 @@ class ModeratorPool:
         *,
         default_policy: str = "openai",
         default_model: str = DEFAULT_MODEL,
+        detectors: Sequence[str] = (),
         media_limits: MediaLimits | None = None,
         runtime: str | None = None,
         batch_wait_ms: float = 2.0,
@@ -81,6 +83,7 @@ class ModeratorPool:
         self.home = home
         self.llm = llm
         self.default = ModelKey(default_policy, default_model)
+        self.detectors = list(detectors)
         self.media_limits = media_limits or MediaLimits()
         self.runtime = runtime
         self.batch_wait_ms = batch_wait_ms
@@ -156,6 +159,7 @@ class ModeratorPool:
         return Moderator(
             policy,
             model=model,
+            detectors=self.detectors,
             media_limits=self.media_limits,
             runtime=self.runtime,
             cascade=self.llm.cascade(policy) if self.llm is not None else None,

@@ -44,7 +44,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,12 +55,22 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from bastion.atomic import fsync, write_atomic
+from bastion.banks.files import UnknownBankError
 from bastion.banks.registry import Banks
 from bastion.batch.inputs import JsonlInput
-from bastion.errors import BastionError, InputError
+from bastion.errors import (
+    BastionError,
+    ConflictError,
+    ErrorCode,
+    InputError,
+    InvalidRequestError,
+    NotFoundError,
+)
 from bastion.media.sources import MediaKind, MediaSource
 from bastion.server.pool import ModelKey, ModeratorPool
-from bastion.server.schemas import ErrorCode, ErrorResponse
+from bastion.server.schemas import ErrorResponse
+from bastion.server.security import require
+from bastion.server.state import state_of
 from bastion.server.triage_routes import QUEUE_NAME_PATTERN
 from bastion.store import ApiKey, Store
 from bastion.store.keys import SCOPE_BANKS_READ, SCOPE_KEYS_ADMIN, SCOPE_MODERATE
@@ -190,16 +200,10 @@ class CandidateList(BaseModel):
     data: list[CandidateOut]
 
 
-class UnknownJobError(BastionError):
-    """No such job, or not one this key may read."""
-
-
-class UnknownBankError(BastionError):
-    """A job names a bank the service does not have."""
-
-
-class JobNotDoneError(BastionError):
+class JobNotDoneError(ConflictError):
     """The job's candidates are asked for before it is done."""
+
+    code = ErrorCode.job_not_done
 
 
 class JobSpec(BaseModel):
@@ -345,11 +349,11 @@ class RecallJobs:
     def _read(self, job_id: str, key: ApiKey | None) -> tuple[JobSpec, JobState]:
         directory = self.root / job_id
         if not _JOB_ID.fullmatch(job_id) or not (directory / _SPEC).is_file():
-            raise UnknownJobError(f"no recall job {job_id!r}")
+            raise NotFoundError(f"no recall job {job_id!r}")
         spec = JobSpec.model_validate_json((directory / _SPEC).read_bytes())
         readable = key is None or key.project == spec.project or key.allows(SCOPE_KEYS_ADMIN)
-        if not readable:
-            raise UnknownJobError(f"no recall job {job_id!r}")
+        if not readable:  # to any other key it does not exist
+            raise NotFoundError(f"no recall job {job_id!r}")
         return spec, JobState.model_validate_json((directory / _STATE).read_bytes())
 
     # -- the worker ----------------------------------------------------------------------------
@@ -482,85 +486,71 @@ class RecallJobs:
         state.errors = [*state.errors, *result.errors]
 
 
-def recall_router(
-    store: Store,
-    home: Path,
-    pool: ModeratorPool,
-    require: Callable[..., Callable[..., ApiKey | None]],
-    http_error: Callable[[int, str, ErrorCode], Exception],
-    settings: RecallSettings | None = None,
-) -> APIRouter:
-    """The recall-job routes, and the worker that runs the jobs while the router is up."""
-    jobs = RecallJobs(home, store, pool, settings)
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The worker runs the service's jobs (`app.state.recall_jobs`) while the app is up."""
+    jobs: RecallJobs = app.state.recall_jobs
+    jobs.start()
+    yield
+    await run_in_threadpool(jobs.stop)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        jobs.start()
-        yield
-        await run_in_threadpool(jobs.stop)
 
-    router = APIRouter(
-        lifespan=lifespan,
-        responses={404: {"model": ErrorResponse, "description": "no such job"}},
-    )
-    may_recall = require(SCOPE_MODERATE, SCOPE_BANKS_READ)
+router = APIRouter(
+    lifespan=_lifespan,
+    responses={404: {"model": ErrorResponse, "description": "no such job"}},
+)
+_may_recall = require(SCOPE_MODERATE, SCOPE_BANKS_READ)
 
-    def unknown_job(exc: Exception) -> Exception:
-        return http_error(404, str(exc), ErrorCode.not_found)
 
-    @router.post(
-        "/v1/recall/jobs",
-        response_model=RecallJobAccepted,
-        status_code=202,
-        tags=["recall"],
-        summary="Recall the likely violations in a pool of items, in the background",
-        responses={404: {"model": ErrorResponse, "description": "a bank the server lacks"}},
-    )
-    def submit(
-        body: RecallJobRequest,
-        response: Response,
-        key: Annotated[ApiKey | None, Depends(may_recall)],
-    ) -> RecallJobAccepted:
-        try:
-            spec = jobs.submit(body, key)
-        except UnknownBankError as exc:
-            raise http_error(404, str(exc), ErrorCode.bank_not_found) from None
-        except InputError as exc:
-            raise http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request) from None
-        response.headers["Location"] = f"/v1/recall/jobs/{spec.id}"
-        return RecallJobAccepted(id=spec.id, created_at=spec.created_at)
+TheJobs = Annotated[RecallJobs, Depends(state_of("recall_jobs"))]
 
-    @router.get("/v1/recall/jobs/{job_id}", response_model=RecallJobOut, tags=["recall"])
-    def get_job(
-        job_id: str,
-        key: Annotated[ApiKey | None, Depends(may_recall)],
-    ) -> RecallJobOut:
-        try:
-            return jobs.get(job_id, key)
-        except UnknownJobError as exc:
-            raise unknown_job(exc) from None
 
-    @router.get(
-        "/v1/recall/jobs/{job_id}/candidates",
-        response_model=CandidateList,
-        tags=["recall"],
-        summary="The job's candidates, most expected harm first",
-        responses={409: {"model": ErrorResponse, "description": "the job is not done"}},
-    )
-    def get_candidates(
-        job_id: str,
-        key: Annotated[ApiKey | None, Depends(may_recall)],
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0, le=MAX_POOL_ITEMS)] = 0,
-    ) -> CandidateList:
-        try:
-            return jobs.candidates(job_id, key, limit, offset)
-        except UnknownJobError as exc:
-            raise unknown_job(exc) from None
-        except JobNotDoneError as exc:
-            raise http_error(409, str(exc), ErrorCode.job_not_done) from None
+@router.post(
+    "/v1/recall/jobs",
+    response_model=RecallJobAccepted,
+    status_code=202,
+    tags=["recall"],
+    summary="Recall the likely violations in a pool of items, in the background",
+    responses={404: {"model": ErrorResponse, "description": "a bank the server lacks"}},
+)
+def submit(
+    body: RecallJobRequest,
+    response: Response,
+    key: Annotated[ApiKey | None, Depends(_may_recall)],
+    jobs: TheJobs,
+) -> RecallJobAccepted:
+    try:
+        spec = jobs.submit(body, key)
+    except InputError as exc:  # the request's items, policy or model: a field is wrong
+        raise InvalidRequestError(f"invalid request: {exc}") from None
+    response.headers["Location"] = f"/v1/recall/jobs/{spec.id}"
+    return RecallJobAccepted(id=spec.id, created_at=spec.created_at)
 
-    return router
+
+@router.get("/v1/recall/jobs/{job_id}", response_model=RecallJobOut, tags=["recall"])
+def get_job(
+    job_id: str,
+    key: Annotated[ApiKey | None, Depends(_may_recall)],
+    jobs: TheJobs,
+) -> RecallJobOut:
+    return jobs.get(job_id, key)
+
+
+@router.get(
+    "/v1/recall/jobs/{job_id}/candidates",
+    response_model=CandidateList,
+    tags=["recall"],
+    summary="The job's candidates, most expected harm first",
+    responses={409: {"model": ErrorResponse, "description": "the job is not done"}},
+)
+def get_candidates(
+    job_id: str,
+    key: Annotated[ApiKey | None, Depends(_may_recall)],
+    jobs: TheJobs,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_POOL_ITEMS)] = 0,
+) -> CandidateList:
+    return jobs.candidates(job_id, key, limit, offset)
 
 
 def _check_unique_ids(items: list[RecallItemIn]) -> None:

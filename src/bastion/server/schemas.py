@@ -8,12 +8,12 @@ URL; `/v1/moderate` returns Bastion's full Verdicts; `GET /v1/decisions` reads t
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from bastion.errors import ErrorCode
 from bastion.moderator import Verdict
 from bastion.store.records import DecisionRecord
 
@@ -110,36 +110,6 @@ class ModerateResponse(BaseModel):
     policy_version: str
     model_version: str
     verdicts: list[Verdict]
-
-
-class ErrorCode(StrEnum):
-    """Every `code` an error response carries: one set, listed in the README's error table. A
-    client branches on `code`; `message` is for people and names the problem."""
-
-    invalid_request = "invalid_request"  # a field, query parameter or the JSON itself is wrong
-    invalid_body = "invalid_body"  # the body is not UTF-8, or nests deeper than the limit
-    invalid_input = "invalid_input"  # an item could not be read or scored
-    invalid_policy = "invalid_policy"  # the policy named or sent could not be loaded
-    invalid_model = "invalid_model"  # the model named could not be found or loaded
-    invalid_image = "invalid_image"  # a bank lookup's image could not be decoded
-    invalid_hash = "invalid_hash"  # a bank lookup's hash is not a hash of that bank's kind
-    wrong_bank_kind = "wrong_bank_kind"  # the bank holds another kind of content
-    invalid_api_key = "invalid_api_key"  # 401: no key, or not a live one
-    forbidden = "forbidden"  # 403: the key lacks the route's scope, or reads another project
-    not_found = "not_found"  # 404: no such route, queue item or job
-    bank_not_found = "bank_not_found"  # 404: no bank by that name
-    method_not_allowed = "method_not_allowed"  # 405: the route takes other methods (see Allow)
-    bank_exists = "bank_exists"  # 409: a bank by that name exists already
-    not_claimed = "not_claimed"  # 409: claim the queue item before deciding it
-    claimed_by_other = "claimed_by_other"  # 409: another reviewer holds the item
-    decided = "decided"  # 409: the item was decided already
-    job_not_done = "job_not_done"  # 409: the recall job has not finished
-    request_too_large = "request_too_large"  # 413: the body is over the size limit
-    unsupported_media_type = "unsupported_media_type"  # 415: a body type the route does not take
-    rate_limit_exceeded = "rate_limit_exceeded"  # 429: the key's rate limit (see Retry-After)
-    internal_error = "internal_error"  # 500: a fault in Bastion; nothing was scored
-    bank_error = "bank_error"  # 500: a bank's files could not be read
-    service_unavailable = "service_unavailable"  # 503: the store failed; retry
 
 
 class ErrorBody(BaseModel):

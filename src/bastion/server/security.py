@@ -14,11 +14,18 @@ import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from bastion.server.schemas import ErrorCode
+from bastion.errors import (
+    ErrorCode,
+    ForbiddenError,
+    RateLimitedError,
+    UnauthorizedError,
+)
 from bastion.server.settings import MAX_JSON_DEPTH
 from bastion.store.keys import ApiKey, hash_secret
 from bastion.store.limits import take_token
@@ -245,3 +252,63 @@ class VerifiedKeys:
         """Drop every remembered key (after a revocation in this process)."""
         with self._lock:
             self._live.clear()
+
+
+class KeyGuard:
+    """Who may call a route: with auth on, a live key (`verify`, a `VerifiedKeys`) holding every
+    scope the route needs, within the key's rate limit (`limiter`, none: no limit); with auth
+    off, anyone. The service keeps one as `app.state.keys`, which `require` reads."""
+
+    def __init__(
+        self,
+        require_auth: bool,
+        verify: Callable[[str], ApiKey | None],
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.require_auth = require_auth
+        self.verify = verify
+        self.limiter = limiter
+
+    def check(self, secret: str | None, scopes: tuple[str, ...]) -> ApiKey | None:
+        """The key of `secret` when it may go on (None with auth off); else UnauthorizedError,
+        ForbiddenError or RateLimitedError saying why not."""
+        if not self.require_auth:
+            return None
+        if secret is None:
+            raise UnauthorizedError("missing API key: send 'Authorization: Bearer KEY'")
+        key = self.verify(secret)
+        if key is None:
+            raise UnauthorizedError("invalid or revoked API key")
+        missing = [s for s in scopes if not key.allows(s)]
+        if missing:
+            needs = " and ".join(f"'{s}'" for s in missing)
+            raise ForbiddenError(
+                f"this key ({key.role.value}) may not use this route (needs {needs})"
+            )
+        if self.limiter is not None:
+            wait = self.limiter.take(key.id)
+            if wait > 0:
+                raise RateLimitedError(
+                    f"rate limit of {self.limiter.per_minute} requests a minute reached for "
+                    "this key",
+                    retry_after_s=wait,
+                )
+        return key
+
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+
+
+def require(scope: str, *more: str) -> Callable[..., ApiKey | None]:
+    """The dependency that lets a request through with a live key holding every scope named
+    (with auth off, anyone), within the key's rate limit: the service's `KeyGuard` decides."""
+    scopes = (scope, *more)
+
+    def check(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> ApiKey | None:
+        guard: KeyGuard = request.app.state.keys
+        return guard.check(None if credentials is None else credentials.credentials, scopes)
+
+    return check

@@ -31,6 +31,10 @@ class ServerSettings(BaseModel):
     home: Path = Field(default_factory=bastion_home, description="$BASTION_HOME or ./bastion-data")
     default_policy: str = "openai"
     default_model: str = "default"
+    detectors: list[str] = Field(
+        default_factory=list,
+        description="detectors every model runs beside its own, by registered name",
+    )
     require_auth: bool = True
     max_body_bytes: int = Field(20_000_000, gt=0)
     rate_limit_per_minute: int | None = Field(6_000, gt=0)

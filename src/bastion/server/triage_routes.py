@@ -10,12 +10,15 @@ the body), so who decided what is the key that did it, not a name a client typed
 answers with the image's hashes and the bank's matches; `bastion.server.bank_lookup` reads the
 request and hashes the image as moderation hashes it.
 
+The routes read what they share from `app.state`, which `bastion.server.app.create_app` fills:
+the store (`bastion.server.state`), the banks (`banks`) and the lookup's image decoders (`lookup_decoders`,
+closed when the app stops).
+
 (No `from __future__ import annotations`: FastAPI reads these signatures at run time.)
 """
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query
@@ -25,22 +28,31 @@ from starlette.concurrency import run_in_threadpool
 
 from bastion.banks.base import Bank, MediaBank
 from bastion.banks.entries import Entry, Label, Match
-from bastion.banks.files import BankError, BankKind, check_name
+from bastion.banks.files import (
+    BankError,
+    BankExistsError,
+    BankKind,
+    UnknownBankError,
+    UnreadableBankError,
+    WrongBankKindError,
+    check_name,
+)
 from bastion.banks.hashes import check_value
 from bastion.banks.registry import Banks, bank_class
-from bastion.errors import MediaError
-from bastion.media.limits import MediaLimits
+from bastion.errors import InvalidRequestError
 from bastion.server.bank_lookup import (
     LOOKUP_BODY,
     ImageDecoders,
     LookupInput,
     image_hashes,
-    lookup_input_reader,
+    read_lookup,
 )
-from bastion.server.schemas import ErrorCode, ErrorResponse
-from bastion.store import ApiKey, Store
+from bastion.server.schemas import ErrorResponse
+from bastion.server.security import require
+from bastion.server.state import TheStore, state_of
+from bastion.store import ApiKey
 from bastion.store.keys import SCOPE_BANKS_READ, SCOPE_BANKS_WRITE, SCOPE_REVIEW
-from bastion.triage import ClaimError, QueueError, ReviewLabel, ReviewQueue, UnknownItemError
+from bastion.triage import ReviewLabel, ReviewQueue
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-.:]{0,127}$"
 QueueName = Annotated[
@@ -190,240 +202,207 @@ class LookupOut(BaseModel):
     data: list[MatchOut] = Field(description="the bank's matches, nearest first")
 
 
-def triage_router(
-    store: Store,
-    home: Path,
-    require: Callable[[str], Callable[..., ApiKey | None]],
-    http_error: Callable[[int, str, ErrorCode], Exception],
-    media_limits: MediaLimits | None = None,
-) -> APIRouter:
-    limits = media_limits or MediaLimits()
-    decoders = ImageDecoders(limits)
-    read_lookup = lookup_input_reader(limits, http_error)
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await run_in_threadpool(app.state.lookup_decoders.close)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await run_in_threadpool(decoders.close)
 
-    # 404: an unknown queue item or bank; 409: a claim held by someone else, or already decided.
-    router = APIRouter(
-        responses={status: {"model": ErrorResponse} for status in (404, 409)}, lifespan=lifespan
+# 404: an unknown queue item or bank; 409: a claim held by someone else, or already decided.
+router = APIRouter(
+    responses={status: {"model": ErrorResponse} for status in (404, 409)}, lifespan=_lifespan
+)
+
+
+TheBanks = Annotated[Banks, Depends(state_of("banks"))]
+
+
+def _reviewer_of(key: ApiKey | None, given: str | None) -> str:
+    if key is not None:
+        return key.id
+    if not given:
+        raise InvalidRequestError("invalid request: reviewer is required when auth is off")
+    return given
+
+
+def _open_bank(banks: Banks, name: str) -> Bank:
+    """The bank named: UnknownBankError (404) when there is none, UnreadableBankError (500)
+    when its files cannot be read, which is the service's fault and not the request's."""
+    try:
+        return banks.open(name)
+    except BankError as exc:
+        if isinstance(exc, UnknownBankError):
+            raise
+        raise UnreadableBankError(str(exc)) from None
+
+
+@router.get("/v1/queues/{queue}/items", response_model=QueueItemList, tags=["review"])
+def list_items(
+    queue: QueueName,
+    key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
+    store: TheStore,
+    state: Annotated[str | None, Query(description="pending, claimed or decided")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> QueueItemList:
+    q = ReviewQueue(store, queue)
+    return _listing(q, q.list(state=state, limit=limit))
+
+
+@router.post("/v1/queues/{queue}/claim", response_model=QueueItemList, tags=["review"])
+def claim(
+    queue: QueueName,
+    body: ClaimRequest,
+    key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
+    store: TheStore,
+) -> QueueItemList:
+    q = ReviewQueue(store, queue)
+    items = q.claim(_reviewer_of(key, body.reviewer), n=body.n, ttl_s=body.ttl_s)
+    return _listing(q, items)
+
+
+@router.post(
+    "/v1/queues/{queue}/items/{item_id}/decision", response_model=QueueItemOut, tags=["review"]
+)
+def decide(
+    queue: QueueName,
+    item_id: str,
+    body: DecisionRequest,
+    key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
+    store: TheStore,
+) -> QueueItemOut:
+    q = ReviewQueue(store, queue)
+    q.decide(
+        item_id,
+        _reviewer_of(key, body.reviewer),
+        body.label,
+        categories=body.categories,
+        note=body.note,
     )
-    banks = Banks(home)
+    return _item_out(q.get(item_id))
 
-    def reviewer_of(key: ApiKey | None, given: str | None) -> str:
-        if key is not None:
-            return key.id
-        if not given:
-            raise http_error(
-                400,
-                "invalid request: reviewer is required when auth is off",
-                ErrorCode.invalid_request,
-            )
-        return given
 
-    def queue_error(exc: Exception) -> Exception:
-        if isinstance(exc, UnknownItemError):
-            return http_error(404, str(exc), ErrorCode.not_found)
-        if isinstance(exc, ClaimError):
-            return http_error(409, str(exc), ErrorCode(exc.reason))
-        return http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request)
+@router.get("/v1/banks", response_model=BankList, tags=["banks"])
+def list_banks(
+    key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_READ))],
+    banks: TheBanks,
+) -> BankList:
+    return BankList(data=[_bank_out(_open_bank(banks, n)) for n in banks.names()])
 
-    def open_bank(name: str) -> Bank:
+
+@router.post(
+    "/v1/banks",
+    response_model=BankOut,
+    status_code=201,
+    tags=["banks"],
+    responses={409: {"model": ErrorResponse, "description": "a bank of that name exists"}},
+)
+def create_bank(
+    body: CreateBankRequest,
+    key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_WRITE))],
+    banks: TheBanks,
+) -> BankOut:
+    check_name(body.name)
+    bank_class(body.kind).check_service_settings(body.settings)
+    if body.name in banks.names():
+        raise BankExistsError(f"bank {body.name!r} already exists")
+    # BankExistsError too, when another request created it in the meantime.
+    return _bank_out(banks.create(body.name, body.kind, body.settings, body.description))
+
+
+@router.post("/v1/banks/{name}/match", response_model=MatchList, tags=["banks"])
+def match(
+    name: str,
+    body: MatchRequest,
+    key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_READ))],
+    banks: TheBanks,
+) -> MatchList:
+    bank = _open_bank(banks, name)
+    results: list[list[MatchOut]] = []
+    errors: list[str | None] = []
+    for value in body.values:  # one at a time: a bad value is its own error
         try:
-            return banks.open(name)
-        except BankError as exc:
-            status = 404 if "no bank named" in str(exc) or "bad bank name" in str(exc) else 500
-            raise http_error(
-                status,
-                str(exc),
-                ErrorCode.bank_not_found if status == 404 else ErrorCode.bank_error,
-            ) from None
-
-    @router.get("/v1/queues/{queue}/items", response_model=QueueItemList, tags=["review"])
-    def list_items(
-        queue: QueueName,
-        key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
-        state: Annotated[str | None, Query(description="pending, claimed or decided")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    ) -> QueueItemList:
-        try:
-            q = ReviewQueue(store, queue)
-            return _listing(q, q.list(state=state, limit=limit))
-        except (QueueError, UnknownItemError, ClaimError) as exc:
-            raise queue_error(exc) from None
-
-    @router.post("/v1/queues/{queue}/claim", response_model=QueueItemList, tags=["review"])
-    def claim(
-        queue: QueueName,
-        body: ClaimRequest,
-        key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
-    ) -> QueueItemList:
-        try:
-            q = ReviewQueue(store, queue)
-            items = q.claim(reviewer_of(key, body.reviewer), n=body.n, ttl_s=body.ttl_s)
-            return _listing(q, items)
-        except (QueueError, UnknownItemError, ClaimError) as exc:
-            raise queue_error(exc) from None
-
-    @router.post(
-        "/v1/queues/{queue}/items/{item_id}/decision", response_model=QueueItemOut, tags=["review"]
-    )
-    def decide(
-        queue: QueueName,
-        item_id: str,
-        body: DecisionRequest,
-        key: Annotated[ApiKey | None, Depends(require(SCOPE_REVIEW))],
-    ) -> QueueItemOut:
-        try:
-            q = ReviewQueue(store, queue)
-            q.decide(
-                item_id,
-                reviewer_of(key, body.reviewer),
-                body.label,
-                categories=body.categories,
-                note=body.note,
-            )
-            return _item_out(q.get(item_id))
-        except (QueueError, UnknownItemError, ClaimError) as exc:
-            raise queue_error(exc) from None
-
-    @router.get("/v1/banks", response_model=BankList, tags=["banks"])
-    def list_banks(
-        key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_READ))],
-    ) -> BankList:
-        return BankList(data=[_bank_out(open_bank(n)) for n in banks.names()])
-
-    @router.post(
-        "/v1/banks",
-        response_model=BankOut,
-        status_code=201,
-        tags=["banks"],
-        responses={409: {"model": ErrorResponse, "description": "a bank of that name exists"}},
-    )
-    def create_bank(
-        body: CreateBankRequest,
-        key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_WRITE))],
-    ) -> BankOut:
-        try:
-            check_name(body.name)
-            bank_class(body.kind).check_service_settings(body.settings)
-        except BankError as exc:
-            raise http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request) from None
-        if body.name in banks.names():
-            raise http_error(409, f"bank {body.name!r} already exists", ErrorCode.bank_exists)
-        try:
-            bank = banks.create(body.name, body.kind, body.settings, body.description)
-        except BankError as exc:
-            if "already exists" in str(exc):  # created by another request in the meantime
-                raise http_error(
-                    409, f"bank {body.name!r} already exists", ErrorCode.bank_exists
-                ) from None
-            raise http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request) from None
-        return _bank_out(bank)
-
-    @router.post("/v1/banks/{name}/match", response_model=MatchList, tags=["banks"])
-    def match(
-        name: str,
-        body: MatchRequest,
-        key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_READ))],
-    ) -> MatchList:
-        bank = open_bank(name)
-        results: list[list[MatchOut]] = []
-        errors: list[str | None] = []
-        for value in body.values:  # one at a time: a bad value is its own error
-            try:
-                found = bank.match_values([value])[0]
-                results.append([_match_out(m) for m in found])
-                errors.append(None)
-            except BankError as exc:
-                results.append([])
-                errors.append(str(exc))
-        return MatchList(
-            bank=bank.manifest.name, bank_version=bank.manifest.version, data=results, errors=errors
-        )
-
-    @router.post("/v1/banks/{name}/entries", response_model=AddEntriesOut, tags=["banks"])
-    def add_entries(
-        name: str,
-        body: AddEntriesRequest,
-        key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_WRITE))],
-    ) -> AddEntriesOut:
-        bank = open_bank(name)
-        good: list[Entry] = []
-        errors: list[str] = []
-        for n, e in enumerate(body.entries):
-            try:
-                entry = Entry(
-                    e.id,
-                    e.signal or bank.default_signal(e.value),
-                    e.value,
-                    Label(e.category, e.severity, e.source, e.notes),
-                    negative=e.negative,
-                )
-                good.append(bank.validate_entry(entry))
-            except BankError as exc:
-                errors.append(f"entries[{n}] ({e.id!r}): {exc}")
-        try:
-            updated = bank.add(good) if good else bank
-        except BankError as exc:
-            raise http_error(400, f"invalid request: {exc}", ErrorCode.invalid_request) from None
-        return AddEntriesOut(
-            bank=updated.manifest.name,
-            bank_version=updated.manifest.version,
-            added=[e.id for e in good],
-            errors=errors,
-        )
-
-    @router.post(
-        "/v1/banks/{name}/lookup",
-        response_model=LookupOut,
-        tags=["banks"],
-        summary="Look an image or a hash up in a hash bank (HMA's /m/lookup)",
-        responses={
-            413: {"model": ErrorResponse, "description": "the image is over the size limit"},
-            415: {"model": ErrorResponse, "description": "a body of another type"},
-        },
-        openapi_extra={"requestBody": LOOKUP_BODY},
-    )
-    def lookup(
-        name: str,
-        key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_READ))],
-        given: Annotated[LookupInput, Depends(read_lookup)],
-    ) -> LookupOut:
-        bank = open_bank(name)
-        if not isinstance(bank, MediaBank):
-            raise http_error(
-                400,
-                f"bank {name!r} is a {bank.kind} bank; lookup matches images and hashes in hash "
-                f"banks (match texts with POST /v1/banks/{name}/match)",
-                ErrorCode.wrong_bank_kind,
-            )
-        if given.image is not None:
-            try:
-                pdq, md5 = image_hashes(decoders, given.image)
-            except MediaError as exc:
-                raise http_error(400, f"invalid image: {exc}", ErrorCode.invalid_image) from None
-            found = bank.match_media_hashes([[pdq]], [[md5]])[0]
-            hashes = LookupHashes(pdq=pdq.hash, pdq_quality=pdq.quality, md5=md5)
-        else:
-            assert given.hash is not None
-            try:
-                signal, value = check_value(given.hash)
-            except BankError as exc:
-                raise http_error(400, f"invalid hash: {exc}", ErrorCode.invalid_hash) from None
             found = bank.match_values([value])[0]
-            hashes = LookupHashes.model_validate({signal: value})
-        return LookupOut(
-            bank=bank.manifest.name,
-            bank_version=bank.manifest.version,
-            input="image" if given.image is not None else "hash",
-            hashes=hashes,
-            data=[_match_out(m) for m in found],
-        )
+            results.append([_match_out(m) for m in found])
+            errors.append(None)
+        except BankError as exc:
+            results.append([])
+            errors.append(str(exc))
+    return MatchList(
+        bank=bank.manifest.name, bank_version=bank.manifest.version, data=results, errors=errors
+    )
 
-    return router
+
+@router.post("/v1/banks/{name}/entries", response_model=AddEntriesOut, tags=["banks"])
+def add_entries(
+    name: str,
+    body: AddEntriesRequest,
+    key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_WRITE))],
+    banks: TheBanks,
+) -> AddEntriesOut:
+    bank = _open_bank(banks, name)
+    good: list[Entry] = []
+    errors: list[str] = []
+    for n, e in enumerate(body.entries):
+        try:
+            entry = Entry(
+                e.id,
+                e.signal or bank.default_signal(e.value),
+                e.value,
+                Label(e.category, e.severity, e.source, e.notes),
+                negative=e.negative,
+            )
+            good.append(bank.validate_entry(entry))
+        except BankError as exc:
+            errors.append(f"entries[{n}] ({e.id!r}): {exc}")
+    updated = bank.add(good) if good else bank
+    return AddEntriesOut(
+        bank=updated.manifest.name,
+        bank_version=updated.manifest.version,
+        added=[e.id for e in good],
+        errors=errors,
+    )
+
+
+@router.post(
+    "/v1/banks/{name}/lookup",
+    response_model=LookupOut,
+    tags=["banks"],
+    summary="Look an image or a hash up in a hash bank (HMA's /m/lookup)",
+    responses={
+        413: {"model": ErrorResponse, "description": "the image is over the size limit"},
+        415: {"model": ErrorResponse, "description": "a body of another type"},
+    },
+    openapi_extra={"requestBody": LOOKUP_BODY},
+)
+def lookup(
+    name: str,
+    key: Annotated[ApiKey | None, Depends(require(SCOPE_BANKS_READ))],
+    given: Annotated[LookupInput, Depends(read_lookup)],
+    banks: TheBanks,
+    decoders: Annotated[ImageDecoders, Depends(state_of("lookup_decoders"))],
+) -> LookupOut:
+    bank = _open_bank(banks, name)
+    if not isinstance(bank, MediaBank):
+        raise WrongBankKindError(
+            f"bank {name!r} is a {bank.kind} bank; lookup matches images and hashes in hash "
+            f"banks (match texts with POST /v1/banks/{name}/match)"
+        )
+    if given.image is not None:
+        pdq, md5 = image_hashes(decoders, given.image)
+        found = bank.match_media_hashes([[pdq]], [[md5]])[0]
+        hashes = LookupHashes(pdq=pdq.hash, pdq_quality=pdq.quality, md5=md5)
+    else:
+        assert given.hash is not None
+        signal, value = check_value(given.hash)
+        found = bank.match_values([value])[0]
+        hashes = LookupHashes.model_validate({signal: value})
+    return LookupOut(
+        bank=bank.manifest.name,
+        bank_version=bank.manifest.version,
+        input="image" if given.image is not None else "hash",
+        hashes=hashes,
+        data=[_match_out(m) for m in found],
+    )
 
 
 def _bank_out(bank: Bank) -> BankOut:

@@ -31,9 +31,10 @@ Design choices a caller can rely on:
 - Each item is decided once. An "unsure" label is a decision too; sending an item round again
   is a separate, explicit step that does not exist yet.
 
-The methods take and return plain dataclasses and raise `QueueError` subclasses that say what
-an HTTP layer should answer: `UnknownItemError` (404), `ClaimError` (409), `QueueError` itself
-for a bad argument (400); database failures stay the store's `StoreError` (503).
+The methods take and return plain dataclasses and raise `QueueError` subclasses, which carry
+what the API answers: `UnknownItemError` is a `NotFoundError` (404), `ClaimError` a
+`ConflictError` (409, its reason as the code), `QueueError` itself a bad argument (400);
+database failures stay the store's `StoreError` (503).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import GenerativeSelect
 
-from bastion.errors import BastionError
+from bastion.errors import BastionError, ConflictError, ErrorCode, NotFoundError
 from bastion.store.errors import StoreError
 from bastion.store.models import ReviewDecisionRow, ReviewItemRow
 from bastion.store.store import Store
@@ -90,7 +91,7 @@ class QueueError(BastionError):
     """A review-queue call was given something it cannot act on (an empty reviewer, a bad label, a negative n)."""
 
 
-class UnknownItemError(QueueError):
+class UnknownItemError(QueueError, NotFoundError):
     """The queue holds no item with this id."""
 
     def __init__(self, queue: str, item_id: str) -> None:
@@ -99,7 +100,7 @@ class UnknownItemError(QueueError):
         super().__init__(f"review queue {queue!r} has no item {item_id!r}")
 
 
-class ClaimError(QueueError):
+class ClaimError(QueueError, ConflictError):
     """The reviewer does not hold the claim this call needs; `reason` says why in one word.
 
     `reason` is one of `not_claimed` (nobody holds the item, or only an expired claim by someone
@@ -111,6 +112,7 @@ class ClaimError(QueueError):
         self.queue = queue
         self.item_id = item_id
         self.reason = reason
+        self.code = ErrorCode(reason)
         super().__init__(message)
 
 
