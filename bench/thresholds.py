@@ -28,8 +28,10 @@ from bastion.models.calibration import (
     raise_for_flag_rate,
     shift_for_binary_fbeta,
     threshold_for_f1,
+    wholly_safe_groups,
 )
 from common import run_meta, write_result  # bench/ is on sys.path when a benchmark runs
+from generalisation import evaluate
 
 RULES: list[tuple[float | None, float | None]] = [
     (None, None),
@@ -58,30 +60,18 @@ def choose(fold: Any, beta: float | None, cap: float | None) -> tuple[np.ndarray
     if beta is not None:
         th, shift = shift_for_binary_fbeta(scores, th, binary, beta, adjustable=tuned)
     if cap is not None:
-        groups = [
-            np.flatnonzero(source == s)
-            for s in np.unique(source)
-            if np.all(binary[source == s] == 0)
-        ]
-        th, up = raise_for_flag_rate(scores, th, groups, cap)
+        th, up = raise_for_flag_rate(scores, th, wholly_safe_groups(source, binary), cap)
         shift += up
     return th, shift
 
 
 def measure(fold: Any, th: np.ndarray) -> dict[str, float]:
-    """Recall and F1 of the any-category flag on the left-out set (ranked against the hard safe
-    texts when it holds only violations), and the share of hard safe texts flagged."""
-    scores, hard, binary = fold["test_scores"], fold["hard_scores"], fold["test_binary"]
-    if np.nanmin(binary) == 1:
-        y, s = np.r_[binary, np.zeros(len(hard))], np.vstack([scores, hard])
-    else:
-        y, s = binary, scores
-    flagged = (s >= th).any(axis=1)
-    tp = float((flagged & (y == 1)).sum())
-    recall = tp / float((y == 1).sum())
-    precision = tp / max(float(flagged.sum()), 1.0)
-    f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
-    return {"recall": recall, "f1": f1, "hard_safe_flagged": float((hard >= th).any(axis=1).mean())}
+    """Recall and F1 of the any-category flag on the left-out set and the share of hard safe
+    texts flagged, as `generalisation.py` reports them."""
+    labels = fold["test_labels"]
+    ids = [str(j) for j in range(labels.shape[1])]  # per-category results are not reported here
+    m = evaluate(fold["test_scores"], fold["hard_scores"], th, fold["test_binary"], labels, ids)
+    return {k: float(m[k] or 0.0) for k in ("recall", "f1", "hard_safe_flagged")}
 
 
 def label(beta: float | None, cap: float | None) -> str:

@@ -176,6 +176,17 @@ def raise_for_flag_rate(
     return _shifted(th, adjust, shift), shift
 
 
+def wholly_safe_groups(source: np.ndarray, binary: np.ndarray) -> list[np.ndarray]:
+    """Row indices of each source whose rows are all safe (binary 0): the groups
+    `raise_for_flag_rate` caps."""
+    source = np.asarray(source)
+    return [
+        np.flatnonzero(source == s)
+        for s in np.unique(source)
+        if np.all(np.asarray(binary)[source == s] == 0)
+    ]
+
+
 def shift_for_binary_fbeta(
     scores: np.ndarray,
     thresholds: np.ndarray,

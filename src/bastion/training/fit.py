@@ -20,6 +20,7 @@ from bastion.models.calibration import (
     threshold_for_f1,
     threshold_for_fpr,
     threshold_for_precision,
+    wholly_safe_groups,
 )
 from bastion.models.heads import MultiLabelHead
 from bastion.models.scoring import any_category, blend_with_zero_shot
@@ -171,20 +172,15 @@ def _choose_thresholds(
         dtype=float,
     )
     shifts: dict[str, float] = {}
+    binary = data.binary()[cal]
     if target.binary_beta is not None:
         # Only thresholds chosen on calibration move; the policy's defaults stay.
         tuned = np.array([c is not None for c in chosen])
-        binary = data.binary()[cal]
         th, shifts["threshold_binary_shift"] = shift_for_binary_fbeta(
             scores, th, binary, target.binary_beta, adjustable=tuned
         )
     if target.max_safe_flagged is not None:
-        binary = data.binary()[cal]
-        groups = [
-            np.flatnonzero(data.source[cal] == s)
-            for s in np.unique(data.source[cal])
-            if np.all(binary[data.source[cal] == s] == 0)
-        ]
+        groups = wholly_safe_groups(data.source[cal], binary)
         th, shifts["threshold_logit_shift"] = raise_for_flag_rate(
             scores, th, groups, target.max_safe_flagged
         )
