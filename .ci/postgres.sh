@@ -6,6 +6,10 @@
 # creates the `bastion` role and database, and runs the command with
 #   BASTION_TEST_POSTGRES_URL=postgresql+psycopg://bastion:PASSWORD@127.0.0.1:PORT/bastion
 # exported. The role may create databases: the store tests make one per test and drop it after.
+# It is also a member of pg_signal_backend: `DROP DATABASE ... WITH (FORCE)` must be able to end
+# an autovacuum worker that happens to be in the test database (it belongs to no role, and
+# without that membership the drop fails with "must be a member of the role whose process is
+# being terminated").
 # The cluster is stopped and its directory removed when the command ends, however it ends, and
 # the command's exit status is this script's.
 #
@@ -91,7 +95,8 @@ fi
 PGPASSWORD="$SUPERUSER_PASSWORD" "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 \
     -h 127.0.0.1 -p "$PORT" -U postgres -d postgres \
     -c "CREATE ROLE bastion LOGIN CREATEDB PASSWORD '$BASTION_PASSWORD'" \
-    -c "CREATE DATABASE bastion OWNER bastion"
+    -c "CREATE DATABASE bastion OWNER bastion" \
+    -c "GRANT pg_signal_backend TO bastion"
 
 export BASTION_TEST_POSTGRES_URL="postgresql+psycopg://bastion:$BASTION_PASSWORD@127.0.0.1:$PORT/bastion"
 echo "postgres.sh: PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PORT (data in $PG_DATA)"

@@ -4,7 +4,8 @@
 fresh home, and on PostgreSQL in a database of its own, created for the test and dropped after
 it, so tests running side by side under xdist never see each other's rows. PostgreSQL comes
 from $BASTION_TEST_POSTGRES_URL (`.ci/postgres.sh` starts one and sets it), a URL whose role may
-create databases. Without it the PostgreSQL cases are skipped, unless $CI_REQUIRE_POSTGRES=1
+create databases and is a member of pg_signal_backend (so the forced drop can end an autovacuum
+worker that is in the test database). Without it the PostgreSQL cases are skipped, unless $CI_REQUIRE_POSTGRES=1
 (CI sets it), where a missing server is a failure rather than a silently thinner run.
 
 Each test database runs in an off-UTC session time zone with a half-hour offset, so any place
