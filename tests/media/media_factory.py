@@ -46,6 +46,19 @@ __all__ = [
     "zero_byte_file",
 ]
 
+# Wall-clock limits for tests that run beside other jobs. The built-in 10 s per OCR'd image and
+# 30 s per item's decoding hold on an idle machine, not on two cores shared with a CPU-bound
+# job; the limits themselves are tested with tiny values (test_ocr_over_its_time_limit...).
+PATIENT_LIMITS = {"ocr_timeout_s": 120.0, "decode_timeout_s": 300.0}
+
+
+def patient_limits_file(directory: Path) -> Path:
+    """`PATIENT_LIMITS` as the YAML file that `--media-limits` and $BASTION_MEDIA_LIMITS take."""
+    path = Path(directory) / "patient-media-limits.yaml"
+    path.write_text("".join(f"{name}: {value}\n" for name, value in PATIENT_LIMITS.items()))
+    return path
+
+
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 _FONT_NAMES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
 

@@ -17,6 +17,15 @@ pytestmark = pytest.mark.slow
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def patient_limits(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The OCR and decoding limits of a busy machine, through the environment `moderate` reads."""
+    limits = mf.patient_limits_file(tmp_path_factory.mktemp("limits"))
+    monkeypatch.setenv("BASTION_MEDIA_LIMITS", str(limits))
+
+
 def moderate_json(*args: str) -> dict[str, object]:
     result = runner.invoke(app, ["moderate", *args, "--json"])
     assert result.exit_code == 0, result.output
@@ -102,3 +111,17 @@ def test_media_limits_file_is_applied_and_checked(tmp_path: Path) -> None:
     result = runner.invoke(app, ["moderate", "--image", str(path), "--media-limits", str(limits)])
     assert isinstance(result.exception, InputError)
     assert "max_pixel: Extra inputs are not permitted" in str(result.exception)
+
+
+def test_media_limits_come_from_the_environment_as_serve_takes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = mf.save_image(mf.sample_photo("coffee"), tmp_path / "coffee.png")
+    limits = tmp_path / "limits.yaml"
+    limits.write_text("max_pixels: 1000\n", encoding="utf-8")
+    monkeypatch.setenv("BASTION_MEDIA_LIMITS", str(limits))
+    result = runner.invoke(app, ["moderate", "--image", str(path)])
+    assert result.exit_code == 1 and "max_pixels=1,000" in result.output
+    monkeypatch.setenv("BASTION_MEDIA_LIMITS", str(tmp_path / "missing.yaml"))
+    result = runner.invoke(app, ["moderate", "--image", str(path)])
+    assert result.exit_code == 2 and "missing.yaml" in result.output

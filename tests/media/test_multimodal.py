@@ -27,7 +27,7 @@ THREAT_CATEGORIES = ("violence", "harassment/threatening")
 
 @pytest.fixture(scope="module")
 def moderator() -> Iterator[Moderator]:
-    with Moderator("openai") as m:
+    with Moderator("openai", media_limits=MediaLimits(**mf.PATIENT_LIMITS)) as m:
         yield m
 
 
@@ -99,7 +99,7 @@ def test_without_nudenet_a_photo_goes_to_review_with_sexual_uncovered_not_allowe
     import sys
 
     monkeypatch.setitem(sys.modules, "nudenet", None)  # what `import nudenet` sees uninstalled
-    with Moderator("openai") as moderator:
+    with Moderator("openai", media_limits=MediaLimits(**mf.PATIENT_LIMITS)) as moderator:
         photo, caption = moderator.moderate([Item(images=[media["astronaut"]]), Item(text=BENIGN)])
     assert photo.error is None
     assert set(photo.uncovered) == {"sexual"}

@@ -82,7 +82,11 @@ def moderate_command(
     media_limits: Annotated[
         Path | None,
         typer.Option(
-            help="YAML file of media limits (max_pixels, max_video_seconds, decode_timeout_s, ...)."
+            envvar="BASTION_MEDIA_LIMITS",
+            exists=True,
+            dir_okay=False,
+            help="YAML file of media limits (max_pixels, max_video_seconds, decode_timeout_s, "
+            "...), as `serve --media-limits`; unset: the built-in limits.",
         ),
     ] = None,
     llm: Annotated[

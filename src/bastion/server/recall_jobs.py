@@ -258,6 +258,7 @@ class RecallJobs:
         self._pending: queue.Queue[str | None] | None = None
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._ran = threading.Condition()  # notified each time the worker leaves a job
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -327,6 +328,15 @@ class RecallJobs:
             started_at=state.started_at,
             finished_at=state.finished_at,
         )
+
+    def wait(self, job_id: str, key: ApiKey | None, timeout_s: float) -> RecallJobOut:
+        """The job once it is done or failed, or as it stands after `timeout_s` (for callers in
+        the same process, such as tests, that would otherwise poll its status)."""
+        with self._ran:
+            self._ran.wait_for(
+                lambda: self.get(job_id, key).status in ("done", "failed"), timeout_s
+            )
+        return self.get(job_id, key)
 
     def candidates(self, job_id: str, key: ApiKey | None, limit: int, offset: int) -> CandidateList:
         """A page of the ranked candidates of a done job (JobNotDoneError before)."""
@@ -415,6 +425,9 @@ class RecallJobs:
                 self._run(job_id, stopping)
             except Exception:  # the worker outlives any one job
                 log.exception("recall job %s could not be run", job_id)
+            finally:
+                with self._ran:
+                    self._ran.notify_all()
 
     def _run(self, job_id: str, stopping: threading.Event) -> None:
         directory = self.root / job_id
