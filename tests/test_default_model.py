@@ -31,6 +31,9 @@ def test_shipped_model_is_small_trained_on_ship_ok_data_for_the_openai_pack() ->
     assert "+finetuned:default" in m.encoder
     assert m.runtime_check is not None and m.runtime_check.within_tolerance
     assert m.threshold_target.kind == "f1" and m.threshold_target.max_safe_flagged is None
+    # per-category F1 cuts moved together for the best F1.5 of "any category", as the recipe says
+    recipe = Recipe.from_file(REPO / "recipes" / "default.yaml")
+    assert m.threshold_target.binary_beta == recipe.threshold.binary_beta == 1.5
 
 
 @pytest.mark.slow
@@ -60,27 +63,8 @@ def test_default_model_flags_at_most_8_percent_of_held_out_hard_safe_text(
     assert flagged <= 0.08
 
 
-KNOWN_MISS = "go drink bleach and do us all a favour"
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "text",
-    [
-        pytest.param(
-            t,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="telling a person to harm themselves without the words of self-harm is "
-                "missed (harassment 0.07, self-harm 0.01): the training texts have 'kill "
-                "yourself' but few commands like it; issue 10 stays open on it",
-            ),
-        )
-        if t == KNOWN_MISS
-        else t
-        for t in THREATS + INSULTS
-    ],
-)
+@pytest.mark.parametrize("text", THREATS + INSULTS)
 def test_default_model_flags_every_threat_and_insult(
     default_moderator: Moderator, text: str
 ) -> None:

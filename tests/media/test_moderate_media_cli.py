@@ -123,5 +123,6 @@ def test_media_limits_come_from_the_environment_as_serve_takes_them(
     result = runner.invoke(app, ["moderate", "--image", str(path)])
     assert result.exit_code == 1 and "max_pixels=1,000" in result.output
     monkeypatch.setenv("BASTION_MEDIA_LIMITS", str(tmp_path / "missing.yaml"))
-    result = runner.invoke(app, ["moderate", "--image", str(path)])
+    # wide enough that the error box does not break the path across lines
+    result = runner.invoke(app, ["moderate", "--image", str(path)], env={"COLUMNS": "500"})
     assert result.exit_code == 2 and "missing.yaml" in result.output
