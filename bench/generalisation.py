@@ -145,6 +145,12 @@ def main() -> None:
         help="folder for one .npz per fold and model: calibration-split, left-out and hard safe "
         "scores with their labels, to compare threshold choices without training again",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the folds that --out already holds from a run with the same recipes, steps "
+        "and batch size, and run only the others (a fold takes up to half an hour)",
+    )
     args = parser.parse_args()
     load_before = __import__("os").getloadavg()
     console = Console(width=160)
@@ -176,8 +182,13 @@ def main() -> None:
         for k, n in enumerate(names)
         if n in ADAPTERS and data.sources[k].positives and (not wanted or n in wanted)
     ]
-    rows: list[dict[str, Any]] = []
+    rows = _finished_folds(args) if args.resume else []
+    done = {r["left_out"] for r in rows}
+    if done:
+        console.print(f"resuming: {', '.join(sorted(done))} already measured in {args.out}")
     for k, name in folds:
+        if name in done:
+            continue
         start = time.perf_counter()
         keep = np.flatnonzero(data.source != k)
         fold = data.subset(keep)
@@ -234,6 +245,28 @@ def main() -> None:
         _write(rows, args, load_before, len(hard), console, final=False)
     cache.close()
     _write(rows, args, load_before, len(hard), console, final=True)
+
+
+def _finished_folds(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The fold rows of an earlier run into `--out` with the same settings (none otherwise)."""
+    path = Path(args.out)
+    if not path.is_file():
+        return []
+    earlier = json.loads(path.read_text(encoding="utf-8"))
+    meta = earlier.get("meta", {})
+    same = (meta.get("recipe"), meta.get("frozen"), meta.get("steps_per_fold")) == (
+        args.recipe,
+        args.frozen,
+        args.steps,
+    ) and (meta.get("batch_size"), meta.get("max_test")) == (args.batch_size, args.max_test)
+    if not same:
+        raise SystemExit(
+            f"--resume: {path} was written with other settings ({meta.get('recipe')}, "
+            f"{meta.get('steps_per_fold')} steps, batch {meta.get('batch_size')}, max test "
+            f"{meta.get('max_test')}); move it away or run without --resume"
+        )
+    rows: list[dict[str, Any]] = earlier.get("rows", [])
+    return rows
 
 
 def _save_scores(
