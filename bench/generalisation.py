@@ -137,6 +137,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps per fold")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--max-test", type=int, default=2000)
+    parser.add_argument(
+        "--encoder",
+        default=None,
+        help="encoder of both recipes instead of theirs (e.g. all-mpnet-base-v2, from its PyPI "
+        "parts), to compare encoders on the same folds",
+    )
+    parser.add_argument(
+        "--max-per-source",
+        type=int,
+        default=None,
+        help="train each fold on at most this many rows of each source (a random sample, the "
+        "same for every fold and encoder): a cheaper comparison, not the shipped model's numbers",
+    )
     parser.add_argument("--cache", default="bastion-data/cache/embeddings.sqlite")
     parser.add_argument("--out", default="bench/out/generalisation.json")
     parser.add_argument(
@@ -158,6 +171,8 @@ def main() -> None:
     frozen_recipe = Recipe.from_file(args.frozen)
     assert tuned_recipe.classifier_finetune is not None, "--recipe must fine-tune the encoder"
     tuned_recipe.classifier_finetune.steps = args.steps
+    if args.encoder:
+        tuned_recipe.encoder = frozen_recipe.encoder = args.encoder
     if args.batch_size:
         tuned_recipe.classifier_finetune.batch_size = args.batch_size
     policy = recipe_policy(tuned_recipe)
@@ -171,10 +186,17 @@ def main() -> None:
     base = load_encoder(tuned_recipe.encoder)
     cache = EmbeddingCache(args.cache, base)
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("embedding (frozen encoder)", total=len(data.texts) + len(hard))
-        X = cache.encode(data.texts, progress=lambda n: progress.advance(task, n))
+        # only the rows some fold trains on (all of them without --max-per-source)
+        sampled = _per_source_sample(data.source, args.max_per_source)
+        used = np.flatnonzero(sampled)
+        task = progress.add_task("embedding (frozen encoder)", total=len(used) + len(hard))
+        X = np.zeros((len(data.texts), base.dim), dtype=np.float32)
+        X[used] = cache.encode(
+            [data.texts[i] for i in used], progress=lambda n: progress.advance(task, n)
+        )
         X_hard = cache.encode(hard, progress=lambda n: progress.advance(task, n))
-    Z = zero_shot_probs(policy, base, X)
+    Z = np.zeros((len(data.texts), len(ids)))
+    Z[used] = zero_shot_probs(policy, base, X[used])
     names = [s.name for s in data.sources]
     wanted = [f for f in args.folds.split(",") if f]
     folds = [
@@ -190,7 +212,7 @@ def main() -> None:
         if name in done:
             continue
         start = time.perf_counter()
-        keep = np.flatnonzero(data.source != k)
+        keep = np.flatnonzero((data.source != k) & sampled)
         fold = data.subset(keep)
         texts, binary, labels = test_set(name, data, k, args.root, policy, args.max_test)
 
@@ -226,8 +248,10 @@ def main() -> None:
             )
         tuned, X_cal, Z_cal = fit_tuned(tuned_recipe, policy, fold, encoder, head)
         thresholds = np.array([tuned.manifest.thresholds[c] for c in ids])
+        scoring = time.perf_counter()
         test_scores = scores_of(tuned, encoder, None, texts)
         hard_scores = scores_of(tuned, encoder, None, hard)
+        result["tuned_items_per_s"] = (len(texts) + len(hard)) / (time.perf_counter() - scoring)
         result["fine_tuned"] = evaluate(test_scores, hard_scores, thresholds, binary, labels, ids)
         if args.save_scores:
             _, _, cal = training_split(tuned_recipe, policy, fold)
@@ -247,6 +271,19 @@ def main() -> None:
     _write(rows, args, load_before, len(hard), console, final=True)
 
 
+def _per_source_sample(source: np.ndarray, cap: int | None) -> np.ndarray:
+    """A mask keeping at most `cap` random rows of each source (all rows without a cap)."""
+    keep = np.ones(len(source), dtype=bool)
+    if cap is None:
+        return keep
+    rng = np.random.default_rng(0)
+    for k in np.unique(source):
+        rows = np.flatnonzero(source == k)
+        if len(rows) > cap:
+            keep[rng.choice(rows, len(rows) - cap, replace=False)] = False
+    return keep
+
+
 def _finished_folds(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The fold rows of an earlier run into `--out` with the same settings (none otherwise)."""
     path = Path(args.out)
@@ -254,11 +291,20 @@ def _finished_folds(args: argparse.Namespace) -> list[dict[str, Any]]:
         return []
     earlier = json.loads(path.read_text(encoding="utf-8"))
     meta = earlier.get("meta", {})
-    same = (meta.get("recipe"), meta.get("frozen"), meta.get("steps_per_fold")) == (
-        args.recipe,
-        args.frozen,
-        args.steps,
-    ) and (meta.get("batch_size"), meta.get("max_test")) == (args.batch_size, args.max_test)
+    same = (
+        (meta.get("recipe"), meta.get("frozen"), meta.get("steps_per_fold"))
+        == (
+            args.recipe,
+            args.frozen,
+            args.steps,
+        )
+        and (meta.get("batch_size"), meta.get("max_test")) == (args.batch_size, args.max_test)
+        and (
+            meta.get("encoder"),
+            meta.get("max_per_source"),
+        )
+        == (args.encoder, args.max_per_source)
+    )
     if not same:
         raise SystemExit(
             f"--resume: {path} was written with other settings ({meta.get('recipe')}, "
@@ -311,6 +357,7 @@ def _write(
     meta = {**run_meta(load_before), "recipe": args.recipe, "frozen": args.frozen}
     meta.update({"steps_per_fold": args.steps, "batch_size": args.batch_size})
     meta.update({"hard_safe_rows": n_hard, "max_test": args.max_test})
+    meta.update({"encoder": args.encoder, "max_per_source": args.max_per_source})
     header = (
         "| left out | rows (pos.) | AUPRC frozen | AUPRC fine-tuned | F1 frozen | F1 fine-tuned "
         "| recall frozen | recall fine-tuned | hard safe flagged frozen | hard safe flagged fine-tuned |"
@@ -318,7 +365,8 @@ def _write(
     lines = [
         f"Date {meta['date']}; {meta['machine']}; recipes {args.recipe} (fine-tuned, "
         f"{args.steps} steps of {args.batch_size or 'the recipe'}'s batch per fold) and "
-        f"{args.frozen}; {n_hard} held-out hard safe texts.",
+        f"{args.frozen}; encoder {args.encoder or 'as in the recipes'}; training rows per source "
+        f"{args.max_per_source or 'all'}; {n_hard} held-out hard safe texts.",
         "",
         header,
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -21,7 +21,7 @@ from bastion.models.encoder import (
 
 def test_a_hub_name_is_refused_with_a_message_not_downloaded() -> None:
     with pytest.raises(ModelError, match="never downloads models"):
-        resolve_encoder_path("sentence-transformers/all-mpnet-base-v2")
+        resolve_encoder_path("sentence-transformers/paraphrase-MiniLM-L3-v2")
 
 
 def test_a_directory_that_is_not_a_model_is_refused(tmp_path: Path) -> None:

