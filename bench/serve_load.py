@@ -60,6 +60,7 @@ from rich.console import Console
 from rich.table import Table
 
 import bastion
+from bastion.cpus import available_cpus
 from common import git, machine, versions  # bench/ is on sys.path when a benchmark runs
 from serve_load_texts import DISTINCT, short_post
 
@@ -108,12 +109,16 @@ def _free_port() -> int:
         return port
 
 
-def start_server(home: Path, extra_keys: int, timeout: float = 300.0) -> Target:
-    """`bastion serve` in `home` (empty): read the admin key it prints, wait for /readyz."""
+def start_server(
+    home: Path, extra_keys: int, timeout: float = 300.0, workers: int | None = None
+) -> Target:
+    """`bastion serve` in `home` (empty), with `workers` processes (None: the server's default,
+    one per CPU): read the admin key it prints, wait for /readyz."""
     port = _free_port()
     exe = Path(sys.executable).with_name("bastion")
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "bastion.cli"]
     command += ["serve", "--host", "127.0.0.1", "--port", str(port), "--home", str(home)]
+    command += [] if workers is None else ["--workers", str(workers)]
     log = home / "server.log"
     start = time.monotonic()
     with log.open("wb") as out:  # a file, not a pipe: a pipe nobody reads can block the server
@@ -727,7 +732,7 @@ def _markdown(result: dict[str, Any]) -> str:
         f"{meta['server'].get('policy_version')}; locust {meta['versions'].get('locust')}, "
         f"uvicorn {meta['versions'].get('uvicorn')}; {cfg['arrivals']} arrivals, "
         f"repeat share {cfg['repeat_share']:g}, {cfg['keys']} API key(s), "
-        f"client timeout {cfg['timeout']:g} s{source}.",
+        f"client timeout {cfg['timeout']:g} s; {cfg.get('workers', 1)} server worker(s){source}.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|---|" + "---:|" * (len(COLUMNS) - 2) + "---|",
@@ -788,6 +793,9 @@ def main() -> None:
     parser.add_argument(
         "--keys", type=int, default=0, help="API keys to spread the load over (0: one per 50/s)"
     )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="server worker processes (default: one per CPU)"
+    )
     parser.add_argument("--out", default="bench/out/serve_load.json")
     args = parser.parse_args()
     rates = _rates(args.rates)
@@ -836,7 +844,7 @@ def main() -> None:
         else:
             home = work / "home"
             home.mkdir()
-            target = start_server(home, extra_keys=n_keys - 1)
+            target = start_server(home, extra_keys=n_keys - 1, workers=args.workers)
             console.print(
                 f"server ready at {target.url} in {target.started_seconds:.1f} s "
                 f"(pid {target.pid}, {len(target.keys)} keys)"
@@ -927,6 +935,7 @@ def main() -> None:
             "soak": args.soak,
             "soak_rate": args.soak_rate,
             "soak_sample_seconds": args.soak_sample,
+            "workers": args.workers or available_cpus(),
             "repeat_share": args.repeat_share,
             "arrivals": args.arrivals,
             "rate_per_user": args.rate_per_user,
