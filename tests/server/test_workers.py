@@ -7,21 +7,25 @@ held_serve.py), with a deadline: a busy machine makes them slower, never wrong.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from serving import free_port, start_server, wait_until
 
-from bastion.server.workers import worker_threads
+from bastion.server.workers import tcp_listening_socket, worker_threads
 
 pytestmark = pytest.mark.slow
 
@@ -147,3 +151,40 @@ def test_each_worker_gets_its_share_of_the_cpus() -> None:
     assert worker_threads(2, cpus=8) == 4
     assert worker_threads(3, cpus=8) == 2
     assert worker_threads(4, cpus=2) == 1  # never none
+
+
+def _nodelay_of_a_connection_accepted_on(listening: socket.socket) -> int:
+    """TCP_NODELAY of the connection asyncio accepts on `listening`, as a worker's loop does."""
+
+    async def main() -> int:
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def accepted(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            conn = writer.get_extra_info("socket")
+            seen.set_result(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(accepted, sock=listening)
+        _, client = await asyncio.open_connection(*listening.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(seen, timeout=60)
+        finally:
+            client.close()
+            server.close()
+
+    return asyncio.run(main())
+
+
+def test_connections_the_workers_accept_are_sent_without_waiting_for_acks() -> None:
+    def bound() -> socket.socket:
+        return uvicorn.Config(app="unused:app", host="127.0.0.1", port=0).bind_socket()
+
+    # uvicorn's own socket says protocol 0, so asyncio leaves Nagle's algorithm on: a small
+    # response then waits for the client's delayed ACK (about 40 ms on Linux)
+    assert _nodelay_of_a_connection_accepted_on(bound()) == 0
+    # the supervisor's socket, passed to a worker the way multiprocessing passes it
+    ours = tcp_listening_socket(bound())
+    in_worker = ForkingPickler.loads(ForkingPickler.dumps(ours))
+    assert in_worker.proto == socket.IPPROTO_TCP
+    assert _nodelay_of_a_connection_accepted_on(in_worker) != 0
+    ours.close()

@@ -120,6 +120,9 @@ class ZeroShotDetector(BaseDetector):
 
         self.bank_texts_ = bank
         self.bank_ = self.encoder.encode(bank)
+        # Stored transposed and contiguous: `emb @ bank_t_` on a small serving batch took a fifth
+        # of the time of `emb @ bank_.T` (0.2 against 1.0 ms for 8 posts and 845 bank texts).
+        self.bank_t_ = np.ascontiguousarray(self.bank_.T)
         self.category_ids = list(policy.policy.category_ids)
         self.prototypes_ = protos
         self.policy_version_ = policy.version
@@ -133,7 +136,7 @@ class ZeroShotDetector(BaseDetector):
                 if len(rows) == 0:
                     continue
                 # Similarities of these rows only (memory grows with examples, not squared).
-                sims = self.bank_[rows] @ self.bank_.T
+                sims = self.bank_[rows] @ self.bank_t_
                 sims[np.arange(len(rows)), rows] = -np.inf  # leave-one-out: never match itself
                 feats.append(self._features(sims, proto))
                 labels.append(np.full(len(rows), label))
@@ -195,7 +198,7 @@ class ZeroShotDetector(BaseDetector):
 
     def window_probs(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-window probabilities (n_windows, n_categories) and similarities to the bank."""
-        sims = emb @ self.bank_.T
+        sims = emb @ self.bank_t_
         probs = np.empty((len(emb), len(self.category_ids)))
         for c, proto in enumerate(self.prototypes_):
             z = self._features(sims, proto) @ self.coef_ + self.intercept_ + self.category_bias_[c]

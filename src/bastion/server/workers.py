@@ -115,7 +115,7 @@ def serve_workers(settings: ServerSettings, host: str, port: int, *, drain_timeo
     )
     try:
         try:
-            sock = config.bind_socket()
+            sock = tcp_listening_socket(config.bind_socket())
         except SystemExit:  # uvicorn has logged why (the port is taken, say)
             return STARTUP_FAILURE
         supervisor = _Supervisor(config, [sock], metrics_dir)
@@ -130,6 +130,22 @@ def serve_workers(settings: ServerSettings, host: str, port: int, *, drain_timeo
                 os.environ[name] = value
         if made:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def tcp_listening_socket(sock: socket.socket) -> socket.socket:
+    """`sock` again, as a socket object that says it is TCP, so that asyncio in each worker sets
+    TCP_NODELAY on the connections it accepts.
+
+    uvicorn's `bind_socket` creates the socket with protocol 0, and asyncio sets TCP_NODELAY only
+    on sockets whose `proto` is IPPROTO_TCP; every accepted connection inherits the listening
+    socket's. Without it, a small response waited for the client's delayed ACK (Nagle's
+    algorithm): with 2 workers a `/healthz` took 48 ms instead of 1 ms, and a moderation 68 ms
+    instead of 19. One process serving alone is unaffected: asyncio makes its socket itself.
+    The workers receive the socket through multiprocessing, which keeps the protocol.
+    """
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.proto == socket.IPPROTO_TCP:
+        return sock  # a Unix socket has no Nagle delay; a TCP one is already right
+    return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
 
 
 def worker_threads(workers: int, cpus: int | None = None) -> int:
