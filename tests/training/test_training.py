@@ -408,3 +408,29 @@ def test_train_on_a_small_export_then_moderate(tmp_path: Path, steps: bool) -> N
         ["I know the bus you take; you will not get off it in one piece", "What a lovely day"]
     )
     assert verdicts[0].category_scores[THREAT] > verdicts[1].category_scores[THREAT]
+
+
+@pytest.mark.slow
+def test_train_encoder_option_replaces_the_recipes_encoder(tmp_path: Path) -> None:
+    """`--encoder` trains on another encoder than the recipe names (how `make model-quality`
+    builds the default recipe on all-mpnet-base-v2); the manifest names it."""
+    from bastion.models.encoder import default_encoder_path
+
+    mine = tmp_path / "my-encoder"
+    mine.symlink_to(default_encoder_path(), target_is_directory=True)
+    export = _export(tmp_path)
+    body = f"name: round\npolicy: {STARTER}\nsources: [{{file: {export.name}, licence: ours, use: dev-only}}]\n"
+    env = {"BASTION_HOME": str(tmp_path / "home")}
+    recipe = str(_recipe(tmp_path, body))
+    result = CliRunner().invoke(
+        app, ["train", "--recipe", recipe, "--encoder", str(mine), "--out", str(tmp_path / "m")],
+        env=env,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert ModelArtifact.load(tmp_path / "m").manifest.encoder == "my-encoder"
+    refused = CliRunner().invoke(
+        app, ["train", "--recipe", recipe, "--encoder", "org/a-hub-model", "--out", str(tmp_path / "n")],
+        env=env,
+    )  # fmt: skip
+    assert refused.exit_code != 0 and "never downloads models" in str(refused.exception)
+    assert not (tmp_path / "n" / "manifest.json").exists()

