@@ -248,10 +248,8 @@ def main() -> None:
             )
         tuned, X_cal, Z_cal = fit_tuned(tuned_recipe, policy, fold, encoder, head)
         thresholds = np.array([tuned.manifest.thresholds[c] for c in ids])
-        scoring = time.perf_counter()
         test_scores = scores_of(tuned, encoder, None, texts)
         hard_scores = scores_of(tuned, encoder, None, hard)
-        result["tuned_items_per_s"] = (len(texts) + len(hard)) / (time.perf_counter() - scoring)
         result["fine_tuned"] = evaluate(test_scores, hard_scores, thresholds, binary, labels, ids)
         if args.save_scores:
             _, _, cal = training_split(tuned_recipe, policy, fold)
@@ -284,6 +282,19 @@ def _per_source_sample(source: np.ndarray, cap: int | None) -> np.ndarray:
     return keep
 
 
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What a run's numbers depend on: in its JSON, and what `--resume` must find the same."""
+    return {
+        "recipe": args.recipe,
+        "frozen": args.frozen,
+        "steps_per_fold": args.steps,
+        "batch_size": args.batch_size,
+        "max_test": args.max_test,
+        "encoder": args.encoder,
+        "max_per_source": args.max_per_source,
+    }
+
+
 def _finished_folds(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The fold rows of an earlier run into `--out` with the same settings (none otherwise)."""
     path = Path(args.out)
@@ -291,20 +302,7 @@ def _finished_folds(args: argparse.Namespace) -> list[dict[str, Any]]:
         return []
     earlier = json.loads(path.read_text(encoding="utf-8"))
     meta = earlier.get("meta", {})
-    same = (
-        (meta.get("recipe"), meta.get("frozen"), meta.get("steps_per_fold"))
-        == (
-            args.recipe,
-            args.frozen,
-            args.steps,
-        )
-        and (meta.get("batch_size"), meta.get("max_test")) == (args.batch_size, args.max_test)
-        and (
-            meta.get("encoder"),
-            meta.get("max_per_source"),
-        )
-        == (args.encoder, args.max_per_source)
-    )
+    same = all(meta.get(k) == v for k, v in _settings(args).items())
     if not same:
         raise SystemExit(
             f"--resume: {path} was written with other settings ({meta.get('recipe')}, "
@@ -354,10 +352,7 @@ def _write(
     final: bool,
 ) -> None:
     """The table so far (each fold takes minutes: a stop keeps what was measured)."""
-    meta = {**run_meta(load_before), "recipe": args.recipe, "frozen": args.frozen}
-    meta.update({"steps_per_fold": args.steps, "batch_size": args.batch_size})
-    meta.update({"hard_safe_rows": n_hard, "max_test": args.max_test})
-    meta.update({"encoder": args.encoder, "max_per_source": args.max_per_source})
+    meta = {**run_meta(load_before), **_settings(args), "hard_safe_rows": n_hard}
     header = (
         "| left out | rows (pos.) | AUPRC frozen | AUPRC fine-tuned | F1 frozen | F1 fine-tuned "
         "| recall frozen | recall fine-tuned | hard safe flagged frozen | hard safe flagged fine-tuned |"

@@ -111,12 +111,11 @@ def whisper_model_dir(
     processes build at once, the first rename wins and the other uses the winner's directory.
     """
     target = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if _is_complete(target, expected_sha256):
-        return target
-    src = sources if sources is not None else WhisperSources.from_packages()
     return build_into(
         target,
-        lambda tmp: _build(tmp, src, expected_sha256),
+        lambda tmp: _build(
+            tmp, sources if sources is not None else WhisperSources.from_packages(), expected_sha256
+        ),
         lambda directory: _is_complete(directory, expected_sha256),
         _OUR_FILES,
         "Whisper",

@@ -89,12 +89,11 @@ def mpnet_dir(
     `parts` and the two checksums are parameters so tests can build from small fake slices.
     """
     target = Path(cache_dir) if cache_dir is not None else cache_root() / "encoders" / MPNET
-    if _is_complete(target, weights_sha256):
-        return target
-    slices = parts if parts is not None else mpnet_parts()
     return build_into(
         target,
-        lambda tmp: _build(tmp, slices, zip_sha256, weights_sha256),
+        lambda tmp: _build(
+            tmp, parts if parts is not None else mpnet_parts(), zip_sha256, weights_sha256
+        ),
         lambda directory: _is_complete(directory, weights_sha256),
         _OUR_FILES,
         MPNET,

@@ -74,12 +74,15 @@ def build_into(
     own_files: frozenset[str],
     what: str,
 ) -> Path:
-    """Run `build` on a fresh temporary directory beside `target`, then rename it into place.
+    """`target` when it is a finished build already; else run `build` on a fresh temporary
+    directory beside it and rename that into place.
 
     `is_complete(dir)` says whether a directory is a finished build (another process may have won
     the race); `own_files` are the names a build writes, so that a stale, unfinished build may be
     replaced but a directory holding anything else (a mistyped path) is refused.
     """
+    if is_complete(target):
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.build-", dir=target.parent))
     try:
