@@ -100,17 +100,18 @@ def test_a_new_policy_gets_working_scores_at_once() -> None:
     assert spam.policy_version == policy.version
 
 
-def test_category_without_examples_falls_back_to_definition() -> None:
-    policy = parse_policy(
-        SPAM_POLICY
-        + """
+DOXXING = """
   - id: doxxing
     name: Doxxing
     severity: 3
     definition: Publishing a private person's home address, phone number or other private details.
     violates: [Posting someone's home address, Posting someone's private phone number]
 """
-    )
+"""A category with no examples: its definition and rules stand in for them."""
+
+
+def test_category_without_examples_falls_back_to_definition() -> None:
+    policy = parse_policy(SPAM_POLICY + DOXXING)
     det = ZeroShotDetector(load_encoder()).fit(policy)
     out = det.score(
         [
@@ -120,6 +121,20 @@ def test_category_without_examples_falls_back_to_definition() -> None:
     )
     j = det.category_ids.index("doxxing")
     assert out.scores[0, j] > out.scores[1, j]
+
+
+def test_all_categories_at_once_score_as_one_category_at_a_time() -> None:
+    """`window_probs` gathers every category's features in one pass; a category without
+    examples (no hard negatives: the background stands in) must come out as `_features` for
+    that category alone gives it."""
+    policy = parse_policy(SPAM_POLICY + DOXXING)
+    det = ZeroShotDetector(load_encoder()).fit(policy)
+    emb = det.encoder.encode(["buy cheap followers now", "her address is 14 Elm St", "nice day"])
+    probs, sims = det.window_probs(emb)
+    for c, proto in enumerate(det.prototypes_):
+        z = det._features(sims, proto) @ det.coef_ + det.intercept_ + det.category_bias_[c]
+        np.testing.assert_allclose(probs[:, c], 1 / (1 + np.exp(-z)), rtol=0, atol=1e-12)
+    assert len(det.prototypes_[det.category_ids.index("doxxing")].hard_neg) == 0
 
 
 def test_violation_late_in_a_long_text_is_found(openai_moderator: Moderator) -> None:

@@ -2,10 +2,10 @@
 log-in counts (the log-in throttle).
 
 They live in the database, not in a process's memory, so a limit means the same with one
-worker or four, and across replicas behind a load balancer. Each request costs one small
-statement: taking a token is a single atomic upsert (INSERT ... ON CONFLICT DO UPDATE ...
-WHERE ... RETURNING, on SQLite as on PostgreSQL), so two processes can never both spend the
-bucket's last token; on PostgreSQL the row lock the upsert takes orders them, on SQLite the
+worker or four, and across replicas behind a load balancer. Taking tokens (one, or the
+small lease of several that `bastion.server.security.RateLimiter` takes) is a single atomic
+upsert (INSERT ... ON CONFLICT DO UPDATE ... WHERE ... RETURNING, on SQLite as on
+PostgreSQL), so two processes can never both spend the bucket's last token; on PostgreSQL the row lock the upsert takes orders them, on SQLite the
 write lock (BEGIN IMMEDIATE). The writes are not fsynced (`Store.transaction(durable=False)`):
 a power cut may forget a few seconds of counting, which costs nothing a limit protects.
 
@@ -26,32 +26,40 @@ from bastion.store.store import Store
 
 
 def take_token(
-    store: Store, bucket: str, *, capacity: float, per_second: float, now: float
+    store: Store,
+    bucket: str,
+    *,
+    capacity: float,
+    per_second: float,
+    now: float,
+    amount: int = 1,
 ) -> float:
-    """Take one token from `bucket` (at most 64 characters): 0.0 when one was taken, else the
-    seconds until one will be there.
+    """Take `amount` tokens (one by default) from `bucket` (at most 64 characters), all or
+    none: 0.0 when they were taken, else the seconds until that many will be there.
 
     The bucket holds up to `capacity` tokens, starts full, and refills at `per_second`. The
     refill, the check and the take are one statement; a refused request writes nothing (the
     refill is a function of the time since the last take, so leaving the row alone loses
     nothing) and costs one more read, for the wait.
     """
+    if not 1 <= amount <= capacity:
+        raise ValueError(f"cannot take {amount} tokens from a bucket of {capacity:g}")
     row = RateLimitRow.__table__.c
     since = case((literal(now) > row.refilled_at, literal(now) - row.refilled_at), else_=0.0)
     refilled = row.tokens + since * per_second
     available = case((refilled > capacity, literal(capacity)), else_=refilled)
     upsert = _insert(store, RateLimitRow).values(
-        bucket=bucket, tokens=capacity - 1.0, refilled_at=now
+        bucket=bucket, tokens=capacity - amount, refilled_at=now
     )
     upsert = upsert.on_conflict_do_update(
         index_elements=[row.bucket],
         set_={
-            "tokens": available - 1.0,
+            "tokens": available - amount,
             "refilled_at": case(
                 (literal(now) > row.refilled_at, literal(now)), else_=row.refilled_at
             ),
         },
-        where=available >= 1.0,
+        where=available >= amount,
     ).returning(row.tokens)
     with store.transaction("take a rate-limit token", write=True, durable=False) as session:
         if session.execute(upsert).first() is not None:
@@ -63,7 +71,7 @@ def take_token(
         return 0.0
     refill = max(0.0, now - float(found.refilled_at)) * per_second
     tokens = min(capacity, float(found.tokens) + refill)
-    return max(0.0, (1.0 - tokens) / per_second)
+    return max(0.0, (amount - tokens) / per_second)
 
 
 def failure_counts(store: Store, ids: Sequence[str]) -> dict[str, tuple[int, float]]:
