@@ -65,8 +65,7 @@ LONG_TOKENS = 512
 LONG_PART_TOKENS = 64
 PLAIN_BATCH = 64
 WARM_UP = 64
-GOAL_RATIO = 4.0
-GOAL_ITEMS_PER_S = 1000.0
+GOAL_RATIO = {"short": 8.0, "long": 2.0}  # issue 22: the default path against plain, same run
 GOAL_AUPRC_DIFF = 0.005
 PATHS = ("plain", "default", "torch")
 LABELS = {
@@ -304,9 +303,7 @@ def summarise(
     for path in PATHS:
         ips = statistics.median(runs[path]["items_per_s"])
         ratio = ips / plain
-        goal = None
-        if short and path == "default":
-            goal = ratio >= GOAL_RATIO and ips >= GOAL_ITEMS_PER_S
+        goal = ratio >= GOAL_RATIO["short" if short else "long"] if path == "default" else None
         per_item = tokens["plain" if path == "plain" else "bastion"]
         rows.append(
             {
@@ -319,6 +316,7 @@ def summarise(
                 "cache_hits": max(runs[path]["cache_hits"]),
                 "other_cpu_cores_max": max(runs[path]["other_cpu_cores"]),
                 "goal_met": goal,
+                "goal_ratio": GOAL_RATIO["short" if short else "long"],
                 "runs": runs[path],
             }
         )
@@ -330,12 +328,7 @@ def goal_text(row: dict[str, Any]) -> str:
         return "–"
     if row["goal_met"]:
         return "yes"
-    missed = []
-    if row["x_vs_plain"] < GOAL_RATIO:
-        missed.append(f"{GOAL_RATIO:.0f}x")
-    if row["items_per_s"] < GOAL_ITEMS_PER_S:
-        missed.append(f"{GOAL_ITEMS_PER_S:,.0f}/s")
-    return "no (" + ", ".join(missed) + ")"
+    return f"no ({row['goal_ratio']:.0f}x)"
 
 
 def speed_table(sets: dict[str, dict[str, Any]]) -> Table:
@@ -504,8 +497,8 @@ def main() -> None:
             "plain_batch_size": PLAIN_BATCH,
             "plain_max_seq_length": plain.max_seq_length,
             "goals": {
-                "x_vs_plain_short": GOAL_RATIO,
-                "items_per_s_short": GOAL_ITEMS_PER_S,
+                "x_vs_plain_short": GOAL_RATIO["short"],
+                "x_vs_plain_long": GOAL_RATIO["long"],
                 "auprc_diff": GOAL_AUPRC_DIFF,
             },
         },

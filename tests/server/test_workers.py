@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import re
 import signal
@@ -25,7 +26,7 @@ import pytest
 import uvicorn
 from serving import free_port, start_server, wait_until
 
-from bastion.server.workers import tcp_listening_socket, worker_threads
+from bastion.server.workers import FreezeAfterStartup, tcp_listening_socket, worker_threads
 
 pytestmark = pytest.mark.slow
 
@@ -188,3 +189,39 @@ def test_connections_the_workers_accept_are_sent_without_waiting_for_acks() -> N
     assert in_worker.proto == socket.IPPROTO_TCP
     assert _nodelay_of_a_connection_accepted_on(in_worker) != 0
     ours.close()
+
+
+def test_a_serving_process_freezes_what_start_up_made_and_nothing_before() -> None:
+    """The collector stops walking the model's objects once start-up completes (not before:
+    the model loads during start-up), and requests pass through untouched."""
+    seen: list[str] = []
+
+    async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] == "lifespan":
+            await receive()
+            seen.append(f"startup, frozen {gc.get_freeze_count()}")
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            seen.append(scope["type"])
+
+    async def lifespan_then_request() -> None:
+        wrapped = FreezeAfterStartup(app)
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "lifespan.startup"}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await wrapped({"type": "lifespan"}, receive, send)
+        assert sent == [{"type": "lifespan.startup.complete"}]
+        await wrapped({"type": "http"}, receive, send)
+
+    gc.unfreeze()
+    try:
+        asyncio.run(lifespan_then_request())
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert seen == ["startup, frozen 0", "http"]

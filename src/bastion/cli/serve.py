@@ -252,6 +252,7 @@ def serve_command(
     from bastion.detectors import registry
     from bastion.models.onnx_runtime import SPINNING_ENV
     from bastion.server.app import create_app
+    from bastion.server.workers import FreezeAfterStartup
     from bastion.store import Store, bastion_home
 
     # A service answers small requests between which ONNX Runtime's threads would spin idle on
@@ -295,7 +296,7 @@ def serve_command(
         store.close()  # each worker opens its own
         _serve_workers(settings, host, port)
         return
-    app = create_app(settings, store)
+    app = FreezeAfterStartup(create_app(settings, store))
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=DRAIN_TIMEOUT_S
     )

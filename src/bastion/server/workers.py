@@ -31,6 +31,7 @@ log commits before it answers, as one process's does.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -41,16 +42,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final
 
 import uvicorn
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from bastion.cpus import THREADS_ENV, available_cpus, configured_threads
 from bastion.server.settings import ServerSettings
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
 
 log = logging.getLogger("bastion.server")
 
@@ -75,6 +73,34 @@ _THREAD_ENVS: Final = (THREADS_ENV, "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _METRIC_FILES: Final = ("counter_*.db", "gauge_*.db", "histogram_*.db", "summary_*.db")
 
 
+class FreezeAfterStartup:
+    """The app, with every object alive once start-up is done moved out of the garbage
+    collector's sight (`gc.freeze`), for a serving process.
+
+    A loaded model is about a quarter of a million Python objects that live as long as the
+    process, and every full collection walked them all: 100-200 ms on these cores, a stall
+    that each request in flight waited out. Frozen, a full collection walks only what requests
+    made. Only for a process that serves until it exits: frozen objects that later become
+    cyclic garbage are never collected, which is why tests building many apps do not use it.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_frozen(message: Any) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                gc.collect()
+                gc.freeze()
+            await send(message)
+
+        await self.app(scope, receive, send_frozen)
+
+
 class WorkerApp:
     """The app factory each worker calls: `create_app(settings)` in the worker's own process,
     with its own store connections and model. Picklable (it is sent to each spawned worker)."""
@@ -82,12 +108,12 @@ class WorkerApp:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
 
-    def __call__(self) -> FastAPI:
+    def __call__(self) -> FreezeAfterStartup:
         _stop_when_orphaned(os.getppid())
         try:
             from bastion.server.app import create_app
 
-            return create_app(self.settings)
+            return FreezeAfterStartup(create_app(self.settings))
         except Exception:
             log.exception("worker %d could not start", os.getpid())
             sys.exit(STARTUP_FAILURE)
