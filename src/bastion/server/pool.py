@@ -75,7 +75,7 @@ class ModeratorPool:
         detectors: Sequence[str] = (),
         media_limits: MediaLimits | None = None,
         runtime: str | None = None,
-        batch_wait_ms: float = 2.0,
+        batch_wait_ms: float = 0.0,
         batch_max_items: int = 128,
         on_batch: Callable[[int], None] | None = None,
         llm: JudgeSettings | None = None,

@@ -46,7 +46,10 @@ class ServerSettings(BaseModel):
         None, description="auto (int8 ONNX where checked), onnx or torch; None: $BASTION_RUNTIME"
     )
     batch_wait_ms: float = Field(
-        2.0, ge=0, description="how long a lone request waits for others to share its batch"
+        0.0,
+        ge=0,
+        description="how long a lone request waits for others to share its batch (0: it does "
+        "not wait; requests that queue while a batch runs still share the next one)",
     )
     batch_max_items: int = Field(128, gt=0, description="most items in one model call")
     key_cache_s: float = Field(
