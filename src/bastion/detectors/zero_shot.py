@@ -217,17 +217,19 @@ class ZeroShotDetector(BaseDetector):
     def _groups(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Each feature's bank columns for every category, padded into one matrix (made once:
         a loop over the categories was a fifth of a served request's Python time)."""
-        if getattr(self, "groups_", None) is None:
+        groups: dict[str, tuple[np.ndarray, np.ndarray]] | None = getattr(self, "groups_", None)
+        if groups is None:
             protos = self.prototypes_
             backgrounds = [p.background for p in protos]
             shared = all(np.array_equal(b, backgrounds[0]) for b in backgrounds)
-            self.groups_ = {
+            groups = {
                 "pos": padded_columns([p.pos for p in protos]),
                 "hard_neg": padded_columns([p.hard_neg for p in protos]),
                 "background": padded_columns(backgrounds[:1] if shared else backgrounds),
                 "rules": padded_columns([p.rules for p in protos]),
             }
-        return self.groups_
+            self.groups_ = groups
+        return groups
 
     def score(
         self, items: Sequence[Item], progress: Callable[[int], None] | None = None

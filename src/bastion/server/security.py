@@ -183,14 +183,15 @@ class RateLimiter:
     clock) is the tests' seam.
 
     A write for every request would cost a busy service a transaction per request, so a
-    limiter leases tokens from the store `lease` at a time (by default per_minute // 400, from 1 to 16) and spends
-    them from memory: one write per lease. Leased tokens are taken from the shared bucket, so
-    nothing gets past the limit that the bucket did not hand out. What it costs: each process
-    may hold up to `lease - 1` tokens of a key unspent, so across W processes a key may be
-    refused up to W * (lease - 1) requests early, and a burst after a rest may run that much
-    over (at the default, under 1 % of the limit with 4 processes). A lease not spent within
-    `lease_s` seconds is dropped, so no process saves tokens for later. When the bucket has
-    fewer than a lease left, a request takes a single token, so the last tokens of a bucket
+    limiter leases tokens from the store `lease` at a time (by default per_minute // 400, from
+    1 to 16) and spends them from memory: one write per lease. Leased tokens are taken from the
+    shared bucket, so nothing gets past the limit that the bucket did not hand out. What it
+    costs: each process may hold up to `lease - 1` of a key's tokens unspent, so across W
+    processes a key may be refused up to W * (lease - 1) requests early, and a stretch of time
+    may let through that many more than the bucket handed out within it (tokens leased just
+    before it began). At the default that is under 1 % of the limit with 4 processes. A lease
+    not spent within `lease_s` seconds is dropped, so no process saves tokens for later. When
+    the bucket has fewer than a lease left, a request takes a single token, so the last tokens
     still go to whoever asks. Limits under 800 a minute lease one token: exactly as before.
     """
 

@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, make_url, select
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, make_url, select
 from sqlalchemy import text as sql_text
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import SQLAlchemyError
@@ -279,7 +279,7 @@ class Store:
         with self.transaction(what) as session:
             # A Core insert of the table: the ORM's bulk insert took more Python time than the
             # commit's fsync on a busy service, for rows nothing in this process reads back.
-            session.execute(DecisionRow.__table__.insert(), rows)
+            session.execute(cast(Table, DecisionRow.__table__).insert(), rows)
 
     def decisions(
         self,
