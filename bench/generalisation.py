@@ -10,7 +10,9 @@ one more fold), both recipes are trained on every other source and scored on the
   `--frozen`;
 - fine-tuned: every encoder layer trained with the head as in `--recipe`, but for `--steps`
   optimiser steps per fold instead of the shipped model's (a fold would otherwise take most of an
-  hour on 2 cores), so its numbers are a floor for the shipped model's.
+  hour on 2 cores), so its numbers are a floor for the shipped model's;
+- with `--distil-layers N`, also that fine-tuned encoder distilled into N of its own layers
+  (`distil`), scored through the fine-tuned head (in the JSON as "distilled").
 Each fold is calibrated, and its thresholds chosen, on the calibration split of its own training
 sources, exactly as `bastion train` does. Reported per fold and model: binary AUPRC of "any
 category", and F1 and recall at the fold's thresholds; per category where the left-out set names
@@ -39,7 +41,7 @@ from bastion.eval.labels import category_labels
 from bastion.eval.metrics import binary_metrics, format_metric
 from bastion.models.artifact import ModelArtifact
 from bastion.models.embedding_cache import EmbeddingCache
-from bastion.models.encoder import Encoder, load_encoder
+from bastion.models.encoder import Encoder, TextEncoder, load_encoder
 from bastion.models.scoring import any_category
 from bastion.policy import LoadedPolicy
 from bastion.training.data import TrainingData, assemble, training_split
@@ -150,6 +152,14 @@ def main() -> None:
         help="train each fold on at most this many rows of each source (a random sample, the "
         "same for every fold and encoder): a cheaper comparison, not the shipped model's numbers",
     )
+    parser.add_argument(
+        "--distil-layers",
+        type=int,
+        default=0,
+        help="also distil each fold's fine-tuned encoder into one of this many layers (its own "
+        "layers, evenly spaced) and score that student with the teacher's head (0: no)",
+    )
+    parser.add_argument("--distil-steps", type=int, default=600, help="distillation steps")
     parser.add_argument("--cache", default="bastion-data/cache/embeddings.sqlite")
     parser.add_argument("--out", default="bench/out/generalisation.json")
     parser.add_argument(
@@ -256,6 +266,15 @@ def main() -> None:
             cal_scores = tuned.predict_proba(X_cal[cal], Z_cal[cal])
             _save_scores(args.save_scores, name, "fine_tuned", fold, cal, cal_scores, test_scores,
                          hard_scores, thresholds, binary, labels)  # fmt: skip
+        if args.distil_layers:
+            student = distil(encoder, args.distil_layers, fold.texts, args.distil_steps, console)
+            small, _, _ = fit_tuned(tuned_recipe, policy, fold, student, head)
+            thresholds = np.array([small.manifest.thresholds[c] for c in ids])
+            result["distilled"] = evaluate(
+                scores_of(small, student, None, texts),
+                scores_of(small, student, None, hard),
+                thresholds, binary, labels, ids,
+            )  # fmt: skip
         result["seconds"] = round(time.perf_counter() - start, 1)
         rows.append(result)
         f, t = result["frozen"], result["fine_tuned"]
@@ -264,9 +283,56 @@ def main() -> None:
             f"{format_metric(t['auprc'])}; recall {format_metric(f['recall'])} -> "
             f"{format_metric(t['recall'])} ({result['seconds']} s)"
         )
+        if "distilled" in result:
+            d = result["distilled"]
+            console.print(
+                f"  distilled into {args.distil_layers} layers: AUPRC {format_metric(d['auprc'])},"
+                f" recall {format_metric(d['recall'])}, hard safe flagged "
+                f"{d['hard_safe_flagged']:.1%}"
+            )
         _write(rows, args, load_before, len(hard), console, final=False)
     cache.close()
     _write(rows, args, load_before, len(hard), console, final=True)
+
+
+def distil(
+    teacher: TextEncoder, layers: int, texts: list[str], steps: int, console: Console
+) -> TextEncoder:
+    """A `layers`-layer copy of `teacher` (its own layers, evenly spaced, the first and last
+    kept) trained to give the teacher's embeddings on `texts`: mean squared error between the
+    two unit vectors, AdamW, batches of 32, `steps` steps. The teacher's head then reads the
+    student's embeddings as they are."""
+    import copy
+
+    import torch
+
+    target = torch.from_numpy(teacher.encode(texts))
+    student = copy.deepcopy(teacher)
+    model = student._model
+    transformer = model[0].auto_model
+    keep = np.unique(np.linspace(0, len(transformer.encoder.layer) - 1, layers).round().astype(int))
+    transformer.encoder.layer = torch.nn.ModuleList(transformer.encoder.layer[i] for i in keep)
+    transformer.config.num_hidden_layers = len(keep)
+    student.name = f"{teacher.name}-distilled-{len(keep)}"
+    for weight in model.parameters():  # the teacher's recipe may have frozen its lower layers
+        weight.requires_grad_(True)
+    torch.manual_seed(0)
+    order = np.random.default_rng(0)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task(f"distilling into {len(keep)} layers", total=steps)
+        for _ in range(steps):
+            batch = order.choice(len(texts), size=min(32, len(texts)), replace=False)
+            features = model.tokenize([texts[i] for i in batch])
+            out = model(dict(features))["sentence_embedding"]
+            loss = torch.nn.functional.mse_loss(out, target[batch]) * out.shape[1]
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            progress.advance(bar)
+    model.eval()
+    return student
 
 
 def _per_source_sample(source: np.ndarray, cap: int | None) -> np.ndarray:
@@ -292,6 +358,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "max_test": args.max_test,
         "encoder": args.encoder,
         "max_per_source": args.max_per_source,
+        "distil_layers": args.distil_layers,
+        "distil_steps": args.distil_steps if args.distil_layers else None,
     }
 
 
