@@ -39,14 +39,18 @@ from throughput import PLAIN_BATCH, short_and_long
 THREADS = 2
 
 
-def cut(encoder: TextEncoder, layers: int) -> TextEncoder:
-    """A copy of `encoder` that keeps only its first `layers` transformer layers."""
+def cut(encoder: TextEncoder, keep: Sequence[int]) -> TextEncoder:
+    """A copy of `encoder` that keeps only the transformer layers numbered in `keep`, in order
+    (bench/generalisation.py's distillation starts its student from one too)."""
+    import torch
+
     short = copy.deepcopy(encoder)
     model = short._model[0].auto_model
-    if not 1 <= layers <= len(model.encoder.layer):
-        raise SystemExit(f"--layers: {layers} is not between 1 and {len(model.encoder.layer)}")
-    model.encoder.layer = model.encoder.layer[:layers]
-    model.config.num_hidden_layers = layers
+    total = len(model.encoder.layer)
+    if not keep or not all(0 <= i < total for i in keep):
+        raise SystemExit(f"layers {list(keep)}: this encoder has layers 0 to {total - 1}")
+    model.encoder.layer = torch.nn.ModuleList(model.encoder.layer[i] for i in keep)
+    model.config.num_hidden_layers = len(keep)
     return short
 
 
@@ -90,7 +94,7 @@ def main() -> None:
         for layers in [int(x) for x in args.layers.split(",")]:
             console.print(f"{layers} layers: exporting")
             out = Path(work) / f"layers-{layers}"
-            export_encoder(cut(full, layers), out, texts=sets["short"][:50])
+            export_encoder(cut(full, range(layers)), out, texts=sets["short"][:50])
             encoder = OnnxTextEncoder(out, threads=THREADS)
             row: dict[str, Any] = {"layers": layers}
             for name, texts in sets.items():

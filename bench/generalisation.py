@@ -49,6 +49,7 @@ from bastion.training.fit import fit_model, fit_tuned, zero_shot_probs
 from bastion.training.pipeline import tune_classifier
 from bastion.training.recipe import Recipe, recipe_policy
 from common import run_meta, write_result  # bench/ is on sys.path when a benchmark runs
+from encoder_depth import cut
 
 CHECKSET = Path("checksets/hard_negatives.jsonl")
 WRITTEN, WRITTEN_CHECK = "bastion_written", "bastion_written_check"
@@ -302,17 +303,13 @@ def distil(
     kept) trained to give the teacher's embeddings on `texts`: mean squared error between the
     two unit vectors, AdamW, batches of 32, `steps` steps. The teacher's head then reads the
     student's embeddings as they are."""
-    import copy
-
     import torch
 
     target = torch.from_numpy(teacher.encode(texts))
-    student = copy.deepcopy(teacher)
+    total = len(teacher._model[0].auto_model.encoder.layer)
+    keep = [int(i) for i in np.unique(np.linspace(0, total - 1, layers).round())]
+    student = cut(teacher, keep)
     model = student._model
-    transformer = model[0].auto_model
-    keep = np.unique(np.linspace(0, len(transformer.encoder.layer) - 1, layers).round().astype(int))
-    transformer.encoder.layer = torch.nn.ModuleList(transformer.encoder.layer[i] for i in keep)
-    transformer.config.num_hidden_layers = len(keep)
     student.name = f"{teacher.name}-distilled-{len(keep)}"
     for weight in model.parameters():  # the teacher's recipe may have frozen its lower layers
         weight.requires_grad_(True)

@@ -303,7 +303,8 @@ def summarise(
     for path in PATHS:
         ips = statistics.median(runs[path]["items_per_s"])
         ratio = ips / plain
-        goal = ratio >= GOAL_RATIO["short" if short else "long"] if path == "default" else None
+        goal_ratio = GOAL_RATIO["short" if short else "long"]
+        goal = ratio >= goal_ratio if path == "default" else None
         per_item = tokens["plain" if path == "plain" else "bastion"]
         rows.append(
             {
@@ -316,7 +317,7 @@ def summarise(
                 "cache_hits": max(runs[path]["cache_hits"]),
                 "other_cpu_cores_max": max(runs[path]["other_cpu_cores"]),
                 "goal_met": goal,
-                "goal_ratio": GOAL_RATIO["short" if short else "long"],
+                "goal_ratio": goal_ratio,
                 "runs": runs[path],
             }
         )

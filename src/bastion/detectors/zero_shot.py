@@ -127,7 +127,7 @@ class ZeroShotDetector(BaseDetector):
         self.bank_t_ = np.ascontiguousarray(self.bank_.T)
         self.category_ids = list(policy.policy.category_ids)
         self.prototypes_ = protos
-        self.groups_: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+        self.groups_ = _feature_groups(protos)
         self.policy_version_ = policy.version
 
         feats, labels, weights, cats = [], [], [], []
@@ -202,7 +202,7 @@ class ZeroShotDetector(BaseDetector):
     def window_probs(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-window probabilities (n_windows, n_categories) and similarities to the bank."""
         sims = emb @ self.bank_t_
-        groups = self._groups()
+        groups = self.groups_
         pos_max, pos_topk = grouped_max_and_topk(sims, *groups["pos"], self.k)
         _, background = grouped_max_and_topk(sims, *groups["background"], self.k)
         if background.shape[1] != pos_max.shape[1]:  # one background shared by every category
@@ -213,23 +213,6 @@ class ZeroShotDetector(BaseDetector):
         # (windows, categories, FEATURES): `_features` for every category at once
         feats = np.stack([pos_max, pos_topk, hard, background, rule_max], axis=2)
         return sigmoid(feats @ self.coef_ + self.intercept_ + self.category_bias_), sims
-
-    def _groups(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Each feature's bank columns for every category, padded into one matrix (made once:
-        a loop over the categories was a fifth of a served request's Python time)."""
-        groups: dict[str, tuple[np.ndarray, np.ndarray]] | None = getattr(self, "groups_", None)
-        if groups is None:
-            protos = self.prototypes_
-            backgrounds = [p.background for p in protos]
-            shared = all(np.array_equal(b, backgrounds[0]) for b in backgrounds)
-            groups = {
-                "pos": padded_columns([p.pos for p in protos]),
-                "hard_neg": padded_columns([p.hard_neg for p in protos]),
-                "background": padded_columns(backgrounds[:1] if shared else backgrounds),
-                "rules": padded_columns([p.rules for p in protos]),
-            }
-            self.groups_ = groups
-        return groups
 
     def score(
         self, items: Sequence[Item], progress: Callable[[int], None] | None = None
@@ -261,6 +244,20 @@ class ZeroShotDetector(BaseDetector):
             f"closest non-violating {unlike} (similarity {sims[q]:.2f})"
         )
         return Evidence(self.name, self.category_ids[c], round(score, 4), detail, ref=closest)
+
+
+def _feature_groups(protos: list[_Prototypes]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each feature's bank columns for every category, padded into one matrix, so that
+    `window_probs` gathers them in one pass (a loop over the categories was a fifth of a served
+    request's Python time). A background every category shares is one group."""
+    backgrounds = [p.background for p in protos]
+    shared = all(np.array_equal(b, backgrounds[0]) for b in backgrounds)
+    return {
+        "pos": padded_columns([p.pos for p in protos]),
+        "hard_neg": padded_columns([p.hard_neg for p in protos]),
+        "background": padded_columns(backgrounds[:1] if shared else backgrounds),
+        "rules": padded_columns([p.rules for p in protos]),
+    }
 
 
 def encoder_version(encoder: Encoder) -> str:

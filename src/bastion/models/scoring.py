@@ -29,12 +29,21 @@ def topk_mean(sims: np.ndarray, k: int) -> np.ndarray:
     """
     if sims.shape[1] == 0:
         return np.full(sims.shape[0], np.nan)
-    k = max(1, min(k, sims.shape[1]))
-    part = -np.partition(-sims, k - 1, axis=1)[:, :k]
+    return _max_and_topk_mean(sims, k)[1]
+
+
+def _max_and_topk_mean(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The max and the mean of the k largest values along the last axis, -inf entries left
+    out of both (NaN where every entry is -inf)."""
+    k = max(1, min(k, values.shape[-1]))
+    part = -np.partition(-values, k - 1, axis=-1)[..., :k]
     finite = np.isfinite(part)
-    total = np.where(finite, part, 0.0).sum(axis=1)
-    count = finite.sum(axis=1)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    count = finite.sum(axis=-1)
+    mean = np.where(finite, part, 0.0).sum(axis=-1) / np.maximum(count, 1)
+    return (
+        np.where(count > 0, part.max(axis=-1), np.nan),
+        np.where(count > 0, mean, np.nan),
+    )
 
 
 FEATURES = ("pos_max", "pos_topk", "hard_neg_topk", "background_topk", "rule_max")
@@ -91,15 +100,7 @@ def grouped_max_and_topk(
     `padded_columns`): two (rows, groups) arrays, NaN for an empty group. The same numbers as
     one `topk_mean` call per group, without a Python loop over the groups."""
     gathered = np.where(real[None, :, :], sims[:, index], -np.inf)  # (rows, groups, longest)
-    k = max(1, min(k, index.shape[1]))
-    part = -np.partition(-gathered, k - 1, axis=2)[:, :, :k]
-    finite = np.isfinite(part)
-    count = finite.sum(axis=2)
-    mean = np.where(finite, part, 0.0).sum(axis=2) / np.maximum(count, 1)
-    return (
-        np.where(count > 0, part.max(axis=2), np.nan),
-        np.where(count > 0, mean, np.nan),
-    )
+    return _max_and_topk_mean(gathered, k)
 
 
 def fit_monotone_logistic(

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 from fastapi import Depends, Request
@@ -172,6 +172,18 @@ def _json_depth_over(body: bytes, max_depth: int, chunk: int = 1 << 20) -> bool:
     return False
 
 
+_V = TypeVar("_V")
+
+
+def _make_room(entries: dict[str, _V], keep: Callable[[_V], bool]) -> dict[str, _V]:
+    """A per-key memory kept bounded: `entries` as they are under 10,000; when full, only the
+    ones `keep` accepts (those still good), and nothing if that is still full."""
+    if len(entries) < 10_000:
+        return entries
+    kept = {k: v for k, v in entries.items() if keep(v)}
+    return kept if len(kept) < 10_000 else {}
+
+
 class RateLimiter:
     """Per-key rate limits, a token bucket per key: `per_minute` requests a minute, bursts up
     to that many.
@@ -225,10 +237,7 @@ class RateLimiter:
                 return 0.0
         if self.lease > 1 and self._take(key, now, self.lease) == 0.0:
             with self._lock:
-                if len(self._leased) >= 10_000:  # bounded: drop the spent and expired first
-                    self._leased = {k: v for k, v in self._leased.items() if v[0] and v[1] > now}
-                    if len(self._leased) >= 10_000:
-                        self._leased.clear()
+                self._leased = _make_room(self._leased, lambda v: v[0] > 0 and v[1] > now)
                 left, until = self._leased.get(key, (0, 0.0))
                 kept = left if now < until else 0
                 self._leased[key] = (kept + self.lease - 1, now + self.lease_s)
@@ -285,10 +294,7 @@ class VerifiedKeys:
             if key is None:
                 self._live.pop(digest, None)
             else:
-                if len(self._live) >= 10_000:  # bounded: drop the expired, else start over
-                    self._live = {d: c for d, c in self._live.items() if c[0] > now}
-                    if len(self._live) >= 10_000:
-                        self._live.clear()
+                self._live = _make_room(self._live, lambda c: c[0] > now)
                 self._live[digest] = (now + self.ttl_s, key)
         return key
 
