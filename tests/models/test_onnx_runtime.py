@@ -16,7 +16,7 @@ from bastion.detectors.text_model import shipped_model_dir
 from bastion.errors import ModelError
 from bastion.models.artifact import HEAD_ONNX, ModelArtifact
 from bastion.models.encoder import SHIPPED_ONNX_ENCODER, load_encoder
-from bastion.models.onnx_runtime import LruEmbeddings, OnnxHead, OnnxTextEncoder
+from bastion.models.onnx_runtime import LruEmbeddings, OnnxHead, OnnxTextEncoder, token_batches
 from bastion.models.parts import file_sha256
 from bastion.moderator import Moderator
 from subprocesses import python_prints
@@ -78,6 +78,21 @@ def test_rows_keep_input_order_whatever_the_token_lengths(onnx_encoder: OnnxText
     # Activations are quantised per call, so neighbours move a row a little, never to another text.
     assert np.min(np.sum(forward * backward, axis=1)) > 0.99
     assert onnx_encoder.encode([]).shape == (0, 384)
+
+
+def test_token_batches_fit_the_token_budget_and_cover_every_text_once() -> None:
+    lengths = np.array([12, 256, 9, 40, 256, 31, 7, 120, 12, 300])
+    groups = token_batches(lengths, max_tokens=512, max_items=4)
+    flat = np.concatenate(groups)
+    assert sorted(flat.tolist()) == list(range(len(lengths)))  # each text once
+    assert list(lengths[flat]) == sorted(lengths, reverse=True)  # longest first, ties stable
+    for group in groups:
+        padded = int(lengths[group].max()) * len(group)
+        assert len(group) <= 4 and (padded <= 512 or len(group) == 1)
+    # The long tail rides alone or in pairs; the short texts fill a call up to max_items.
+    assert [len(g) for g in groups] == [1, 2, 4, 3]
+    assert [i.tolist() for i in token_batches(np.array([5, 5, 5]), 10, 8)] == [[0, 1], [2]]
+    assert token_batches(np.array([], dtype=int), 512, 4) == []
 
 
 def test_onnx_head_matches_the_torch_head() -> None:
