@@ -12,7 +12,9 @@ one more fold), both recipes are trained on every other source and scored on the
   optimiser steps per fold instead of the shipped model's (a fold would otherwise take most of an
   hour on 2 cores), so its numbers are a floor for the shipped model's;
 - with `--distil-layers N`, also that fine-tuned encoder distilled into N of its own layers
-  (`distil`), scored through the fine-tuned head (in the JSON as "distilled").
+  (`distil`), scored through the fine-tuned head (in the JSON as "distilled"); with
+  `--distil-logits` the student also matches the head's outputs, and `--distil-texts M` adds M
+  unlabelled texts of the fold's own training sources (rows the per-source cap left out).
 Each fold is calibrated, and its thresholds chosen, on the calibration split of its own training
 sources, exactly as `bastion train` does. Reported per fold and model: binary AUPRC of "any
 category", and F1 and recall at the fold's thresholds; per category where the left-out set names
@@ -42,6 +44,7 @@ from bastion.eval.metrics import binary_metrics, format_metric
 from bastion.models.artifact import ModelArtifact
 from bastion.models.embedding_cache import EmbeddingCache
 from bastion.models.encoder import Encoder, TextEncoder, load_encoder
+from bastion.models.heads import MultiLabelHead
 from bastion.models.scoring import any_category
 from bastion.policy import LoadedPolicy
 from bastion.training.data import TrainingData, assemble, training_split
@@ -161,6 +164,18 @@ def main() -> None:
         "layers, evenly spaced) and score that student with the teacher's head (0: no)",
     )
     parser.add_argument("--distil-steps", type=int, default=600, help="distillation steps")
+    parser.add_argument(
+        "--distil-logits",
+        action="store_true",
+        help="distil the head's outputs too (soft sigmoid targets), not only the embeddings",
+    )
+    parser.add_argument(
+        "--distil-texts",
+        type=int,
+        default=0,
+        help="unlabelled texts added to the distillation: rows of the fold's training sources "
+        "outside the --max-per-source sample (never the left-out source's)",
+    )
     parser.add_argument("--cache", default="bastion-data/cache/embeddings.sqlite")
     parser.add_argument("--out", default="bench/out/generalisation.json")
     parser.add_argument(
@@ -268,7 +283,15 @@ def main() -> None:
             _save_scores(args.save_scores, name, "fine_tuned", fold, cal, cal_scores, test_scores,
                          hard_scores, thresholds, binary, labels)  # fmt: skip
         if args.distil_layers:
-            student = distil(encoder, args.distil_layers, fold.texts, args.distil_steps, console)
+            extra = _unlabelled(data.source, k, sampled, args.distil_texts)
+            student = distil(
+                encoder,
+                args.distil_layers,
+                fold.texts + [data.texts[i] for i in extra],
+                args.distil_steps,
+                console,
+                head if args.distil_logits else None,
+            )
             small, _, _ = fit_tuned(tuned_recipe, policy, fold, student, head)
             thresholds = np.array([small.manifest.thresholds[c] for c in ids])
             result["distilled"] = evaluate(
@@ -297,15 +320,28 @@ def main() -> None:
 
 
 def distil(
-    teacher: TextEncoder, layers: int, texts: list[str], steps: int, console: Console
+    teacher: TextEncoder,
+    layers: int,
+    texts: list[str],
+    steps: int,
+    console: Console,
+    head: MultiLabelHead | None = None,
 ) -> TextEncoder:
     """A `layers`-layer copy of `teacher` (its own layers, evenly spaced, the first and last
     kept) trained to give the teacher's embeddings on `texts`: mean squared error between the
-    two unit vectors, AdamW, batches of 32, `steps` steps. The teacher's head then reads the
-    student's embeddings as they are."""
+    two unit vectors, AdamW, batches of 32, `steps` steps. With `head` (frozen) the loss adds
+    the cross-entropy between the head's sigmoid outputs on the student's embeddings and on the
+    teacher's, so the student is pulled hardest where the head's decisions move. The teacher's
+    head then reads the student's embeddings as they are."""
     import torch
 
-    target = torch.from_numpy(teacher.encode(texts))
+    teacher_embeddings = teacher.encode(texts)
+    target = torch.from_numpy(teacher_embeddings)
+    soft = None
+    if head is not None:
+        soft = torch.sigmoid(torch.from_numpy(head.decision_function(teacher_embeddings)).float())
+        for weight in head.model_.parameters():  # type: ignore[attr-defined]
+            weight.requires_grad_(False)
     total = len(teacher._model[0].auto_model.encoder.layer)
     keep = [int(i) for i in np.unique(np.linspace(0, total - 1, layers).round())]
     student = cut(teacher, keep)
@@ -324,12 +360,25 @@ def distil(
             features = model.tokenize([texts[i] for i in batch])
             out = model(dict(features))["sentence_embedding"]
             loss = torch.nn.functional.mse_loss(out, target[batch]) * out.shape[1]
+            if head is not None and soft is not None:
+                logits = head.model_(out)  # type: ignore[attr-defined]
+                loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(
+                    logits, soft[batch]
+                )
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             progress.advance(bar)
     model.eval()
     return student
+
+
+def _unlabelled(source: np.ndarray, left_out: int, sampled: np.ndarray, n: int) -> np.ndarray:
+    """Up to `n` random rows of the training sources that the per-source sample left out."""
+    pool = np.flatnonzero((source != left_out) & ~sampled)
+    if n <= 0 or len(pool) == 0:
+        return pool[:0]
+    return np.sort(np.random.default_rng(1).choice(pool, min(n, len(pool)), replace=False))
 
 
 def _per_source_sample(source: np.ndarray, cap: int | None) -> np.ndarray:
@@ -357,6 +406,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "max_per_source": args.max_per_source,
         "distil_layers": args.distil_layers,
         "distil_steps": args.distil_steps if args.distil_layers else None,
+        "distil_logits": bool(args.distil_logits) if args.distil_layers else None,
+        "distil_texts": args.distil_texts if args.distil_layers else None,
     }
 
 
