@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import collections
 import shutil
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
-from bastion.models.encoder import SHIPPED_ONNX_ENCODER, TextEncoder
-from bastion.models.onnx_export import check_texts
+from bastion.models.encoder import TextEncoder, load_encoder
+from bastion.models.onnx_export import check_texts, export_encoder
 from bastion.models.onnx_runtime import ENCODER_FILE, EXPORT_FILE, TOKENIZER_FILE, OnnxTextEncoder
 from bastion.models.onnx_scales import fix_activation_scales
 
@@ -34,16 +33,19 @@ NEIGHBOURS = [
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory: pytest.TempPathFactory) -> tuple[OnnxTextEncoder, OnnxTextEncoder]:
-    dynamic = OnnxTextEncoder(SHIPPED_ONNX_ENCODER)
+    """all-MiniLM-L6-v2 exported with per-call scales, and a copy of it with fixed ones."""
+    dynamic_dir = tmp_path_factory.mktemp("dynamic") / "export"
+    export_encoder(load_encoder(None), dynamic_dir, fixed_scales=False)
     fixed_dir = tmp_path_factory.mktemp("fixed")
-    shutil.copy(dynamic.model_file, fixed_dir / ENCODER_FILE)
-    for name in (TOKENIZER_FILE, EXPORT_FILE):
-        shutil.copy(Path(SHIPPED_ONNX_ENCODER) / name, fixed_dir / name)
+    for name in (ENCODER_FILE, TOKENIZER_FILE, EXPORT_FILE):
+        shutil.copy(dynamic_dir / name, fixed_dir / name)
     fixed = fix_activation_scales(
-        fixed_dir / ENCODER_FILE, fixed_dir / TOKENIZER_FILE, check_texts(200), dynamic.max_length
+        fixed_dir / ENCODER_FILE, fixed_dir / TOKENIZER_FILE, check_texts(200), 256
     )
     assert fixed == 24  # the embedding output, and per layer: attention in/out, FFN in/out
-    return dynamic, OnnxTextEncoder(fixed_dir)
+    # Fixing a graph with nothing dynamic left changes nothing.
+    assert fix_activation_scales(fixed_dir / ENCODER_FILE, fixed_dir / TOKENIZER_FILE, [], 256) == 0
+    return OnnxTextEncoder(dynamic_dir), OnnxTextEncoder(fixed_dir)
 
 
 def test_every_dynamic_quantisation_is_fixed_and_the_fusion_is_kept(

@@ -2,8 +2,9 @@
 
 The encoder graph is the whole sentence-transformers pipeline in one call: transformer, mean
 pooling over the attention mask, L2 normalisation. Its MatMul weights are quantised to int8 per
-output channel by ONNX Runtime's dynamic quantisation (activations are quantised per call). Per
-channel, because a per-tensor scale is set by each weight matrix's largest value, and MiniLM's
+output channel by ONNX Runtime's dynamic quantisation, and the activations' scales are then fixed
+from calibration texts (`onnx_scales`): with scales set per call, a text's embedding moved with
+whatever shared its batch. Per channel, because a per-tensor scale is set by each weight matrix's largest value, and MiniLM's
 feed-forward weights have outlier columns that leave the rest with a handful of levels: per-tensor
 int8 moved some embeddings to cosine 0.80 from the fp32 ones, per channel kept them above 0.96 at
 the same speed on this hardware.
@@ -43,13 +44,36 @@ from bastion.models.onnx_runtime import (
     EncoderExport,
     OnnxTextEncoder,
 )
+from bastion.models.onnx_scales import fix_activation_scales
 from bastion.models.parts import file_sha256
 
 OPSET = 17
-QUANTIZATION = "int8 weights per output channel, uint8 activations quantised per call (dynamic)"
+QUANTIZATION = (
+    "int8 weights per output channel, uint8 activations at fixed scales calibrated on the "
+    "package's texts"
+)
+DYNAMIC_QUANTIZATION = "int8 weights per output channel, uint8 activations quantised per call"
+#: Texts unlike most of the package's, so that the calibrated ranges cover them: shouting,
+#: repeated punctuation, emoji, other scripts, and one text long enough to be cut.
+STRETCH_TEXTS = [
+    "WHY WOULD ANYONE EVER DO THIS TO ME!!!!!!!!!!!! I AM SO DONE WITH ALL OF YOU!!!!!!!",
+    "lmaooooooo 😂😂😂😂😂 💀💀💀 🔥🔥🔥 bruh",
+    "??????!!!!!!......,,,,,;;;;;:::::------",
+    "Это сообщение написано по-русски, чтобы проверить другой алфавит.",
+    "这是一条用中文写的消息，用来检查另一种文字。",
+    "مرحبا، هذه رسالة مكتوبة بالعربية لاختبار نص آخر.",
+    "http://example.com/a/b/c?x=1&y=2 @someone #hashtag #another_one",
+    "a " * 400,
+]
 
 
-def check_texts(limit: int = 600) -> list[str]:
+def calibration_texts() -> list[str]:
+    """What the activation scales are calibrated on: the package's texts after the ones the
+    embedding check uses, and the stretch texts."""
+    return check_texts(limit=None)[len(check_texts()) :] + STRETCH_TEXTS
+
+
+def check_texts(limit: int | None = 600) -> list[str]:
     """Texts shipped in the package (written for it) to compare runtimes on: short and long,
     benign and violating."""
     data = Path(__file__).resolve().parent.parent / "data"
@@ -70,10 +94,12 @@ def export_encoder(
     *,
     texts: Sequence[str] | None = None,
     compress: bool = False,
+    fixed_scales: bool = True,
 ) -> EncoderExport:
     """Write `encoder` as an int8 ONNX encoder directory (replacing what is there) and check it
     against the PyTorch encoder on `texts` (default `check_texts()`). With `compress` the graph
-    is stored xz-compressed (for shipping in a package); loading unpacks it into the cache."""
+    is stored xz-compressed (for shipping in a package); loading unpacks it into the cache.
+    `fixed_scales=False` leaves the activation scales dynamic (set per call), to compare."""
     import warnings
 
     import torch
@@ -117,13 +143,20 @@ def export_encoder(
         )
         fp32.unlink()
         model.tokenizer.backend_tokenizer.save(str(staging / TOKENIZER_FILE))
+        if fixed_scales:
+            fix_activation_scales(
+                staging / ENCODER_FILE,
+                staging / TOKENIZER_FILE,
+                calibration_texts(),
+                encoder.max_length,
+            )
         info = {
             "encoder": encoder.name,
             "dim": encoder.dim,
             "max_length": encoder.max_length,
             "pooling": pooling,
             "sha256": file_sha256(staging / ENCODER_FILE),
-            "quantization": QUANTIZATION,
+            "quantization": QUANTIZATION if fixed_scales else DYNAMIC_QUANTIZATION,
             "runtime": RUNTIME,
             "opset": OPSET,
             "fused": fused,

@@ -81,10 +81,10 @@ def fix_activation_scales(
     import onnx
     from onnx import helper, numpy_helper
 
-    ranges = activation_ranges(model_file, tokenizer_file, texts, max_length)
-    if not ranges:
-        return 0
     model = onnx.load(str(model_file))
+    if not any(n.op_type == "DynamicQuantizeLinear" for n in model.graph.node):
+        return 0
+    ranges = activation_ranges(model_file, tokenizer_file, texts, max_length)
     graph = model.graph
     nodes: list[NodeProto] = []
     for node in graph.node:
