@@ -4,10 +4,10 @@ The encoder graph is the whole sentence-transformers pipeline in one call: trans
 pooling over the attention mask, L2 normalisation. Its MatMul weights are quantised to int8 per
 output channel by ONNX Runtime's dynamic quantisation, and the activations' scales are then fixed
 from calibration texts (`onnx_scales`): with scales set per call, a text's embedding moved with
-whatever shared its batch. Per channel, because a per-tensor scale is set by each weight matrix's largest value, and MiniLM's
-feed-forward weights have outlier columns that leave the rest with a handful of levels: per-tensor
-int8 moved some embeddings to cosine 0.80 from the fp32 ones, per channel kept them above 0.96 at
-the same speed on this hardware.
+whatever shared its batch. Per channel, because a per-tensor scale is set by each weight
+matrix's largest value, and MiniLM's feed-forward weights have outlier columns that leave the
+rest with a handful of levels: per-tensor int8 moved some embeddings to cosine 0.80 from the
+fp32 ones, per channel kept them above 0.96 at the same speed on this hardware.
 
 Before quantisation ONNX Runtime's transformer optimiser fuses the graph: one Attention node per
 layer (QAttention once quantised), SkipLayerNormalization, BiasGelu and the embedding layer norm.
