@@ -300,10 +300,10 @@ def summarise(
 ) -> list[dict[str, Any]]:
     plain = statistics.median(runs["plain"]["items_per_s"])
     rows = []
+    goal_ratio = GOAL_RATIO["short" if short else "long"]
     for path in PATHS:
         ips = statistics.median(runs[path]["items_per_s"])
         ratio = ips / plain
-        goal_ratio = GOAL_RATIO["short" if short else "long"]
         goal = ratio >= goal_ratio if path == "default" else None
         per_item = tokens["plain" if path == "plain" else "bastion"]
         rows.append(

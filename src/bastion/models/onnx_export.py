@@ -52,6 +52,8 @@ QUANTIZATION = (
     "int8 weights per output channel, uint8 activations at fixed scales calibrated on the "
     "package's texts"
 )
+#: How many of the package's texts the embedding check compares runtimes on.
+CHECK_TEXTS = 600
 DYNAMIC_QUANTIZATION = "int8 weights per output channel, uint8 activations quantised per call"
 #: Texts unlike most of the package's, so that the calibrated ranges cover them: shouting,
 #: repeated punctuation, emoji, other scripts, and one text long enough to be cut.
@@ -70,10 +72,10 @@ STRETCH_TEXTS = [
 def calibration_texts() -> list[str]:
     """What the activation scales are calibrated on: the package's texts after the ones the
     embedding check uses, and the stretch texts."""
-    return check_texts(limit=None)[len(check_texts()) :] + STRETCH_TEXTS
+    return check_texts(limit=None)[CHECK_TEXTS:] + STRETCH_TEXTS
 
 
-def check_texts(limit: int | None = 600) -> list[str]:
+def check_texts(limit: int | None = CHECK_TEXTS) -> list[str]:
     """Texts shipped in the package (written for it) to compare runtimes on: short and long,
     benign and violating."""
     data = Path(__file__).resolve().parent.parent / "data"

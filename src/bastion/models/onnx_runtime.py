@@ -16,7 +16,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,10 @@ def session_options(threads: int | None = None) -> Any:
     return options
 
 
+#: A model call's default size: padded tokens, and texts (`token_batches`).
+MAX_TOKENS, MAX_ITEMS = 2048, 64
+
+
 def token_batches(lengths: np.ndarray, max_tokens: int, max_items: int) -> list[np.ndarray]:
     """Indices into `lengths` (token counts) in groups for one model call each, longest first.
 
@@ -135,6 +139,35 @@ def token_batches(lengths: np.ndarray, max_tokens: int, max_items: int) -> list[
     return groups
 
 
+def encoder_tokenizer(path: Path, max_length: int) -> Any:
+    """An exported encoder's tokenizer (`tokenizers.Tokenizer`), cutting at `max_length` and
+    leaving the padding to `padded_batches`."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    return tokenizer
+
+
+def padded_batches(
+    tokenizer: Any, texts: Sequence[str], max_tokens: int, max_items: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`texts` tokenised and grouped for one model call each (`token_batches`): per group, the
+    texts' indices, their token ids padded with 0 to the group's longest, and the mask of real
+    tokens."""
+    encodings = tokenizer.encode_batch(list(texts), add_special_tokens=True)
+    lengths = np.array([len(e.ids) for e in encodings])
+    for idx in token_batches(lengths, max_tokens, max_items):
+        width = int(lengths[idx].max())
+        ids = np.zeros((len(idx), width), dtype=np.int64)
+        mask = np.zeros((len(idx), width), dtype=np.int64)
+        for row, i in enumerate(idx):
+            ids[row, : lengths[i]] = encodings[i].ids
+            mask[row, : lengths[i]] = 1
+        yield idx, ids, mask
+
+
 class OnnxTextEncoder:
     """Unit-length sentence embeddings from an exported encoder directory (see `onnx_export`).
 
@@ -149,12 +182,11 @@ class OnnxTextEncoder:
         self,
         directory: Path | str,
         *,
-        batch_size: int = 64,
-        max_tokens: int = 2048,
+        batch_size: int = MAX_ITEMS,
+        max_tokens: int = MAX_TOKENS,
         threads: int | None = None,
     ) -> None:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         self.path = Path(directory)
         for needed in (TOKENIZER_FILE, EXPORT_FILE):
@@ -167,9 +199,7 @@ class OnnxTextEncoder:
         self.max_length = self.export.max_length
         self.batch_size = batch_size
         self.max_tokens = max_tokens
-        self._tokenizer = Tokenizer.from_file(str(self.path / TOKENIZER_FILE))
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(self.max_length)
+        self._tokenizer = encoder_tokenizer(self.path / TOKENIZER_FILE, self.max_length)
         self._session = ort.InferenceSession(
             str(self.model_file),
             session_options(threads),
@@ -185,15 +215,8 @@ class OnnxTextEncoder:
         out = np.zeros((n, self.dim), dtype=np.float32)
         if n == 0:
             return out
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=True)
-        lengths = np.array([len(e.ids) for e in encodings])
-        for idx in token_batches(lengths, self.max_tokens, self.batch_size):
-            width = int(lengths[idx].max())
-            ids = np.zeros((len(idx), width), dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for row, i in enumerate(idx):
-                ids[row, : lengths[i]] = encodings[i].ids
-                mask[row, : lengths[i]] = 1
+        batches = padded_batches(self._tokenizer, texts, self.max_tokens, self.batch_size)
+        for idx, ids, mask in batches:
             feeds = {"input_ids": ids, "attention_mask": mask}
             if "token_type_ids" in self._inputs:
                 feeds["token_type_ids"] = np.zeros_like(ids)

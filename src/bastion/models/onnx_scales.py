@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bastion.models.onnx_runtime import session_options, token_batches
+from bastion.models.onnx_runtime import (
+    MAX_ITEMS,
+    MAX_TOKENS,
+    encoder_tokenizer,
+    padded_batches,
+    session_options,
+)
 
 if TYPE_CHECKING:
     from onnx import NodeProto
@@ -39,7 +45,6 @@ def activation_ranges(
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
-    from tokenizers import Tokenizer
 
     probe = onnx.load(str(model_file))
     inputs = [n.input[0] for n in probe.graph.node if n.op_type == "DynamicQuantizeLinear"]
@@ -48,20 +53,10 @@ def activation_ranges(
     session = ort.InferenceSession(
         probe.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
     )
-    tokenizer = Tokenizer.from_file(str(tokenizer_file))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length)
-    encodings = tokenizer.encode_batch(list(texts))
-    lengths = np.array([len(e.ids) for e in encodings])
+    tokenizer = encoder_tokenizer(tokenizer_file, max_length)
     low = dict.fromkeys(inputs, 0.0)
     high = dict.fromkeys(inputs, 0.0)
-    for idx in token_batches(lengths, 2048, 64):
-        width = int(lengths[idx].max())
-        ids = np.zeros((len(idx), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for row, i in enumerate(idx):
-            ids[row, : lengths[i]] = encodings[i].ids
-            mask[row, : lengths[i]] = 1
+    for _, ids, mask in padded_batches(tokenizer, texts, MAX_TOKENS, MAX_ITEMS):
         real = mask.astype(bool)
         for name, value in zip(
             inputs, session.run(inputs, {"input_ids": ids, "attention_mask": mask}), strict=True

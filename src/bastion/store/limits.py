@@ -6,8 +6,9 @@ worker or four, and across replicas behind a load balancer. Taking tokens (one, 
 small lease of several that `bastion.server.security.RateLimiter` takes) is a single atomic
 upsert (INSERT ... ON CONFLICT DO UPDATE ... WHERE ... RETURNING, on SQLite as on
 PostgreSQL), so two processes can never both spend the bucket's last token; on PostgreSQL
-the row lock the upsert takes orders them, on SQLite the write lock (BEGIN IMMEDIATE). The writes are not fsynced (`Store.transaction(durable=False)`):
-a power cut may forget a few seconds of counting, which costs nothing a limit protects.
+the row lock the upsert takes orders them, on SQLite the write lock (BEGIN IMMEDIATE). The
+writes are not fsynced (`Store.transaction(durable=False)`): a power cut may forget a few
+seconds of counting, which costs nothing a limit protects.
 
 Times are seconds on the caller's clock (the Unix time in service, a hand-moved clock in
 tests); every process sharing a store must use the same clock, which wall time on machines
